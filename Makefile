@@ -1,0 +1,47 @@
+# From a fresh clone: `make serve` or `make test`. The venv is built once (stamp file)
+# and rebuilt only when setup.cfg or pyproject.toml change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS_STAMP := $(VENV)/.tools
+# Real clients the process tests drive; installed from Debian's packages when missing.
+TEST_TOOLS := curl:curl wget:wget aria2c:aria2
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+# Installs the missing client tools (needs root or sudo; the tests fail loudly without them).
+$(TOOLS_STAMP): | $(STAMP)
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	touch $(TOOLS_STAMP)
+
+serve: $(STAMP)
+	$(BIN)/artifactd serve --root ./storage --host $(HOST) --port $(PORT)
+
+test: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check artifactd tests
+	$(BIN)/ruff format --check artifactd tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

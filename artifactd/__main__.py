@@ -1,0 +1,5 @@
+"""`python -m artifactd` runs the CLI."""
+
+from artifactd.cli import main
+
+main()

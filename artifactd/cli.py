@@ -1,0 +1,334 @@
+"""The `artifactd` command: parse flags, call one library function, format, pick the exit code.
+
+Exit codes: 0 success, 1 the operation failed (e.g. artifact not found), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from artifactd import admin
+from artifactd.documents import artifact_document
+from artifactd.durations import format_size, parse_duration, parse_size
+from artifactd.errors import ArtifactdError, InvalidPathError, InvalidValueError, NotFoundError
+from artifactd.evictor import Evictor
+from artifactd.settings import Settings
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.metadb import MetadataCorruptError
+from artifactd.timestamps import isoformat_utc
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SizeParam(click.ParamType[int, Any]):
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class DurationParam(click.ParamType[float | None, Any]):
+    """A duration in seconds; `never` is None unless `allow_never` is False."""
+
+    name = "duration"
+
+    def __init__(self, allow_never: bool = True) -> None:
+        self.allow_never = allow_never
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or isinstance(value, float | int):
+            return value
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds is None and not self.allow_never:
+            self.fail("'never' is not allowed here", param, ctx)
+        return seconds
+
+
+def option(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that also reads ARTIFACTD_<FLAG> from the environment."""
+    flag = next(n for n in names if n.startswith("--"))
+    kwargs.setdefault("envvar", "ARTIFACTD_" + flag[2:].upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*names, **kwargs)
+
+
+root_option = option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("./storage"),
+    show_default=True,
+    help="Storage root directory.",
+)
+
+
+def run_store_command(root: Path, work: Callable[[FilesystemStore], Any]) -> Any:
+    """Open the store, run one coroutine on it, close it; domain errors become exit codes."""
+
+    async def main() -> Any:
+        store = await asyncio.to_thread(FilesystemStore, root)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except (InvalidPathError, InvalidValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    except NotFoundError as exc:
+        raise click.ClickException(f"not found: {exc}") from exc
+    except (ArtifactdError, MetadataCorruptError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="artifactd")
+def main() -> None:
+    """artifactd: a streaming file-download and artifact server."""
+
+
+@main.command()
+@root_option
+@option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to bind (0 picks a free one; the readiness line tells which).",
+)
+@option(
+    "--chunk-size",
+    type=SizeParam(),
+    default="64KiB",
+    show_default=True,
+    help="Bytes read and sent per step of a download.",
+)
+@option(
+    "--max-ranges",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="More ranges than this in one request get the whole file (200).",
+)
+@option(
+    "--default-ttl",
+    type=DurationParam(),
+    default="never",
+    show_default=True,
+    help="Retention of uploads that ask for none.",
+)
+@option(
+    "--max-size",
+    type=SizeParam(),
+    default=None,
+    help="Evict least recently accessed artifacts beyond this total size.",
+)
+@option(
+    "--max-upload-size",
+    type=SizeParam(),
+    default="10GiB",
+    show_default=True,
+    help="Larger uploads are refused with 413.",
+)
+@option(
+    "--evict-interval",
+    type=DurationParam(allow_never=False),
+    default="60s",
+    show_default=True,
+    help="How often expired and over-size artifacts are evicted.",
+)
+@option(
+    "--immutable",
+    is_flag=True,
+    default=False,
+    help="Refuse to overwrite an existing artifact (409).",
+)
+@option(
+    "--keepalive-timeout",
+    type=DurationParam(allow_never=False),
+    default="75s",
+    show_default=True,
+    help="Idle keep-alive connections are closed after this.",
+)
+@option(
+    "--body-timeout",
+    type=DurationParam(allow_never=False),
+    default="60s",
+    show_default=True,
+    help="An upload whose body sends nothing for this long is dropped.",
+)
+@option(
+    "--shutdown-timeout",
+    type=DurationParam(allow_never=False),
+    default="30s",
+    show_default=True,
+    help="On SIGTERM, how long requests in flight may take to finish.",
+)
+@option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@option("--loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
+def serve(root: Path, **flags: Any) -> None:
+    """Serve the storage root over HTTP until SIGTERM or SIGINT."""
+    from artifactd.server import serve as run_server
+
+    try:
+        settings = Settings(root=root, **flags)
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        run_server(settings)
+    except MetadataCorruptError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # e.g. address in use, unreadable root
+        raise click.ClickException(f"cannot serve: {exc}") from exc
+
+
+@main.command()
+@root_option
+def init(root: Path) -> None:
+    """Create a storage root, or check that an existing one is usable."""
+    try:
+        real = admin.init_root(root)
+    except (OSError, MetadataCorruptError) as exc:
+        raise click.ClickException(f"cannot initialise {root}: {exc}") from exc
+    click.echo(f"storage root ready: {real}")
+
+
+@main.command()
+@root_option
+@click.argument("local_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact_path")
+@option("--ttl", type=DurationParam(), default=None, help="Retention, e.g. 7d (default: never).")
+def put(root: Path, local_file: Path, artifact_path: str, ttl: float | None) -> None:
+    """Import LOCAL_FILE into the store as ARTIFACT_PATH."""
+    try:
+        path = admin.checked_path(artifact_path)
+    except InvalidPathError as exc:
+        raise click.BadParameter(str(exc), param_hint="ARTIFACT_PATH") from exc
+    size = local_file.stat().st_size
+    with click.progressbar(
+        length=size,
+        label=f"importing {path}",
+        file=sys.stderr,
+        show_pos=False,
+        hidden=not sys.stderr.isatty(),
+    ) as bar:
+        info, replaced = run_store_command(
+            root,
+            lambda s: admin.import_file(s, local_file, path, ttl_seconds=ttl, progress=bar.update),
+        )
+    verb = "replaced" if replaced else "stored"
+    click.echo(f"{verb} {info.path} ({format_size(info.size)}, sha256 {info.sha256})")
+
+
+@main.command(name="ls")
+@root_option
+@click.argument("prefix", default="")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per artifact, as a list.")
+def ls_command(root: Path, prefix: str, as_json: bool) -> None:
+    """List artifacts whose path starts with PREFIX."""
+    infos = run_store_command(root, lambda s: admin.list_artifacts(s, prefix))
+    if as_json:
+        click.echo(
+            json.dumps([artifact_document(i, with_last_accessed=True) for i in infos], indent=2)
+        )
+        return
+    for info in infos:
+        expires = isoformat_utc(info.expires_at) or "never"
+        digest = (info.sha256 or "(hashing)")[:12]
+        click.echo(f"{format_size(info.size):>10}  {digest:12}  expires {expires:20}  {info.path}")
+
+
+@main.command()
+@root_option
+@click.argument("artifact_path")
+def rm(root: Path, artifact_path: str) -> None:
+    """Delete ARTIFACT_PATH."""
+    try:
+        path = admin.checked_path(artifact_path)
+    except InvalidPathError as exc:
+        raise click.BadParameter(str(exc), param_hint="ARTIFACT_PATH") from exc
+    info = run_store_command(root, lambda s: s.delete(path))
+    click.echo(f"deleted {info.path}")
+
+
+@main.command()
+@root_option
+@option(
+    "--max-size",
+    type=SizeParam(),
+    default=None,
+    help="Also evict least recently accessed artifacts beyond this total size.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
+def gc(root: Path, max_size: int | None, dry_run: bool) -> None:
+    """Run one eviction pass now: expired artifacts, crashed uploads, --max-size."""
+    report = run_store_command(
+        root, lambda s: Evictor(s, max_size_bytes=max_size).run_once(dry_run=dry_run)
+    )
+    if report.skipped:
+        raise click.ClickException("another process is evicting right now; try again")
+    verb = "would remove" if dry_run else "removed"
+    for path in report.expired:
+        click.echo(f"{verb} {path} (expired)")
+    for path in report.over_size:
+        click.echo(f"{verb} {path} (over --max-size)")
+    click.echo(
+        f"{verb} {len(report.expired)} expired and {len(report.over_size)} over-size "
+        f"artifacts ({format_size(report.bytes_freed)}), {report.stale_uploads} stale uploads"
+    )
+
+
+@main.command()
+@root_option
+def verify(root: Path) -> None:
+    """Re-hash every artifact; exit 1 naming each whose bytes no longer match their digest."""
+    failures = run_store_command(root, lambda s: admin.verify_store(s, _progress_factory()))
+    for result in failures:
+        if result.actual_sha256 is None:
+            click.echo(f"MISSING  {result.path}", err=True)
+        else:
+            click.echo(
+                f"CORRUPT  {result.path}: expected sha256 {result.expected_sha256}, "
+                f"found {result.actual_sha256}",
+                err=True,
+            )
+    if failures:
+        raise SystemExit(1)
+    click.echo("all artifacts match their digests")
+
+
+def _progress_factory() -> Callable[[int], admin.Progress]:
+    """A progress bar on stderr when it is a terminal, silent otherwise."""
+
+    def make(total: int) -> admin.Progress:
+        return click.progressbar(
+            length=total, label="verifying", file=sys.stderr, hidden=not sys.stderr.isatty()
+        )
+
+    return make
+
+
+@main.command()
+@root_option
+def du(root: Path) -> None:
+    """Show how many artifacts the store holds and their total size."""
+    usage = run_store_command(root, admin.disk_usage)
+    click.echo(f"{usage.artifacts} artifacts, {format_size(usage.bytes)} ({usage.bytes} bytes)")

@@ -1,0 +1,132 @@
+"""Content digests (RFC 9530, legacy RFC 3230, X-Checksum-Sha256) and digest-based ETags.
+
+Reads the SHA-256 a client expects for an upload; formats the digest headers we send.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+
+from artifactd.errors import InvalidDigestError
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+# RFC 8941 (with RFC 9651's dates and display strings) just enough to walk a Dictionary
+# (§3.2) and skip the members we do not care about, whatever their type.
+_KEY = r"[a-z*][a-z0-9_.*-]*"
+_BARE = (
+    r"-?[0-9]{1,12}\.[0-9]{1,3}|-?[0-9]{1,15}"  # decimal, integer
+    r'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"'  # string
+    r"|[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*"  # token
+    r"|:[A-Za-z0-9+/=]*:"  # byte sequence
+    r"|\?[01]|@-?[0-9]{1,15}"  # boolean, date
+    r'|%"(?:[\x20\x21\x23\x24\x26-\x5b\x5d-\x7e]|%[0-9a-f]{2})*"'  # display string
+)
+_PARAMS = rf"(?:; *{_KEY}(?:=(?:{_BARE}))?)*"
+_ITEM = rf"(?:{_BARE}){_PARAMS}"
+_INNER_LIST = rf"\( *(?:{_ITEM}(?: +{_ITEM})*)? *\){_PARAMS}"
+_MEMBER = re.compile(rf"(?P<key>{_KEY})(?:=(?P<value>{_BARE}|{_INNER_LIST}))?{_PARAMS}")
+_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
+
+
+def _digest_bytes(encoded: str, source: str) -> str:
+    """Hex for a base64 SHA-256 value; RFC 8941 §4.2.7 says to tolerate missing padding."""
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidDigestError(f"{source}: sha-256 value is not base64") from None
+    if len(raw) != 32:
+        raise InvalidDigestError(f"{source}: sha-256 value is not 32 bytes")
+    return raw.hex()
+
+
+def _structured_sha256(value: str, source: str) -> str | None:
+    """The sha-256 member of a Repr-Digest / Content-Digest Dictionary (RFC 9530 §2-3)."""
+    text, found, pos = value.strip(" "), None, 0  # RFC 8941 §4.2: discard surrounding SP
+    while pos < len(text):
+        member = _MEMBER.match(text, pos)
+        if member is None:
+            raise InvalidDigestError(f"{source}: not a structured field dictionary")
+        if member["key"] == "sha-256":  # duplicate keys: the last one wins (§3.2)
+            item = member["value"] or ""
+            if not (len(item) >= 2 and item[0] == item[-1] == ":"):
+                raise InvalidDigestError(f"{source}: sha-256 value is not a byte sequence")
+            found = _digest_bytes(item[1:-1], source)
+        pos = member.end()
+        if pos < len(text):
+            separator = _SEPARATOR.match(text, pos)
+            if separator is None or separator.end() == len(text):
+                raise InvalidDigestError(f"{source}: not a structured field dictionary")
+            pos = separator.end()
+    return found
+
+
+def _legacy_sha256(value: str) -> str | None:
+    """The SHA-256 instance of an RFC 3230 `Digest` list (algorithm names any case)."""
+    found = None
+    for element in value.split(","):
+        algorithm, _, encoded = element.partition("=")
+        if algorithm.strip(" \t").lower() == "sha-256":
+            found = _digest_bytes(encoded.strip(" \t"), "Digest")
+    return found
+
+
+def _checksum_sha256(value: str) -> str:
+    text = value.strip(" \t")
+    if not _HEX64.fullmatch(text):
+        raise InvalidDigestError("X-Checksum-Sha256: expected 64 hexadecimal digits")
+    return text.lower()
+
+
+def _field_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of a header: a multidict's repeated lines, else `get`'s single value."""
+    getall = getattr(headers, "getall", None)
+    if callable(getall):
+        return [str(value) for value in getall(name, [])]
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
+def expected_sha256(headers: Mapping[str, str]) -> str | None:
+    """The lowercase hex SHA-256 the client announced for the content, or None.
+
+    A malformed sha-256 entry, an unparseable Repr-/Content-Digest, or headers that disagree
+    raise InvalidDigestError. Other algorithms are ignored.
+    """
+    found: set[str] = set()
+    for name in ("Repr-Digest", "Content-Digest"):
+        # RFC 9110 §5.3: repeated lines of a list-based field combine with commas.
+        values = [value for value in _field_values(headers, name) if value.strip(" \t")]
+        digest = _structured_sha256(", ".join(values), name)
+        if digest is not None:
+            found.add(digest)
+    for value in _field_values(headers, "Digest"):
+        digest = _legacy_sha256(value)
+        if digest is not None:
+            found.add(digest)
+    for value in _field_values(headers, "X-Checksum-Sha256"):
+        found.add(_checksum_sha256(value))
+    if len(found) > 1:
+        raise InvalidDigestError("conflicting digests")
+    return found.pop() if found else None
+
+
+def _checked_hex(sha256_hex: str) -> str:
+    if not _HEX64.fullmatch(sha256_hex):
+        raise InvalidDigestError(f"not a SHA-256 hex digest: {sha256_hex!r}")
+    return sha256_hex.lower()
+
+
+def repr_digest_header(sha256_hex: str) -> str:
+    """`sha-256=:<base64>:`, a Repr-Digest value (RFC 9530 §3, RFC 8941 byte sequence)."""
+    raw = bytes.fromhex(_checked_hex(sha256_hex))
+    return f"sha-256=:{base64.b64encode(raw).decode('ascii')}:"
+
+
+def etag_for_digest(sha256_hex: str) -> str:
+    """A strong ETag (RFC 9110 §8.8.3) from the content digest: the same bytes give the
+    same ETag on every node; 128 bits are plenty to tell versions apart."""
+    return f'"{_checked_hex(sha256_hex)[:32]}"'

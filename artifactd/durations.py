@@ -1,0 +1,105 @@
+"""Parsing and formatting of the value formats in SPEC "Value formats": durations, sizes and
+rates. Every parse error is an InvalidValueError (also a ValueError) naming the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+from artifactd.errors import InvalidValueError
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)", re.IGNORECASE)
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmgt])(?:ib?|b)?|b)?", re.IGNORECASE)
+_MAX_SIZE = 2**63 - 1  # what a file offset can hold
+_SIZE_NAMES = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+_RATE_PERIODS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+_RATE = re.compile(r"([0-9]{1,18}) ?/ ?([a-z]+)", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds for `90s`, `15m`, `12h`, `7d` or a plain number of seconds; None for `never`.
+
+    Units are case-insensitive and a decimal fraction is allowed (`1.5h`); zero is allowed.
+    """
+    value = text.strip()
+    if value.lower() == "never":
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise InvalidValueError(f"invalid duration {text!r} (expected e.g. 90s, 15m, 12h, 7d)")
+    seconds = float(match[1]) * _DURATION_UNITS[match[2].lower()]
+    if not math.isfinite(seconds):
+        raise InvalidValueError(f"duration {text!r} is too long")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """The shortest exact form `parse_duration` reads back: `never`, `7d`, `90s`, `1.5s`.
+
+    Fractions of a second are kept to the millisecond.
+    """
+    if seconds is None:
+        return "never"
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidValueError(f"cannot format duration {seconds!r}")
+    if seconds != int(seconds):
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    whole = int(seconds)
+    for unit in ("d", "h", "m"):
+        if whole and whole % _DURATION_UNITS[unit] == 0:
+            return f"{whole // _DURATION_UNITS[unit]}{unit}"
+    return f"{whole}s"
+
+
+def parse_size(text: str) -> int:
+    """Bytes for `1048576`, `512M`, `512MiB`, `50GiB`, `1.5G`: units are powers of 1024.
+
+    Units are case-insensitive; `B`, `Ki`/`Mi`/... and `KB`/`MB`/... are accepted as the
+    same powers of 1024 and one space may separate number and unit. Fractions are rounded
+    down to whole bytes.
+    """
+    value = text.strip()
+    match = _SIZE.fullmatch(value) if len(value) <= 64 else None
+    if match is None:
+        raise InvalidValueError(f"invalid size {text!r} (expected e.g. 1048576, 512M, 50GiB)")
+    number, unit = match[1], (match[2] or "").lower()
+    if "." in number and not unit:
+        raise InvalidValueError(f"invalid size {text!r}: a number of bytes must be whole")
+    size = math.floor(Fraction(number) * _SIZE_UNITS[unit])
+    if size > _MAX_SIZE:
+        raise InvalidValueError(f"size {text!r} is too large")
+    return size
+
+
+def format_size(n: int) -> str:
+    """A human-readable size in powers of 1024: `512 B`, `1 KiB`, `1.5 MiB`."""
+    if n < 0:
+        return "-" + format_size(-n)
+    if n < 1024:
+        return f"{n} B"
+    for exponent, name in enumerate(_SIZE_NAMES, start=1):
+        value = n / 1024**exponent
+        if round(value, 1) < 1024 or name == _SIZE_NAMES[-1]:
+            break
+    return f"{value:.1f}".removesuffix(".0") + f" {name}"
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """`(600, 60.0)` for `600/min`: N > 0 requests per period of `s`, `min` or `h`.
+
+    Also accepted: `sec`, `m`, `hour`, any case.
+    """
+    match = _RATE.fullmatch(text.strip())
+    period = _RATE_PERIODS.get(match[2].lower()) if match else None
+    if match is None or period is None:
+        raise InvalidValueError(f"invalid rate {text!r} (expected N/s, N/min or N/h)")
+    count = int(match[1])
+    if count <= 0:
+        raise InvalidValueError(f"invalid rate {text!r}: N must be positive")
+    return count, period

@@ -1,0 +1,135 @@
+"""Retention: which artifacts to evict (a pure function) and the background task doing it.
+
+Each pass deletes expired artifacts, removes temp files of crashed uploads, and with a size
+limit evicts the least recently accessed artifacts until the store fits. With several
+processes on one root, the store's maintenance lock lets exactly one of them run a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from artifactd.store.base import ArtifactInfo, Store
+
+log = logging.getLogger("artifactd.evictor")
+
+EvictionReason = Literal["ttl", "size"]
+
+
+def select_expired(artifacts: Sequence[ArtifactInfo], now: float) -> list[ArtifactInfo]:
+    return [a for a in artifacts if a.is_expired(now)]
+
+
+def select_victims(artifacts: Sequence[ArtifactInfo], max_size_bytes: int) -> list[ArtifactInfo]:
+    """Least recently accessed first, until the rest adds up to at most `max_size_bytes`."""
+    total = sum(a.size for a in artifacts)
+    if total <= max_size_bytes:
+        return []
+    by_age = sorted(artifacts, key=lambda a: (a.last_accessed or a.created_at, a.path))
+    victims = []
+    for artifact in by_age:
+        if total <= max_size_bytes:
+            break
+        victims.append(artifact)
+        total -= artifact.size
+    return victims
+
+
+@dataclass
+class EvictionReport:
+    expired: list[str] = field(default_factory=list)
+    over_size: list[str] = field(default_factory=list)
+    stale_uploads: int = 0
+    bytes_freed: int = 0
+    skipped: bool = False  # another process held the maintenance lock
+
+
+OnEvicted = Callable[[ArtifactInfo, EvictionReason], None]
+
+
+class Evictor:
+    """Runs eviction passes; `on_evicted` is told about every artifact removed."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_size_bytes: int | None = None,
+        on_evicted: OnEvicted | None = None,
+    ) -> None:
+        self.store = store
+        self.max_size_bytes = max_size_bytes
+        self.on_evicted = on_evicted
+        self.evicted_total = 0
+
+    async def run_once(self, *, dry_run: bool = False) -> EvictionReport:
+        report = EvictionReport()
+        async with self.store.maintenance_lock() as acquired:
+            if not acquired:
+                report.skipped = True
+                return report
+            await self.store.flush()
+            artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
+            expired = select_expired(artifacts, time.time())
+            await self._evict(expired, "ttl", report.expired, report, dry_run)
+            if self.max_size_bytes is not None:
+                live = [a for a in artifacts if a not in expired]
+                victims = select_victims(live, self.max_size_bytes)
+                await self._evict(victims, "size", report.over_size, report, dry_run)
+            if not dry_run:
+                report.stale_uploads = await self.store.remove_stale_uploads()
+        return report
+
+    async def _evict(
+        self,
+        victims: list[ArtifactInfo],
+        reason: EvictionReason,
+        paths: list[str],
+        report: EvictionReport,
+        dry_run: bool,
+    ) -> None:
+        for victim in victims:
+            # evict() removes exactly this version: a new upload meanwhile is left alone.
+            if dry_run or await self.store.evict(victim):
+                paths.append(victim.path)
+                report.bytes_freed += victim.size
+                if not dry_run:
+                    self.evicted_total += 1
+                    if self.on_evicted is not None:
+                        self.on_evicted(victim, reason)
+
+    async def run_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                report = await self.run_once()
+            except Exception:
+                log.exception("eviction pass failed; retrying in %ss", interval_seconds)
+                continue
+            if report.expired or report.over_size or report.stale_uploads:
+                log.info(
+                    "evicted %d expired and %d over-size artifacts (%d bytes), "
+                    "removed %d stale uploads",
+                    len(report.expired),
+                    len(report.over_size),
+                    report.bytes_freed,
+                    report.stale_uploads,
+                )
+
+
+@contextlib.asynccontextmanager
+async def running(evictor: Evictor, interval_seconds: float) -> AsyncIterator[None]:
+    """Run the evictor in the background for the duration of the block."""
+    task = asyncio.create_task(evictor.run_forever(interval_seconds), name="artifactd-evictor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

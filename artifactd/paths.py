@@ -1,0 +1,114 @@
+"""Artifact path safety: turn the raw, percent-encoded URL tail into a safe relative path.
+
+Everything that could escape the storage root or confuse a filesystem is refused here.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from artifactd.errors import InvalidPathError
+
+INTERNAL_DIR = ".artifactd"
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_BYTES = 1024
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_FORBIDDEN_AFTER_DECODING = ("/", "\\", "\x00")
+
+
+def _percent_decode(text: str) -> str:
+    """Decode %XX escapes exactly once (RFC 3986 §2.1), strictly: a stray '%' or invalid
+    UTF-8 (overlong forms such as %c0%ae included) is an error, never guessed at."""
+    literal, *escaped = text.split("%")
+    data = bytearray(literal.encode())  # a lone surrogate raises UnicodeEncodeError
+    for chunk in escaped:
+        if len(chunk) < 2 or chunk[0] not in _HEX or chunk[1] not in _HEX:
+            raise InvalidPathError("invalid percent-escape")
+        data.append(int(chunk[:2], 16))
+        data += chunk[2:].encode()
+    return data.decode()
+
+
+def _utf8_length(text: str) -> int:
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:  # lone surrogates, e.g. from a surrogateescape'd request
+        raise InvalidPathError("path is not valid UTF-8") from None
+
+
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F  # C0, DEL and C1
+
+
+def _check_segment(segment: str) -> None:
+    """Refuse one decoded segment unless it is a plain, harmless name."""
+    if not segment:
+        raise InvalidPathError("empty path segment")
+    if segment in (".", ".."):
+        raise InvalidPathError("dot segment")  # RFC 3986 §5.2.4 would resolve it
+    if "/" in segment:
+        raise InvalidPathError("encoded '/' in a path segment")
+    if "\\" in segment:
+        raise InvalidPathError("backslash in path")
+    if any(_is_control(ch) for ch in segment):
+        raise InvalidPathError("control character in path")
+    if _utf8_length(segment) > MAX_SEGMENT_BYTES:
+        raise InvalidPathError(f"path segment longer than {MAX_SEGMENT_BYTES} bytes")
+    # Something downstream (a proxy, a client, a script) may decode again: make sure no
+    # number of further decodings turns the name into a dot segment or a separator.
+    # Each decoding that changes the text shortens it, so this loop is bounded.
+    text = segment
+    while "%" in text:
+        decoded = unquote(text, errors="surrogateescape")
+        if decoded == text:
+            break
+        text = decoded
+        if text in (".", "..") or any(c in text for c in _FORBIDDEN_AFTER_DECODING):
+            raise InvalidPathError("multiply-encoded dot segment or separator")
+
+
+def parse_artifact_path(raw: str) -> str:
+    """The normalised artifact path for `raw`, the percent-encoded URL tail after `/files/`.
+
+    A trailing '/' (a directory request) is dropped: the root is ''. Raises
+    InvalidPathError for anything unsafe or malformed (see SPEC "Artifact paths").
+    """
+    if raw.startswith("/"):
+        raise InvalidPathError("absolute path")
+    raw = raw.removesuffix("/")
+    if not raw:
+        return ""
+    try:
+        segments = [_percent_decode(segment) for segment in raw.split("/")]
+    except UnicodeError:
+        raise InvalidPathError("path is not valid UTF-8") from None
+    path = "/".join(segments)
+    if _utf8_length(path) > MAX_PATH_BYTES:
+        raise InvalidPathError(f"path longer than {MAX_PATH_BYTES} bytes")
+    for segment in segments:
+        _check_segment(segment)
+    return path
+
+
+def is_internal(path: str) -> bool:
+    """Whether a normalised path lies in the server's own state directory."""
+    return path.partition("/")[0] == INTERNAL_DIR
+
+
+def parent_and_name(path: str) -> tuple[str, str]:
+    """`('a/b', 'c')` for `'a/b/c'`, `('', 'c')` for `'c'`; the root has no name."""
+    if not path:
+        raise InvalidPathError("the root has no parent")
+    parent, _, name = path.rpartition("/")
+    return parent, name
+
+
+def join_path(dir_path: str, name: str) -> str:
+    """The path of `name` (one decoded segment, checked here) inside `dir_path`."""
+    _check_segment(name)
+    path = f"{dir_path}/{name}" if dir_path else name
+    if _utf8_length(path) > MAX_PATH_BYTES:
+        raise InvalidPathError(f"path longer than {MAX_PATH_BYTES} bytes")
+    return path

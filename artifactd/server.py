@@ -1,0 +1,102 @@
+"""Running the server: runner and site, readiness line, signals, graceful shutdown.
+
+Built on AppRunner/TCPSite rather than `run_app`, so the bound address (also for `--port 0`)
+is known and printed once the socket listens, and shutdown happens in documented steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from artifactd.settings import Settings
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.web.accesslog import access_logger_class
+from artifactd.web.app import create_app
+
+log = logging.getLogger("artifactd.server")
+
+# aiohttp's defaults, stated here because they are part of the security contract.
+MAX_REQUEST_LINE_BYTES = 8190
+MAX_HEADER_FIELD_BYTES = 8190
+
+
+def configure_logging(log_format: str) -> None:
+    """Everything to stderr; the access log is one line per request."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns normally on a clean
+    shutdown (exit code 0)."""
+    configure_logging(settings.log_format)
+    if settings.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_serve(settings, announce))
+    else:
+        asyncio.run(_serve(settings, announce))
+
+
+async def _serve(settings: Settings, announce: Callable[[str], None]) -> None:
+    store = await asyncio.to_thread(FilesystemStore, settings.root)
+    app = create_app(settings, store)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=access_logger_class(settings.log_format),
+        access_log=logging.getLogger("artifactd.access"),
+        keepalive_timeout=settings.keepalive_timeout,
+        shutdown_timeout=settings.shutdown_timeout,
+        max_line_size=MAX_REQUEST_LINE_BYTES,
+        max_field_size=MAX_HEADER_FIELD_BYTES,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        host, port = _bound_address(runner)
+        announce(f"artifactd listening on http://{host}:{port}/ (root {store.root})")
+        sys.stdout.flush()
+        await _wait_for_stop_signal()
+        log.info(
+            "shutting down: no new connections, waiting up to %ss for requests in flight",
+            settings.shutdown_timeout,
+        )
+    finally:
+        # AppRunner.cleanup: stop listening, close idle keep-alive connections, run
+        # on_shutdown, wait up to shutdown_timeout for handlers, cancel the rest, on_cleanup.
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
+    address = runner.addresses[0]
+    host, port = address[0], address[1]
+    return (f"[{host}]" if ":" in host else host), port
+
+
+async def _wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT; restore the previous handlers afterwards."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,207 @@
+"""An in-memory reference backend: the storage contract in its simplest form, for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from artifactd.errors import (
+    ConflictError,
+    DigestMismatchError,
+    IsDirectoryError,
+    NotDirectoryError,
+    NotFoundError,
+)
+from artifactd.mediatypes import guess_content_type
+from artifactd.store.base import (
+    ArtifactInfo,
+    ArtifactReader,
+    DirEntry,
+    EntryType,
+    Requirement,
+    Store,
+    Upload,
+    Verification,
+)
+
+
+class MemoryReader(ArtifactReader):
+    """Holds a reference to the immutable bytes of the version it opened."""
+
+    def __init__(self, data: bytes, info: ArtifactInfo) -> None:
+        self._data = data
+        self.info = info
+
+    async def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+    async def aclose(self) -> None:
+        self._data = b""
+
+
+class MemoryStore(Store):
+    """Artifacts in a dict; directories exist implicitly as path prefixes."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[bytes, ArtifactInfo]] = {}
+        self._versions = 0
+
+    def _live(self, path: str) -> tuple[bytes, ArtifactInfo]:
+        found = self._objects.get(path)
+        if found is None or found[1].is_expired():
+            if self._is_dir(path):
+                raise IsDirectoryError(path)
+            raise NotFoundError(path)
+        return found
+
+    def _is_dir(self, path: str) -> bool:
+        prefix = f"{path}/" if path else ""
+        return not path or any(p.startswith(prefix) for p in self._objects)
+
+    async def open(self, path: str) -> ArtifactReader:
+        data, info = self._live(path)
+        return MemoryReader(data, info)
+
+    async def info(self, path: str) -> ArtifactInfo:
+        return self._live(path)[1]
+
+    async def entry_type(self, path: str) -> EntryType | None:
+        if path in self._objects:
+            return "file"
+        return "dir" if self._is_dir(path) else None
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        if path in self._objects:
+            raise NotDirectoryError(path)
+        prefix = f"{path}/" if path else ""
+        files: dict[str, DirEntry] = {}
+        dirs: dict[str, DirEntry] = {}
+        for child, (_, info) in self._objects.items():
+            if not child.startswith(prefix) or info.is_expired():
+                continue
+            name, _, rest = child[len(prefix) :].partition("/")
+            if rest:
+                dirs.setdefault(name, DirEntry(name, "dir", None, info.modified_at))
+            else:
+                files[name] = DirEntry(
+                    name, "file", info.size, info.modified_at, info.sha256, info.expires_at
+                )
+        if path and not files and not dirs:
+            raise NotFoundError(path)
+        return sorted(dirs.values(), key=lambda e: e.name) + sorted(
+            files.values(), key=lambda e: e.name
+        )
+
+    async def begin_upload(
+        self, path: str, *, content_type: str | None = None, expires_at: float | None = None
+    ) -> Upload:
+        if self._is_dir(path) and path not in self._objects:
+            raise IsDirectoryError(path)
+        return MemoryUpload(self, path, content_type, expires_at)
+
+    def _current(self, path: str) -> ArtifactInfo | None:
+        found = self._objects.get(path)
+        if found is None or found[1].is_expired():
+            if self._is_dir(path) and path:
+                raise IsDirectoryError(path)
+            return None
+        return found[1]
+
+    def _commit(
+        self, upload: MemoryUpload, expected_sha256: str | None, require: Requirement | None
+    ) -> tuple[ArtifactInfo, bool]:
+        data = bytes(upload.buffer)
+        sha256 = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and expected_sha256.lower() != sha256:
+            raise DigestMismatchError(f"expected sha256 {expected_sha256}, received {sha256}")
+        current = self._current(upload.path)
+        if require is not None:
+            require(current)
+        parts = upload.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in self._objects:
+                raise ConflictError(f"a parent of {upload.path} is a file")
+        self._versions += 1
+        now = time.time()
+        info = ArtifactInfo(
+            path=upload.path,
+            size=len(data),
+            content_type=upload.content_type or guess_content_type(upload.path),
+            modified_at=now,
+            created_at=now,
+            sha256=sha256,
+            expires_at=upload.expires_at,
+            last_accessed=now,
+            version=str(self._versions),
+        )
+        self._objects[upload.path] = (data, info)
+        return info, current is not None
+
+    async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
+        current = self._current(path)
+        if require is not None:
+            require(current)
+        if current is None:
+            raise NotFoundError(path)
+        del self._objects[path]
+        return current
+
+    async def verify(self) -> AsyncIterator[Verification]:
+        for path in sorted(self._objects):
+            data, info = self._objects[path]
+            if info.sha256:
+                actual = hashlib.sha256(data).hexdigest()
+                yield Verification(path, info.size, info.sha256, actual)
+
+    async def evict(self, info: ArtifactInfo) -> bool:
+        found = self._objects.get(info.path)
+        if found is None or found[1].version != info.version:
+            return False
+        del self._objects[info.path]
+        return True
+
+    async def iter_artifacts(
+        self, prefix: str = "", *, include_expired: bool = False
+    ) -> AsyncIterator[ArtifactInfo]:
+        for path in sorted(self._objects):
+            info = self._objects[path][1]
+            if path.startswith(prefix) and (include_expired or not info.is_expired()):
+                yield info
+
+    async def record_access(self, path: str) -> None:
+        found = self._objects.get(path)
+        if found is not None:
+            self._objects[path] = (found[0], replace(found[1], last_accessed=time.time()))
+
+
+class MemoryUpload(Upload):
+    def __init__(
+        self, store: MemoryStore, path: str, content_type: str | None, expires_at: float | None
+    ) -> None:
+        self.store = store
+        self.path = path
+        self.content_type = content_type
+        self.expires_at = expires_at
+        self.buffer = bytearray()
+        self._done = False
+
+    async def write(self, chunk: bytes) -> None:
+        if self._done:
+            raise ValueError("write to a finished upload")
+        self.buffer += chunk
+
+    async def commit(
+        self, expected_sha256: str | None = None, *, require: Requirement | None = None
+    ) -> tuple[ArtifactInfo, bool]:
+        if self._done:
+            raise ValueError("commit of a finished upload")
+        try:
+            return self.store._commit(self, expected_sha256, require)
+        finally:
+            await self.abort()
+
+    async def abort(self) -> None:
+        self._done = True
+        self.buffer = bytearray()

@@ -1,0 +1,168 @@
+"""Artifact metadata for the filesystem backend: one SQLite database in WAL mode.
+
+Rows are keyed by (path, inode) and carry the file's size and mtime, so a row describes one
+exact version on disk: a reader that opened an old inode finds the old row, a file changed
+by hand matches no row and is re-hashed. WAL with a busy timeout makes the database safe to
+share between several worker processes on one root.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    path          TEXT    NOT NULL,
+    ino           INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    mtime_ns      INTEGER NOT NULL,
+    sha256        TEXT,
+    content_type  TEXT,
+    created_at    REAL    NOT NULL,
+    expires_at    REAL,
+    last_accessed REAL,
+    PRIMARY KEY (path, ino)
+);
+CREATE INDEX IF NOT EXISTS versions_expires ON versions (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    path: str
+    ino: int
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    content_type: str | None
+    created_at: float
+    expires_at: float | None
+    last_accessed: float | None
+
+    def matches(self, ino: int, size: int, mtime_ns: int) -> bool:
+        return (self.ino, self.size, self.mtime_ns) == (ino, size, mtime_ns)
+
+
+_COLUMNS = "path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at, last_accessed"
+
+
+class MetadataDB:
+    """Blocking access to the metadata database; callers run it in a worker thread."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                db_path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise MetadataCorruptError(f"cannot open metadata database {db_path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _query(self, sql: str, params: Iterable[object] = ()) -> list[VersionRow]:
+        with self._lock:
+            rows = self._conn.execute(sql, tuple(params)).fetchall()
+        return [VersionRow(*row) for row in rows]
+
+    def find(self, path: str, ino: int) -> VersionRow | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM versions WHERE path = ? AND ino = ?", (path, ino)
+        )
+        return rows[0] if rows else None
+
+    def rows_under(self, dir_path: str) -> list[VersionRow]:
+        """Rows whose path lies below `dir_path` ('' = everything), via an index range scan."""
+        if not dir_path:
+            return self._query(f"SELECT {_COLUMNS} FROM versions")
+        # '/' + 1 == '0': every path starting with 'dir/' sorts in ['dir/', 'dir0').
+        return self._query(
+            f"SELECT {_COLUMNS} FROM versions WHERE path >= ? AND path < ?",
+            (dir_path + "/", dir_path + "0"),
+        )
+
+    def iter_all(self) -> Iterator[VersionRow]:
+        yield from self._query(f"SELECT {_COLUMNS} FROM versions ORDER BY path")
+
+    def upsert(self, row: VersionRow) -> None:
+        with self._lock:
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    row.path,
+                    row.ino,
+                    row.size,
+                    row.mtime_ns,
+                    row.sha256,
+                    row.content_type,
+                    row.created_at,
+                    row.expires_at,
+                    row.last_accessed,
+                ),
+            )
+
+    def record_found_version(self, row: VersionRow) -> None:
+        """Record a version found on disk (placed or changed by hand). A row a writer made
+        for this exact version wins; a row describing older bytes of the same inode (a file
+        rewritten in place) is replaced."""
+        with self._lock:
+            self._conn.execute(
+                f"INSERT INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (path, ino) DO UPDATE SET size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, "
+                "created_at = excluded.created_at "
+                "WHERE versions.size != excluded.size OR versions.mtime_ns != excluded.mtime_ns",
+                (
+                    row.path,
+                    row.ino,
+                    row.size,
+                    row.mtime_ns,
+                    row.sha256,
+                    row.content_type,
+                    row.created_at,
+                    row.expires_at,
+                    row.last_accessed,
+                ),
+            )
+
+    def delete_other_versions(self, path: str, keep_ino: int) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino))
+
+    def delete_version(self, path: str, ino: int) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM versions WHERE path = ? AND ino = ?", (path, ino))
+
+    def delete_path(self, path: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM versions WHERE path = ?", (path,))
+
+    def record_accesses(self, accessed: dict[str, float]) -> None:
+        """Write a batch of last-access times in one transaction."""
+        if not accessed:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "UPDATE versions SET last_accessed = ? WHERE path = ?",
+                    [(ts, path) for path, ts in accessed.items()],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+
+class MetadataCorruptError(Exception):
+    """The metadata database exists but cannot be read."""

@@ -1,0 +1,155 @@
+"""The `/api/v1` sub-application: artifact metadata, paging, stats and an SSE event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+
+from aiohttp import web
+
+from artifactd.documents import artifact_document
+from artifactd.errors import InvalidValueError, NotFoundError
+from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.store.base import ArtifactInfo
+from artifactd.web.keys import EVENTS, EVICTOR, STORE
+from artifactd.web.middlewares import Handler
+
+API_PREFIX = "/api/v1"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+HEARTBEAT_SECONDS = 15.0
+
+
+@web.middleware
+async def no_store_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API answers describe a changing store: never let a cache keep them."""
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def create_api_app() -> web.Application:
+    api = web.Application(middlewares=[no_store_middleware])
+    api.router.add_get("/artifacts", list_artifacts)
+    api.router.add_get("/artifacts/{tail:.+}", get_artifact)
+    api.router.add_get("/events", stream_events)
+    api.router.add_get("/stats", stats)
+    return api
+
+
+def encode_cursor(path: str) -> str:
+    return base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidValueError("malformed cursor") from exc
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidValueError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def list_artifacts(request: web.Request) -> web.Response:
+    """A page of artifacts in path order; `next_cursor` continues after the last one."""
+    prefix = request.query.get("prefix", "")
+    limit = parse_limit(request.query.get("limit"))
+    cursor = request.query.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    page: list[ArtifactInfo] = []
+    more = False
+    async for info in request.config_dict[STORE].iter_artifacts(prefix):
+        if after is not None and info.path <= after:
+            continue
+        if len(page) == limit:
+            more = True
+            break
+        page.append(info)
+    return web.json_response(
+        {
+            "artifacts": [artifact_document(i, with_last_accessed=True) for i in page],
+            "next_cursor": encode_cursor(page[-1].path) if more else None,
+        }
+    )
+
+
+async def get_artifact(request: web.Request) -> web.Response:
+    raw = request.rel_url.raw_path.split("/artifacts/", 1)[1]
+    path = parse_artifact_path(raw)
+    if not path or is_internal(path) or raw.endswith("/"):
+        raise NotFoundError(path)
+    info = await request.config_dict[STORE].info(path)
+    return web.json_response(artifact_document(info, with_last_accessed=True))
+
+
+async def stats(request: web.Request) -> web.Response:
+    count = total = expired = 0
+    now = time.time()
+    async for info in request.config_dict[STORE].iter_artifacts(include_expired=True):
+        if info.is_expired(now):
+            expired += 1
+        else:
+            count += 1
+            total += info.size
+    evictor = request.config_dict[EVICTOR]
+    return web.json_response(
+        {
+            "artifacts": count,
+            "bytes": total,
+            "expired_pending": expired,
+            "evicted_total": evictor.evicted_total,
+            "max_size": evictor.max_size_bytes,
+        }
+    )
+
+
+def parse_last_event_id(raw: str | None) -> int:
+    if raw is None or not raw.strip().isdigit():
+        return 0
+    return int(raw.strip())
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events; resumes after Last-Event-ID from the events still in memory."""
+    events = request.config_dict[EVENTS]
+    subscription = events.subscribe()  # before the replay, so nothing falls in between
+    try:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        sent = parse_last_event_id(
+            request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        )
+        for past in list(events.since(sent)):
+            await response.write(past.to_sse())
+            sent = past.id
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    event = await subscription.next()
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if event is None:
+                break  # subscription ended (shutdown, or this client fell too far behind)
+            if event.id > sent:
+                await response.write(event.to_sse())
+                sent = event.id
+        return response
+    finally:
+        events.unsubscribe(subscription)

@@ -1,0 +1,70 @@
+"""The application factory: routes, middlewares, signals and background tasks, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from artifactd import evictor as evictor_module
+from artifactd.documents import artifact_document
+from artifactd.events import EventLog
+from artifactd.evictor import EvictionReason, Evictor
+from artifactd.settings import Settings
+from artifactd.store.base import ArtifactInfo, Store
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.web import files, ops, uploads
+from artifactd.web.api import API_PREFIX, create_api_app
+from artifactd.web.keys import EVENTS, EVICTOR, SETTINGS, STORE
+from artifactd.web.middlewares import add_common_headers, errors_middleware
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> web.Application:
+    """Build the web application; the store is closed with it.
+
+    Without arguments (as under gunicorn) settings come from ARTIFACTD_* variables and a
+    filesystem store is opened on `settings.root`, before any event loop runs.
+    """
+    settings = settings or Settings.from_env()
+    if store is None:
+        store = FilesystemStore(settings.root)
+    app = web.Application(middlewares=[errors_middleware])
+    app[SETTINGS] = settings
+    app[STORE] = store
+    events = app[EVENTS] = EventLog()
+
+    def publish_eviction(info: ArtifactInfo, reason: EvictionReason) -> None:
+        events.publish("evicted", {**artifact_document(info), "reason": reason})
+
+    app[EVICTOR] = Evictor(store, max_size_bytes=settings.max_size, on_evicted=publish_eviction)
+    app.on_response_prepare.append(add_common_headers)
+    app.cleanup_ctx.append(_background_eviction)
+    app.on_shutdown.append(_end_event_streams)
+    app.on_cleanup.append(_close_store)
+
+    app.router.add_get("/", files.redirect_to_files)
+    app.router.add_get("/files", files.redirect_to_files)
+    app.router.add_get("/files/{tail:.*}", files.get_file)
+    app.router.add_put("/files/{tail:.*}", uploads.put_file, expect_handler=uploads.expect_handler)
+    app.router.add_post(
+        "/files/{tail:.*}", uploads.post_files, expect_handler=uploads.expect_handler
+    )
+    app.router.add_delete("/files/{tail:.*}", uploads.delete_file)
+    app.router.add_get("/healthz", ops.healthz)
+    app.add_subapp(API_PREFIX, create_api_app())
+    return app
+
+
+async def _background_eviction(app: web.Application) -> AsyncIterator[None]:
+    """Clean leftovers of crashed uploads at startup, then evict every --evict-interval."""
+    await app[STORE].remove_stale_uploads()
+    async with evictor_module.running(app[EVICTOR], app[SETTINGS].evict_interval):
+        yield
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    app[EVENTS].close()
+
+
+async def _close_store(app: web.Application) -> None:
+    await app[STORE].close()

@@ -1,0 +1,136 @@
+"""Sending one opened artifact: preconditions, ranges, then the bytes in bounded chunks.
+
+Memory per download is one chunk: every `write` waits for the socket to drain before the
+next read, so a slow client never makes the server read ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import hdrs, web
+
+from artifactd.byteranges import (
+    closing_delimiter,
+    make_boundary,
+    multipart_content_length,
+    multipart_content_type,
+    part_header,
+)
+from artifactd.conditional import (
+    Precondition,
+    evaluate_preconditions,
+    format_http_date,
+    if_range_matches,
+)
+from artifactd.digests import repr_digest_header
+from artifactd.errors import PreconditionFailedError
+from artifactd.ranges import ByteRange, RangeKind, evaluate_range
+from artifactd.store.base import ArtifactInfo, ArtifactReader
+from artifactd.web.errors import json_error
+
+log = logging.getLogger("artifactd.web")
+
+
+def validator_headers(info: ArtifactInfo) -> dict[str, str]:
+    """The headers a 304 repeats (RFC 9110 §15.4.5)."""
+    return {"ETag": info.etag, "Last-Modified": format_http_date(info.modified_at)}
+
+
+def representation_headers(info: ArtifactInfo) -> dict[str, str]:
+    """Headers describing the whole representation, identical for GET and HEAD."""
+    headers = validator_headers(info)
+    headers["Accept-Ranges"] = "bytes"
+    if info.sha256:
+        headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        headers["X-Checksum-Sha256"] = info.sha256
+    return headers
+
+
+async def send_artifact(
+    request: web.Request, reader: ArtifactReader, *, chunk_size: int, max_ranges: int
+) -> web.StreamResponse:
+    """Answer a GET or HEAD for an opened artifact."""
+    info = reader.info
+    # RFC 9110 §13.2.2: preconditions first, in the RFC's order.
+    outcome = evaluate_preconditions(
+        request.method,
+        if_match=request.headers.get(hdrs.IF_MATCH),
+        if_none_match=request.headers.get(hdrs.IF_NONE_MATCH),
+        if_modified_since=request.headers.get(hdrs.IF_MODIFIED_SINCE),
+        if_unmodified_since=request.headers.get(hdrs.IF_UNMODIFIED_SINCE),
+        etag=info.etag,
+        last_modified=info.modified_at,
+    )
+    if outcome is Precondition.NOT_MODIFIED:
+        return web.Response(status=304, headers=validator_headers(info))
+    if outcome is Precondition.FAILED:
+        raise PreconditionFailedError("the artifact does not match the request's conditions")
+
+    # RFC 9110 §13.1.5: a failed If-Range means "send me the whole thing".
+    range_header = request.headers.get(hdrs.RANGE)
+    if range_header is not None and not if_range_matches(
+        request.headers.get(hdrs.IF_RANGE), etag=info.etag, last_modified=info.modified_at
+    ):
+        range_header = None
+    decision = evaluate_range(range_header, info.size, max_ranges)
+
+    headers = representation_headers(info)
+    if decision.kind is RangeKind.UNSATISFIABLE:
+        headers["Content-Range"] = f"bytes */{info.size}"
+        return json_error(416, "range not satisfiable", headers)
+
+    response = web.StreamResponse(headers=headers)
+    send_body = request.method != hdrs.METH_HEAD
+    if decision.kind is RangeKind.FULL:
+        response.headers[hdrs.CONTENT_TYPE] = info.content_type
+        response.content_length = info.size
+        await response.prepare(request)
+        if send_body and info.size:
+            await _stream_range(request, response, reader, ByteRange(0, info.size - 1), chunk_size)
+    elif len(decision.ranges) == 1:
+        (only,) = decision.ranges
+        response.set_status(206)
+        response.headers[hdrs.CONTENT_TYPE] = info.content_type
+        response.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
+        response.content_length = only.length
+        await response.prepare(request)
+        if send_body:
+            await _stream_range(request, response, reader, only, chunk_size)
+    else:
+        boundary = make_boundary()
+        response.set_status(206)
+        response.headers[hdrs.CONTENT_TYPE] = multipart_content_type(boundary)
+        response.content_length = multipart_content_length(
+            boundary, info.content_type, decision.ranges, info.size
+        )
+        await response.prepare(request)
+        if send_body:
+            for part in decision.ranges:
+                await response.write(part_header(boundary, info.content_type, part, info.size))
+                await _stream_range(request, response, reader, part, chunk_size)
+            await response.write(closing_delimiter(boundary))
+    await response.write_eof()
+    return response
+
+
+async def _stream_range(
+    request: web.Request,
+    response: web.StreamResponse,
+    reader: ArtifactReader,
+    byte_range: ByteRange,
+    chunk_size: int,
+) -> None:
+    """Copy one range, a chunk at a time, waiting for the socket between chunks."""
+    offset, end = byte_range.start, byte_range.end + 1
+    while offset < end:
+        data = await reader.read(offset, min(chunk_size, end - offset))
+        if not data:
+            # Truncated underneath us (only possible for files edited by hand): the promised
+            # Content-Length cannot be met, so cut the connection rather than hang or lie.
+            log.error("%s shrank while being sent; closing the connection", reader.info.path)
+            if request.transport is not None:
+                request.transport.close()
+            return
+        await response.write(data)
+        offset += len(data)

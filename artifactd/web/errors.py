@@ -1,0 +1,56 @@
+"""The one table mapping domain errors to HTTP statuses, and the JSON error body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from artifactd import errors
+
+# Most specific first: the first matching class wins.
+STATUS_FOR_ERROR: tuple[tuple[type[errors.ArtifactdError], int, str], ...] = (
+    (errors.InvalidPathError, 400, "invalid path"),
+    (errors.InvalidDigestError, 400, "invalid digest header"),
+    (errors.DigestMismatchError, 400, "digest mismatch"),
+    (errors.InvalidValueError, 400, "invalid value"),
+    (errors.IncompleteUploadError, 400, "incomplete upload"),
+    (errors.NotFoundError, 404, "not found"),
+    (errors.NotDirectoryError, 404, "not found"),
+    (errors.IsDirectoryError, 409, "path is a directory"),
+    (errors.ConflictError, 409, "conflict"),
+    (errors.PreconditionFailedError, 412, "precondition failed"),
+    (errors.UploadTooLargeError, 413, "upload too large"),
+    (errors.StorageFullError, 507, "insufficient storage"),
+)
+
+# Headers an HTTPException may carry that must survive its conversion to a JSON error.
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Content-Range", "Location")
+
+
+def status_for(exc: errors.ArtifactdError) -> tuple[int, str]:
+    for error_type, status, reason in STATUS_FOR_ERROR:
+        if isinstance(exc, error_type):
+            return status, reason
+    return 500, "internal error"
+
+
+def json_error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """`{"error": reason, "status": status}` with the given status."""
+    body = json.dumps({"error": reason, "status": status})
+    response = web.Response(status=status, text=body, content_type="application/json")
+    if headers:
+        for name in _KEPT_HEADERS:
+            if name in headers:
+                response.headers[name] = headers[name]
+    return response
+
+
+def error_for_domain(exc: errors.ArtifactdError) -> web.Response:
+    status, reason = status_for(exc)
+    detail = str(exc)
+    # NotFound carries only the path, which the client already knows.
+    if detail and status not in (404,):
+        reason = f"{reason}: {detail}"
+    return json_error(status, reason)

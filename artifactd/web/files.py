@@ -1,0 +1,109 @@
+"""Handlers for `/files/...`: thin steps over the store (parse the path, open, answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from artifactd.errors import InvalidValueError, IsDirectoryError, NotFoundError
+from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.store.base import ArtifactReader
+from artifactd.web.download import send_artifact
+from artifactd.web.keys import EVENTS, SETTINGS, STORE
+from artifactd.web.listing import entries_json, render_html, wants_json
+
+FILES_PREFIX = "/files/"
+MAX_WAIT_SECONDS = 300
+# Uploads through other processes on the same root publish no event here: poll this often.
+WAIT_POLL_SECONDS = 1.0
+
+
+def requested_path(request: web.Request) -> tuple[str, bool]:
+    """The normalised artifact path and whether the URL ended with '/' (a directory).
+
+    Taken from the raw, still percent-encoded URL so that encoded dot segments and
+    separators are judged by `parse_artifact_path`, not silently decoded first.
+    """
+    raw = request.rel_url.raw_path
+    tail = raw[len(FILES_PREFIX) :] if raw.startswith(FILES_PREFIX) else ""
+    path = parse_artifact_path(tail)
+    if is_internal(path):
+        raise NotFoundError(path)
+    return path, tail == "" or tail.endswith("/")
+
+
+def file_url(path: str) -> str:
+    return FILES_PREFIX + quote(path, safe="/")
+
+
+def directory_url(path: str) -> str:
+    """`/files/<path>/` built from the normalised path only: it can never leave the host."""
+    return FILES_PREFIX + (quote(path, safe="/") + "/" if path else "")
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    """GET/HEAD: a file's bytes, or a directory's listing."""
+    path, is_dir_request = requested_path(request)
+    store = request.app[STORE]
+    if is_dir_request:
+        return await list_directory(request, path)
+    wait_seconds = parse_wait(request.query.get("wait"))
+    try:
+        reader = await store.open(path)
+    except IsDirectoryError:
+        raise web.HTTPMovedPermanently(directory_url(path)) from None
+    except NotFoundError:
+        if not wait_seconds:
+            raise
+        reader = await wait_for_artifact(request, path, wait_seconds)
+    settings = request.app[SETTINGS]
+    async with reader:
+        if request.method == "GET":
+            await store.record_access(path)
+        return await send_artifact(
+            request, reader, chunk_size=settings.chunk_size, max_ranges=settings.max_ranges
+        )
+
+
+def parse_wait(raw: str | None) -> float:
+    """`?wait=N`: whole seconds, 0 to 300."""
+    if raw is None:
+        return 0.0
+    if not raw.isdigit() or int(raw) > MAX_WAIT_SECONDS:
+        raise InvalidValueError(f"wait must be a whole number of seconds up to {MAX_WAIT_SECONDS}")
+    return float(raw)
+
+
+async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> ArtifactReader:
+    """Hold the request until `path` exists (then open it) or `seconds` pass (NotFoundError)."""
+    store, events = request.app[STORE], request.app[EVENTS]
+    deadline = time.monotonic() + seconds
+    while True:
+        appeared = events.appeared(path)  # registered before looking, so no upload is missed
+        try:
+            return await store.open(path)
+        except NotFoundError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            try:
+                async with asyncio.timeout(min(remaining, WAIT_POLL_SECONDS)):
+                    await appeared.wait()
+            except TimeoutError:
+                pass
+        finally:
+            events.forget(path, appeared)
+
+
+async def list_directory(request: web.Request, path: str) -> web.Response:
+    entries = await request.app[STORE].list_dir(path)
+    if wants_json(request):
+        return web.json_response(entries_json(path, entries))
+    return web.Response(text=render_html(path, entries), content_type="text/html", charset="utf-8")
+
+
+async def redirect_to_files(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(FILES_PREFIX)

@@ -1,0 +1,19 @@
+"""Typed keys for state kept on the application and on each request."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from artifactd.events import EventLog
+from artifactd.evictor import Evictor
+from artifactd.settings import Settings
+from artifactd.store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+EVENTS = web.AppKey("events", EventLog)
+EVICTOR = web.AppKey("evictor", Evictor)
+
+# Per-request values.
+REQUEST_ID = web.RequestKey("request_id", str)
+STARTED_AT = web.RequestKey("started_at", float)

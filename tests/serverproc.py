@@ -1,0 +1,106 @@
+"""A real `artifactd serve` process for tests: started on port 0, ready when it says so."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+READY = re.compile(r"listening on (http://[^/\s]+)/")
+
+
+class ServerProcess:
+    """Starts `python -m artifactd serve --port 0` and waits for its readiness line."""
+
+    def __init__(
+        self,
+        root: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self.root = root
+        cmd: Sequence[str] = [
+            sys.executable,
+            "-m",
+            "artifactd",
+            "serve",
+            "--root",
+            str(root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *extra_args,
+        ]
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+        )
+        self.stderr_lines: list[str] = []
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+        self.url = self._wait_ready(startup_timeout)
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+
+    def _wait_ready(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        found: list[str] = []
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                match = READY.search(line)
+                if match:
+                    found.append(match.group(1))
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not found:
+            self.kill()
+            raise RuntimeError(
+                "artifactd did not become ready; stderr:\n" + "".join(self.stderr_lines)
+            )
+        return found[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def files_url(self, path: str = "") -> str:
+        return f"{self.url}/files/{path}"
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._close_pipes()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL (if still running), reap, and release the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        self._stderr_thread.join(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)

@@ -1,0 +1,169 @@
+"""One contract suite, run against every storage backend."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from artifactd.errors import (
+    ConflictError,
+    DigestMismatchError,
+    IsDirectoryError,
+    NotDirectoryError,
+    NotFoundError,
+)
+from artifactd.store.base import ArtifactInfo, Store
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.memory import MemoryStore
+
+
+@pytest.fixture(params=["filesystem", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "filesystem":
+        backend: Store = await FilesystemStore.create(tmp_path / "root")
+    else:
+        backend = MemoryStore()
+    yield backend
+    await backend.close()
+
+
+async def put(
+    store: Store, path: str, data: bytes, *, expires_at: float | None = None
+) -> tuple[ArtifactInfo, bool]:
+    upload = await store.begin_upload(path, expires_at=expires_at)
+    for i in range(0, len(data), 7):
+        await upload.write(data[i : i + 7])
+    return await upload.commit()
+
+
+async def read_all(store: Store, path: str) -> bytes:
+    async with await store.open(path) as reader:
+        return await reader.read(0, reader.info.size + 10)
+
+
+async def test_committed_upload_is_readable_with_its_digest(store: Store) -> None:
+    data = b"hello artifact world"
+    info, replaced = await put(store, "proj/1/a.txt", data)
+    assert not replaced
+    assert info.size == len(data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.content_type == "text/plain"
+    assert await read_all(store, "proj/1/a.txt") == data
+    assert (await store.info("proj/1/a.txt")).etag == info.etag
+
+
+async def test_ranged_reads_return_the_requested_slice(store: Store) -> None:
+    data = bytes(range(256)) * 10
+    await put(store, "bin", data)
+    async with await store.open("bin") as reader:
+        assert await reader.read(100, 50) == data[100:150]
+        assert await reader.read(len(data) - 3, 10) == data[-3:]
+        assert await reader.read(len(data), 10) == b""
+
+
+async def test_second_commit_replaces_and_changes_etag(store: Store) -> None:
+    first, _ = await put(store, "x.bin", b"one")
+    second, replaced = await put(store, "x.bin", b"two!")
+    assert replaced
+    assert first.etag != second.etag
+    assert await read_all(store, "x.bin") == b"two!"
+
+
+async def test_open_reader_keeps_its_version_after_replace_and_delete(store: Store) -> None:
+    await put(store, "v", b"A" * 1000)
+    reader = await store.open("v")
+    await put(store, "v", b"B" * 2000)
+    assert await reader.read(0, 5000) == b"A" * 1000
+    await store.delete("v")
+    assert await reader.read(990, 100) == b"A" * 10
+    await reader.aclose()
+
+
+async def test_digest_mismatch_stores_nothing_and_keeps_previous(store: Store) -> None:
+    await put(store, "k", b"old")
+    upload = await store.begin_upload("k")
+    await upload.write(b"new")
+    with pytest.raises(DigestMismatchError):
+        await upload.commit(hashlib.sha256(b"other").hexdigest())
+    assert await read_all(store, "k") == b"old"
+
+
+async def test_aborted_upload_stores_nothing(store: Store) -> None:
+    upload = await store.begin_upload("never/there")
+    await upload.write(b"partial")
+    await upload.abort()
+    with pytest.raises(NotFoundError):
+        await store.open("never/there")
+    assert await store.entry_type("never") is None
+
+
+async def test_missing_artifact_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        await store.open("nope")
+    with pytest.raises(NotFoundError):
+        await store.delete("nope")
+    assert await store.entry_type("nope") is None
+
+
+async def test_directory_is_not_a_file(store: Store) -> None:
+    await put(store, "d/e/f", b"x")
+    with pytest.raises(IsDirectoryError):
+        await store.open("d/e")
+    assert await store.entry_type("d") == "dir"
+    assert await store.entry_type("d/e/f") == "file"
+    with pytest.raises(NotDirectoryError):
+        await store.list_dir("d/e/f")
+    with pytest.raises(NotFoundError):
+        await store.list_dir("absent")
+
+
+async def test_upload_under_a_file_conflicts(store: Store) -> None:
+    await put(store, "f", b"x")
+    upload = await store.begin_upload("f/child")
+    await upload.write(b"y")
+    with pytest.raises(ConflictError):
+        await upload.commit()
+
+
+async def test_listing_shows_dirs_first_then_files(store: Store) -> None:
+    await put(store, "p/b.txt", b"bb")
+    await put(store, "p/a.txt", b"a")
+    await put(store, "p/sub/c", b"c")
+    entries = await store.list_dir("p")
+    assert [(e.name, e.type) for e in entries] == [
+        ("sub", "dir"),
+        ("a.txt", "file"),
+        ("b.txt", "file"),
+    ]
+    assert entries[1].size == 1
+    assert entries[1].sha256 == hashlib.sha256(b"a").hexdigest()
+    root = await store.list_dir("")
+    assert [e.name for e in root] == ["p"]
+
+
+async def test_expired_artifact_is_gone_for_readers(store: Store) -> None:
+    await put(store, "old", b"x", expires_at=time.time() - 1)
+    await put(store, "fresh", b"y", expires_at=time.time() + 3600)
+    with pytest.raises(NotFoundError):
+        await store.open("old")
+    assert [e.name for e in await store.list_dir("")] == ["fresh"]
+    assert [i.path async for i in store.iter_artifacts()] == ["fresh"]
+
+
+async def test_iter_artifacts_filters_by_prefix_in_path_order(store: Store) -> None:
+    for path in ["b/2", "a/1", "b/1", "c"]:
+        await put(store, path, path.encode())
+    assert [i.path async for i in store.iter_artifacts("b/")] == ["b/1", "b/2"]
+    assert [i.path async for i in store.iter_artifacts()] == ["a/1", "b/1", "b/2", "c"]
+
+
+async def test_delete_removes_the_artifact(store: Store) -> None:
+    await put(store, "gone/x", b"x")
+    deleted = await store.delete("gone/x")
+    assert deleted.path == "gone/x"
+    with pytest.raises(NotFoundError):
+        await store.open("gone/x")

@@ -1,0 +1,136 @@
+"""What only the filesystem backend does: hand-placed files, symlinks, persistence."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from artifactd.errors import InvalidPathError, NotFoundError
+from artifactd.store import filesystem
+from artifactd.store.filesystem import FilesystemStore
+
+
+@pytest.fixture
+async def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+async def make_store(root: Path) -> FilesystemStore:
+    return await FilesystemStore.create(root)
+
+
+@pytest.mark.allow_blocking
+async def test_hand_placed_file_is_served_with_its_digest(root: Path) -> None:
+    store = await make_store(root)
+    (root / "manual").mkdir()
+    (root / "manual" / "notes.txt").write_bytes(b"by hand")
+    info = await store.info("manual/notes.txt")
+    assert info.sha256 == hashlib.sha256(b"by hand").hexdigest()
+    assert info.content_type == "text/plain"
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_file_changed_by_hand_gets_new_digest_and_etag(root: Path) -> None:
+    store = await make_store(root)
+    (root / "f").write_bytes(b"one")
+    first = await store.info("f")
+    (root / "f").write_bytes(b"two, longer")
+    second = await store.info("f")
+    assert second.sha256 == hashlib.sha256(b"two, longer").hexdigest()
+    assert first.etag != second.etag
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_large_hand_placed_file_is_served_before_its_hash_is_known(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "INLINE_HASH_LIMIT_BYTES", 10)
+    store = await make_store(root)
+    (root / "big").write_bytes(b"x" * 100)
+    info = await store.info("big")
+    assert info.sha256 is None
+    assert info.etag.startswith('"v-')
+    store._hash_pool.shutdown(wait=True)  # let the background hash land
+    again = await store.info("big")
+    assert again.sha256 == hashlib.sha256(b"x" * 100).hexdigest()
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_symlink_leaving_the_root_is_refused(root: Path, tmp_path: Path) -> None:
+    store = await make_store(root)
+    outside = tmp_path / "secret"
+    outside.write_text("secret")
+    (root / "link").symlink_to(outside)
+    (root / "dirlink").symlink_to(tmp_path)
+    with pytest.raises(InvalidPathError):
+        await store.open("link")
+    with pytest.raises(InvalidPathError):
+        await store.open("dirlink/secret")
+    assert [e.name for e in await store.list_dir("")] == []
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_symlink_inside_the_root_is_followed(root: Path) -> None:
+    store = await make_store(root)
+    (root / "real.txt").write_text("real")
+    (root / "alias.txt").symlink_to(root / "real.txt")
+    async with await store.open("alias.txt") as reader:
+        assert await reader.read(0, 10) == b"real"
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_internal_state_is_unreachable(root: Path) -> None:
+    store = await make_store(root)
+    with pytest.raises(NotFoundError):
+        await store.open(".artifactd/metadata.db")
+    (root / "sneaky").symlink_to(root / ".artifactd" / "metadata.db")
+    with pytest.raises(NotFoundError):
+        await store.open("sneaky")
+    assert ".artifactd" not in [e.name for e in await store.list_dir("")]
+    await store.close()
+
+
+@pytest.mark.allow_blocking
+async def test_fifo_in_the_root_is_not_served(root: Path) -> None:
+    store = await make_store(root)
+    os.mkfifo(root / "pipe")
+    with pytest.raises(NotFoundError):
+        await store.open("pipe")
+    await store.close()
+
+
+async def test_metadata_survives_a_restart(root: Path) -> None:
+    store = await make_store(root)
+    upload = await store.begin_upload(
+        "keep/me", content_type="application/x-custom", expires_at=4_000_000_000.0
+    )
+    await upload.write(b"data")
+    await upload.commit()
+    await store.close()
+
+    reopened = await make_store(root)
+    info = await reopened.info("keep/me")
+    assert info.content_type == "application/x-custom"
+    assert info.expires_at == 4_000_000_000.0
+    assert info.sha256 == hashlib.sha256(b"data").hexdigest()
+    await reopened.close()
+
+
+async def test_upload_leaves_no_temp_file(root: Path) -> None:
+    store = await make_store(root)
+    upload = await store.begin_upload("t")
+    await upload.write(b"abc")
+    await upload.abort()
+    upload = await store.begin_upload("t")
+    await upload.write(b"abc")
+    await upload.commit()
+    assert os.listdir(store.tmp_dir) == []
+    await store.close()

@@ -1,0 +1,121 @@
+"""Listings, redirects and path safety through the app, in-process."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from artifactd.store.filesystem import FilesystemStore
+from tests.web.conftest import store_bytes
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+async def test_root_redirects_to_files(client: Client) -> None:
+    for path in ("/", "/files"):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 301
+        assert resp.headers["Location"] == "/files/"
+
+
+async def test_directory_without_slash_redirects_to_slash_form(client: Client) -> None:
+    resp = await client.get("/files/docs", allow_redirects=False)
+    assert resp.status == 301
+    assert resp.headers["Location"] == "/files/docs/"
+
+
+async def test_redirect_location_is_built_from_the_normalised_path(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "we ird/x", b"x")
+    resp = await client.get(URL("/files/we%20ird", encoded=True), allow_redirects=False)
+    assert resp.headers["Location"] == "/files/we%20ird/"
+
+
+async def test_file_with_trailing_slash_is_not_found(client: Client) -> None:
+    resp = await client.get("/files/data.bin/")
+    assert resp.status == 404
+
+
+async def test_json_listing_by_query_and_by_accept(client: Client) -> None:
+    by_query = await (await client.get("/files/?format=json")).json()
+    by_accept = await (await client.get("/files/", headers={"Accept": "application/json"})).json()
+    assert by_query == by_accept
+    assert by_query["path"] == ""
+    names = [(e["name"], e["type"]) for e in by_query["entries"]]
+    assert names == [("docs", "dir"), ("data.bin", "file")]
+    file_entry = by_query["entries"][1]
+    assert file_entry["size"] == 10240
+    assert len(file_entry["sha256"]) == 64
+    assert file_entry["modified"].endswith("Z")
+    assert file_entry["expires_at"] is None
+
+
+async def test_browser_accept_gets_html(client: Client) -> None:
+    resp = await client.get(
+        "/files/docs/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/html")
+    text = await resp.text()
+    assert '<a href="readme.txt">readme.txt</a>' in text
+    assert '<a href="../">' in text
+
+
+async def test_listing_escapes_hostile_names(client: Client, fs_store: FilesystemStore) -> None:
+    await store_bytes(fs_store, 'evil/<script>alert("x")</script>.txt', b"x")
+    text = await (await client.get("/files/evil/")).text()
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+    assert "%3Cscript%3E" in text
+
+
+async def test_listing_of_missing_directory_is_404(client: Client) -> None:
+    assert (await client.get("/files/absent/")).status == 404
+
+
+async def test_internal_directory_is_hidden_and_unreachable(client: Client) -> None:
+    listing = await (await client.get("/files/?format=json")).json()
+    assert ".artifactd" not in [e["name"] for e in listing["entries"]]
+    for path in ("/files/.artifactd/metadata.db", "/files/.artifactd/", "/files/.artifactd"):
+        resp = await client.get(path)
+        assert resp.status == 404, path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/files/%2e%2e/etc/passwd",
+        "/files/%2E%2E/x",
+        "/files/a/%2e/b",
+        "/files/..%2fx",
+        "/files/%252e%252e/x",
+        "/files/a%5cb",
+        "/files/a%00b",
+        "/files//etc/passwd",
+        "/files/a//b",
+        "/files/%c0%ae%c0%ae/x",
+        "/files/%ff",
+        "/files/" + "a" * 256,
+        "/files/" + "/".join(["abcdefghi"] * 103),
+    ],
+)
+async def test_unsafe_paths_are_rejected_with_400(client: Client, raw: str) -> None:
+    resp = await client.get(URL(raw, encoded=True))
+    assert resp.status == 400, raw
+    body = await resp.json()
+    assert body["status"] == 400
+    assert body["error"].startswith("invalid path")
+
+
+async def test_unexpected_failure_is_a_json_500_without_traceback(
+    client: Client, monkeypatch: pytest.MonkeyPatch, fs_store: FilesystemStore
+) -> None:
+    async def explode(path: str) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(fs_store, "open", explode)
+    resp = await client.get("/files/data.bin")
+    assert resp.status == 500
+    assert await resp.json() == {"error": "internal error", "status": 500}
