@@ -13,8 +13,8 @@ from artifactd.errors import InvalidValueError
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)", re.IGNORECASE)
 
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmgt])(?:ib?|b)?|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1} | {unit: 1024 ** (i + 1) for i, unit in enumerate("kmgtpe")}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmgtpe])(?:ib?|b)?|b)?", re.IGNORECASE)
 _MAX_SIZE = 2**63 - 1  # what a file offset can hold
 _SIZE_NAMES = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -60,9 +60,9 @@ def format_duration(seconds: float | None) -> str:
 def parse_size(text: str) -> int:
     """Bytes for `1048576`, `512M`, `512MiB`, `50GiB`, `1.5G`: units are powers of 1024.
 
-    Units are case-insensitive; `B`, `Ki`/`Mi`/... and `KB`/`MB`/... are accepted as the
-    same powers of 1024 and one space may separate number and unit. Fractions are rounded
-    down to whole bytes.
+    Units (K, M, G, T, and P, E for symmetry with `format_size`) are case-insensitive;
+    `B`, `Ki`/`Mi`/... and `KB`/`MB`/... are accepted as the same powers of 1024 and one
+    space may separate number and unit. Fractions are rounded down to whole bytes.
     """
     value = text.strip()
     match = _SIZE.fullmatch(value) if len(value) <= 64 else None
@@ -71,7 +71,7 @@ def parse_size(text: str) -> int:
     number, unit = match[1], (match[2] or "").lower()
     if "." in number and not unit:
         raise InvalidValueError(f"invalid size {text!r}: a number of bytes must be whole")
-    size = math.floor(Fraction(number) * _SIZE_UNITS[unit])
+    size = int(Fraction(number) * _SIZE_UNITS[unit])  # non-negative: int() rounds down
     if size > _MAX_SIZE:
         raise InvalidValueError(f"size {text!r} is too large")
     return size

@@ -47,6 +47,7 @@ from artifactd.store.safety import resolve_inside
 # digest-based ETags at once; larger ones are hashed in the background meanwhile.
 INLINE_HASH_LIMIT_BYTES = 64 * 1024 * 1024
 HASH_BLOCK_BYTES = 1024 * 1024
+FOUND_DIGESTS_KEPT = 4096
 TMP_PREFIX = "upload-"
 
 
@@ -106,6 +107,7 @@ class FilesystemStore(Store):
         self._write_thread_lock = threading.Lock()
         self._accessed: dict[str, float] = {}
         self._hashing: set[tuple[str, int, int]] = set()
+        self._found_digests: dict[tuple[str, int, int, int], str] = {}  # oldest first
         self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifactd-hash")
 
     @classmethod
@@ -162,10 +164,15 @@ class FilesystemStore(Store):
         )
 
     def _describe_unknown(self, path: str, st: os.stat_result, fd: int | None) -> VersionRow:
-        """A file placed or changed by hand: hash it now if small, in the background if not."""
-        sha256 = None
-        if fd is not None and st.st_size <= INLINE_HASH_LIMIT_BYTES:
+        """A file placed or changed by hand: hash it now if small, in the background if not.
+
+        Digests are remembered per exact version, so a version whose row cannot be updated
+        (an uploaded artifact changed in place, kept for `verify`) is hashed only once."""
+        version_key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        sha256 = self._found_digests.get(version_key)
+        if sha256 is None and fd is not None and st.st_size <= INLINE_HASH_LIMIT_BYTES:
             sha256 = hash_fd(fd, st.st_size)
+            self._remember_digest(version_key, sha256)
         row = VersionRow(
             path=path,
             ino=st.st_ino,
@@ -182,6 +189,11 @@ class FilesystemStore(Store):
         else:
             self._hash_in_background(path, st)
         return row
+
+    def _remember_digest(self, version_key: tuple[str, int, int, int], sha256: str) -> None:
+        self._found_digests[version_key] = sha256
+        while len(self._found_digests) > FOUND_DIGESTS_KEPT:
+            self._found_digests.pop(next(iter(self._found_digests)))
 
     def _hash_in_background(self, path: str, st: os.stat_result) -> None:
         key = (path, st.st_ino, st.st_mtime_ns)
@@ -205,6 +217,7 @@ class FilesystemStore(Store):
                 sha256 = hash_fd(fd, st.st_size)
             finally:
                 os.close(fd)
+            self._remember_digest((path, st.st_ino, st.st_size, st.st_mtime_ns), sha256)
             self.db.record_found_version(
                 VersionRow(
                     path,
@@ -474,6 +487,7 @@ class FilesystemStore(Store):
                     now,
                     upload.expires_at,
                     now,
+                    origin="upload",
                 )
             )
             os.rename(upload.tmp_path, target)

@@ -2,7 +2,8 @@
 
 Rows are keyed by (path, inode) and carry the file's size and mtime, so a row describes one
 exact version on disk: a reader that opened an old inode finds the old row, a file changed
-by hand matches no row and is re-hashed. WAL with a busy timeout makes the database safe to
+by hand matches no row and is re-hashed. A row written by an upload (origin 'upload') is
+never overwritten by such a re-hash: its digest is the one `verify` checks the bytes against. WAL with a busy timeout makes the database safe to
 share between several worker processes on one root.
 """
 
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS versions (
     created_at    REAL    NOT NULL,
     expires_at    REAL,
     last_accessed REAL,
+    origin        TEXT    NOT NULL DEFAULT 'found',
     PRIMARY KEY (path, ino)
 );
 CREATE INDEX IF NOT EXISTS versions_expires ON versions (expires_at)
@@ -43,12 +45,16 @@ class VersionRow:
     created_at: float
     expires_at: float | None
     last_accessed: float | None
+    origin: str = "found"  # 'upload': digest computed while receiving; 'found': hashed from disk
 
     def matches(self, ino: int, size: int, mtime_ns: int) -> bool:
         return (self.ino, self.size, self.mtime_ns) == (ino, size, mtime_ns)
 
 
-_COLUMNS = "path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at, last_accessed"
+_COLUMNS = (
+    "path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at, last_accessed, origin"
+)
+_PLACEHOLDERS = "?,?,?,?,?,?,?,?,?,?"
 
 
 class MetadataDB:
@@ -97,42 +103,23 @@ class MetadataDB:
     def upsert(self, row: VersionRow) -> None:
         with self._lock:
             self._conn.execute(
-                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    row.path,
-                    row.ino,
-                    row.size,
-                    row.mtime_ns,
-                    row.sha256,
-                    row.content_type,
-                    row.created_at,
-                    row.expires_at,
-                    row.last_accessed,
-                ),
+                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                _values(row),
             )
 
     def record_found_version(self, row: VersionRow) -> None:
-        """Record a version found on disk (placed or changed by hand). A row a writer made
-        for this exact version wins; a row describing older bytes of the same inode (a file
-        rewritten in place) is replaced."""
+        """Record a version found on disk (placed or changed by hand). An existing row for
+        this inode wins unless it too was found on disk and describes older bytes (a file
+        rewritten in place by hand)."""
         with self._lock:
             self._conn.execute(
-                f"INSERT INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) "
                 "ON CONFLICT (path, ino) DO UPDATE SET size = excluded.size, "
                 "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, "
                 "created_at = excluded.created_at "
-                "WHERE versions.size != excluded.size OR versions.mtime_ns != excluded.mtime_ns",
-                (
-                    row.path,
-                    row.ino,
-                    row.size,
-                    row.mtime_ns,
-                    row.sha256,
-                    row.content_type,
-                    row.created_at,
-                    row.expires_at,
-                    row.last_accessed,
-                ),
+                "WHERE versions.origin = 'found' AND "
+                "(versions.size != excluded.size OR versions.mtime_ns != excluded.mtime_ns)",
+                _values(row),
             )
 
     def delete_other_versions(self, path: str, keep_ino: int) -> None:
@@ -162,6 +149,21 @@ class MetadataDB:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+
+def _values(row: VersionRow) -> tuple[object, ...]:
+    return (
+        row.path,
+        row.ino,
+        row.size,
+        row.mtime_ns,
+        row.sha256,
+        row.content_type,
+        row.created_at,
+        row.expires_at,
+        row.last_accessed,
+        row.origin,
+    )
 
 
 class MetadataCorruptError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -234,7 +235,7 @@ def test_any_header_gives_in_bounds_disjoint_ranges_that_never_exceed_the_size(
     for r in decision.ranges:
         assert 0 <= r.start <= r.end < size
     ordered = sorted(decision.ranges, key=lambda r: r.start)
-    assert all(a.end < b.start for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(a.end < b.start for a, b in itertools.pairwise(ordered))
     assert sum(r.length for r in decision.ranges) <= size
 
 
