@@ -47,10 +47,13 @@ class EvictionReport:
     over_size: list[str] = field(default_factory=list)
     stale_uploads: int = 0
     bytes_freed: int = 0
+    live_artifacts: int = 0  # what remains after the pass
+    live_bytes: int = 0
     skipped: bool = False  # another process held the maintenance lock
 
 
 OnEvicted = Callable[[ArtifactInfo, EvictionReason], None]
+OnPass = Callable[[EvictionReport], None]
 
 
 class Evictor:
@@ -62,10 +65,12 @@ class Evictor:
         *,
         max_size_bytes: int | None = None,
         on_evicted: OnEvicted | None = None,
+        on_pass: OnPass | None = None,
     ) -> None:
         self.store = store
         self.max_size_bytes = max_size_bytes
         self.on_evicted = on_evicted
+        self.on_pass = on_pass
         self.evicted_total = 0
 
     async def run_once(self, *, dry_run: bool = False) -> EvictionReport:
@@ -78,12 +83,17 @@ class Evictor:
             artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
             expired = select_expired(artifacts, time.time())
             await self._evict(expired, "ttl", report.expired, report, dry_run)
+            live = [a for a in artifacts if a not in expired]
             if self.max_size_bytes is not None:
-                live = [a for a in artifacts if a not in expired]
                 victims = select_victims(live, self.max_size_bytes)
                 await self._evict(victims, "size", report.over_size, report, dry_run)
+                live = [a for a in live if a not in victims]
+            report.live_artifacts = len(live)
+            report.live_bytes = sum(a.size for a in live)
             if not dry_run:
                 report.stale_uploads = await self.store.remove_stale_uploads()
+        if self.on_pass is not None and not dry_run:
+            self.on_pass(report)
         return report
 
     async def _evict(
@@ -105,22 +115,26 @@ class Evictor:
                         self.on_evicted(victim, reason)
 
     async def run_forever(self, interval_seconds: float) -> None:
+        """A pass now (so gauges are right from the start), then one every interval."""
         while True:
-            await asyncio.sleep(interval_seconds)
             try:
                 report = await self.run_once()
             except Exception:
                 log.exception("eviction pass failed; retrying in %ss", interval_seconds)
-                continue
-            if report.expired or report.over_size or report.stale_uploads:
-                log.info(
-                    "evicted %d expired and %d over-size artifacts (%d bytes), "
-                    "removed %d stale uploads",
-                    len(report.expired),
-                    len(report.over_size),
-                    report.bytes_freed,
-                    report.stale_uploads,
-                )
+            else:
+                _log_report(report)
+            await asyncio.sleep(interval_seconds)
+
+
+def _log_report(report: EvictionReport) -> None:
+    if report.expired or report.over_size or report.stale_uploads:
+        log.info(
+            "evicted %d expired and %d over-size artifacts (%d bytes), removed %d stale uploads",
+            len(report.expired),
+            len(report.over_size),
+            report.bytes_freed,
+            report.stale_uploads,
+        )
 
 
 @contextlib.asynccontextmanager

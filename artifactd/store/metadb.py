@@ -3,8 +3,9 @@
 Rows are keyed by (path, inode) and carry the file's size and mtime, so a row describes one
 exact version on disk: a reader that opened an old inode finds the old row, a file changed
 by hand matches no row and is re-hashed. A row written by an upload (origin 'upload') is
-never overwritten by such a re-hash: its digest is the one `verify` checks the bytes against. WAL with a busy timeout makes the database safe to
-share between several worker processes on one root.
+never overwritten by such a re-hash: its digest is the one `verify` checks the bytes
+against. WAL with a busy timeout makes the database safe to share between several worker
+processes on one root.
 """
 
 from __future__ import annotations

@@ -9,13 +9,15 @@ from aiohttp import web
 from artifactd import evictor as evictor_module
 from artifactd.documents import artifact_document
 from artifactd.events import EventLog
-from artifactd.evictor import EvictionReason, Evictor
+from artifactd.evictor import EvictionReason, EvictionReport, Evictor
+from artifactd.metrics import Metrics
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
-from artifactd.web.keys import EVENTS, EVICTOR, SETTINGS, STORE
+from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
+from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import add_common_headers, errors_middleware
 
 
@@ -28,17 +30,30 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings.from_env()
     if store is None:
         store = FilesystemStore(settings.root)
-    app = web.Application(middlewares=[errors_middleware])
+    # Outermost first: metrics see the final status of every answer, errors become JSON.
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
     app[SETTINGS] = settings
     app[STORE] = store
     events = app[EVENTS] = EventLog()
+    metrics = app[METRICS] = Metrics()
 
-    def publish_eviction(info: ArtifactInfo, reason: EvictionReason) -> None:
+    def record_eviction(info: ArtifactInfo, reason: EvictionReason) -> None:
+        metrics.evictions.labels(reason).inc()
         events.publish("evicted", {**artifact_document(info), "reason": reason})
 
-    app[EVICTOR] = Evictor(store, max_size_bytes=settings.max_size, on_evicted=publish_eviction)
+    def record_pass(report: EvictionReport) -> None:
+        metrics.stored_artifacts.set(report.live_artifacts)
+        metrics.stored_bytes.set(report.live_bytes)
+
+    app[EVICTOR] = Evictor(
+        store,
+        max_size_bytes=settings.max_size,
+        on_evicted=record_eviction,
+        on_pass=record_pass,
+    )
     app.on_response_prepare.append(add_common_headers)
     app.cleanup_ctx.append(_background_eviction)
+    app.cleanup_ctx.append(loop_lag_probe)
     app.on_shutdown.append(_end_event_streams)
     app.on_cleanup.append(_close_store)
 
@@ -51,6 +66,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.router.add_delete("/files/{tail:.*}", uploads.delete_file)
     app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())
     return app
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from artifactd.events import EventLog
 from artifactd.evictor import Evictor
+from artifactd.metrics import Metrics
 from artifactd.settings import Settings
 from artifactd.store.base import Store
 
@@ -13,6 +14,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 EVENTS = web.AppKey("events", EventLog)
 EVICTOR = web.AppKey("evictor", Evictor)
+METRICS = web.AppKey("metrics", Metrics)
 
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -15,6 +15,7 @@ from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
 from artifactd.errors import (
     ConflictError,
+    DigestMismatchError,
     IncompleteUploadError,
     InvalidPathError,
     InvalidValueError,
@@ -27,7 +28,7 @@ from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Requirement, Upload
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
-from artifactd.web.keys import EVENTS, SETTINGS, STORE
+from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
 
 # Client types that say nothing about the content: the name is a better guide.
@@ -139,6 +140,10 @@ async def put_file(request: web.Request) -> web.Response:
     try:
         await store_body(upload, body_chunks(request, settings))
         info, replaced = await upload.commit(expected, require=requirement)
+    except DigestMismatchError:
+        request.app[METRICS].checksum_failures.inc()
+        await upload.abort()
+        raise
     except BaseException:
         await upload.abort()
         raise

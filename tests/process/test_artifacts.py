@@ -255,9 +255,8 @@ def test_sse_client_sees_created_replaced_deleted_and_shutdown(storage_root: Pat
 
         # Resuming with Last-Event-ID replays what came after it.
         with socket.create_connection(("127.0.0.1", proc.port)) as again:
-            again.sendall(
-                f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {ids[0]}\r\n\r\n".encode()
-            )
+            request = f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {ids[0]}\r\n\r\n"
+            again.sendall(request.encode())
             replay = read_sse(again, lambda m: len(m) >= 2)
             assert [m["event"] for m in replay] == ["replaced", "deleted"]
 

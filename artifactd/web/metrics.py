@@ -1,0 +1,68 @@
+"""Request metrics middleware, the `/metrics` endpoint and the event-loop lag probe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from artifactd.metrics import CONTENT_TYPE
+from artifactd.web.keys import METRICS
+from artifactd.web.middlewares import Handler
+
+LAG_PROBE_SECONDS = 1.0
+
+
+def route_label(request: web.Request) -> str:
+    """The route template (bounded cardinality), never the raw path."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    metrics.in_flight.inc()
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects pass through the errors middleware as raises
+        status = exc.status
+        raise
+    finally:
+        metrics.in_flight.dec()
+        metrics.requests.labels(request.method, route_label(request), str(status)).inc()
+        metrics.request_bytes.inc(request.content.total_bytes)
+        if response is not None:
+            sent = response.body_length if response.prepared else (response.content_length or 0)
+            metrics.response_bytes.inc(sent)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(request.app[METRICS].exposition)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def loop_lag_probe(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: measure how late a timer fires, a direct sign of a blocked loop."""
+
+    async def probe() -> None:
+        gauge = app[METRICS].loop_lag
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            gauge.set(max(0.0, time.monotonic() - started - LAG_PROBE_SECONDS))
+
+    task = asyncio.create_task(probe(), name="artifactd-loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
