@@ -47,25 +47,53 @@ def representation_headers(info: ArtifactInfo) -> dict[str, str]:
     return headers
 
 
-async def send_artifact(
-    request: web.Request, reader: ArtifactReader, *, chunk_size: int, max_ranges: int
-) -> web.StreamResponse:
-    """Answer a GET or HEAD for an opened artifact."""
-    info = reader.info
-    # RFC 9110 §13.2.2: preconditions first, in the RFC's order.
+def not_modified_or_failed(
+    request: web.Request, validators: dict[str, str], last_modified: float
+) -> web.Response | None:
+    """RFC 9110 §13.2.2: evaluate the preconditions in the RFC's order.
+
+    Returns a 304 to send, raises PreconditionFailedError for 412, None to go on."""
     outcome = evaluate_preconditions(
         request.method,
         if_match=request.headers.get(hdrs.IF_MATCH),
         if_none_match=request.headers.get(hdrs.IF_NONE_MATCH),
         if_modified_since=request.headers.get(hdrs.IF_MODIFIED_SINCE),
         if_unmodified_since=request.headers.get(hdrs.IF_UNMODIFIED_SINCE),
-        etag=info.etag,
-        last_modified=info.modified_at,
+        etag=validators["ETag"],
+        last_modified=last_modified,
     )
     if outcome is Precondition.NOT_MODIFIED:
-        return web.Response(status=304, headers=validator_headers(info))
+        return web.Response(status=304, headers=validators)
     if outcome is Precondition.FAILED:
         raise PreconditionFailedError("the artifact does not match the request's conditions")
+    return None
+
+
+async def send_artifact(
+    request: web.Request,
+    reader: ArtifactReader,
+    *,
+    chunk_size: int,
+    max_ranges: int,
+    vary: bool = False,
+    content_encoding: str | None = None,
+    content_type: str | None = None,
+) -> web.StreamResponse:
+    """Answer a GET or HEAD for an opened artifact.
+
+    `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
+    `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
+    artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
+    """
+    info = reader.info
+    media_type = content_type or info.content_type
+    extra = {"Vary": "Accept-Encoding"} if vary else {}
+    if content_encoding:
+        extra["Content-Encoding"] = content_encoding
+    early = not_modified_or_failed(request, {**validator_headers(info), **extra}, info.modified_at)
+    if early is not None:
+        early.headers.popall("Content-Encoding", None)
+        return early
 
     # RFC 9110 §13.1.5: a failed If-Range means "send me the whole thing".
     range_header = request.headers.get(hdrs.RANGE)
@@ -75,7 +103,7 @@ async def send_artifact(
         range_header = None
     decision = evaluate_range(range_header, info.size, max_ranges)
 
-    headers = representation_headers(info)
+    headers = {**representation_headers(info), **extra}
     if decision.kind is RangeKind.UNSATISFIABLE:
         headers["Content-Range"] = f"bytes */{info.size}"
         return json_error(416, "range not satisfiable", headers)
@@ -83,7 +111,7 @@ async def send_artifact(
     response = web.StreamResponse(headers=headers)
     send_body = request.method != hdrs.METH_HEAD
     if decision.kind is RangeKind.FULL:
-        response.headers[hdrs.CONTENT_TYPE] = info.content_type
+        response.headers[hdrs.CONTENT_TYPE] = media_type
         response.content_length = info.size
         await response.prepare(request)
         if send_body and info.size:
@@ -91,7 +119,7 @@ async def send_artifact(
     elif len(decision.ranges) == 1:
         (only,) = decision.ranges
         response.set_status(206)
-        response.headers[hdrs.CONTENT_TYPE] = info.content_type
+        response.headers[hdrs.CONTENT_TYPE] = media_type
         response.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
         response.content_length = only.length
         await response.prepare(request)
@@ -102,12 +130,12 @@ async def send_artifact(
         response.set_status(206)
         response.headers[hdrs.CONTENT_TYPE] = multipart_content_type(boundary)
         response.content_length = multipart_content_length(
-            boundary, info.content_type, decision.ranges, info.size
+            boundary, media_type, decision.ranges, info.size
         )
         await response.prepare(request)
         if send_body:
             for part in decision.ranges:
-                await response.write(part_header(boundary, info.content_type, part, info.size))
+                await response.write(part_header(boundary, media_type, part, info.size))
                 await _stream_range(request, response, reader, part, chunk_size)
             await response.write(closing_delimiter(boundary))
     await response.write_eof()

@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from artifactd.errors import InvalidValueError, IsDirectoryError, NotFoundError
+from artifactd.errors import InvalidPathError, InvalidValueError, IsDirectoryError, NotFoundError
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.store.base import ArtifactReader
+from artifactd.web.compression import is_compressible, send_gzipped, wants_gzip
 from artifactd.web.download import send_artifact
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
 from artifactd.web.listing import entries_json, render_html, wants_json
@@ -63,8 +64,37 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     async with reader:
         if request.method == "GET":
             await store.record_access(path)
+        compressible = is_compressible(reader.info.content_type)
+        if compressible and wants_gzip(request, reader.info):
+            return await send_compressed(request, reader, path)
         return await send_artifact(
-            request, reader, chunk_size=settings.chunk_size, max_ranges=settings.max_ranges
+            request,
+            reader,
+            chunk_size=settings.chunk_size,
+            max_ranges=settings.max_ranges,
+            vary=compressible,
+        )
+
+
+async def send_compressed(
+    request: web.Request, reader: ArtifactReader, path: str
+) -> web.StreamResponse:
+    """The gzip variant: a `.gz` sibling stored next to the file if any (as nginx's
+    gzip_static), else compressed on the fly."""
+    settings = request.app[SETTINGS]
+    try:
+        sibling = await request.app[STORE].open(path + ".gz")
+    except (NotFoundError, IsDirectoryError, InvalidPathError):
+        return await send_gzipped(request, reader, chunk_size=settings.chunk_size)
+    async with sibling:
+        return await send_artifact(
+            request,
+            sibling,
+            chunk_size=settings.chunk_size,
+            max_ranges=settings.max_ranges,
+            vary=True,
+            content_encoding="gzip",
+            content_type=reader.info.content_type,
         )
 
 
