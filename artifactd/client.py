@@ -14,7 +14,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,7 +139,7 @@ async def push(
     size = (await asyncio.to_thread(path.stat)).st_size
     headers["Content-Length"] = str(size)
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         async with aiofiles.open(path, "rb") as f:
             while chunk := await f.read(CHUNK_BYTES):
                 progress(len(chunk))

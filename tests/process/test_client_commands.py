@@ -106,6 +106,7 @@ def test_wait_exits_0_once_the_artifact_appears(server: ServerProcess, tmp_path:
     assert cli("push", url, str(tmp_path / "out.txt")).returncode == 0
     out, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, err
+    assert "exists" in out
 
 
 def test_wait_times_out_with_exit_1(server: ServerProcess) -> None:
