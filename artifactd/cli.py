@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the operation failed (e.g. artifact not found), 2 bad i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -17,6 +18,7 @@ import aiohttp
 import click
 
 from artifactd import admin, client
+from artifactd.config import format_toml, load_config
 from artifactd.documents import artifact_document
 from artifactd.durations import format_duration, format_size, parse_duration, parse_size
 from artifactd.errors import ArtifactdError, InvalidPathError, InvalidValueError, NotFoundError
@@ -72,13 +74,41 @@ def option(*names: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*names, **kwargs)
 
 
-root_option = option(
+def _apply_config_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """Eager --config: its values become defaults for the flags parsed after it."""
+    if value is None:
+        return
+    known = {p.name for command in main.commands.values() for p in command.params if p.name}
+    known.discard("config")
+    try:
+        values = load_config(value, known)
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    own = {p.name for p in ctx.command.params}
+    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in values.items() if k in own}}
+
+
+_root_option = option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("./storage"),
     show_default=True,
     help="Storage root directory.",
 )
+_config_option = option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=_apply_config_file,
+    help='TOML file with the same keys as the flags (port = 8080, default_ttl = "7d").',
+)
+
+
+def root_option(command: F) -> F:
+    """--root and --config, which every store command takes."""
+    return _config_option(_root_option(command))
 
 
 def run_store_command(root: Path, work: Callable[[FilesystemStore], Any]) -> Any:
@@ -107,100 +137,147 @@ def main() -> None:
     """artifactd: a streaming file-download and artifact server."""
 
 
+_SERVE_OPTIONS = [
+    option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+    option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8080,
+        show_default=True,
+        help="Port to bind (0 picks a free one; the readiness line tells which).",
+    ),
+    option(
+        "--chunk-size",
+        type=SizeParam(),
+        default="64KiB",
+        show_default=True,
+        help="Bytes read and sent per step of a download.",
+    ),
+    option(
+        "--max-ranges",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="More ranges than this in one request get the whole file (200).",
+    ),
+    option(
+        "--default-ttl",
+        type=DurationParam(),
+        default="never",
+        show_default=True,
+        help="Retention of uploads that ask for none.",
+    ),
+    option(
+        "--max-size",
+        type=SizeParam(),
+        default=None,
+        help="Evict least recently accessed artifacts beyond this total size.",
+    ),
+    option(
+        "--max-upload-size",
+        type=SizeParam(),
+        default="10GiB",
+        show_default=True,
+        help="Larger uploads are refused with 413.",
+    ),
+    option(
+        "--evict-interval",
+        type=DurationParam(allow_never=False),
+        default="60s",
+        show_default=True,
+        help="How often expired and over-size artifacts are evicted.",
+    ),
+    option(
+        "--immutable",
+        is_flag=True,
+        default=False,
+        help="Refuse to overwrite an existing artifact (409).",
+    ),
+    option(
+        "--keepalive-timeout",
+        type=DurationParam(allow_never=False),
+        default="75s",
+        show_default=True,
+        help="Idle keep-alive connections are closed after this.",
+    ),
+    option(
+        "--body-timeout",
+        type=DurationParam(allow_never=False),
+        default="60s",
+        show_default=True,
+        help="An upload whose body sends nothing for this long is dropped.",
+    ),
+    option(
+        "--shutdown-timeout",
+        type=DurationParam(allow_never=False),
+        default="30s",
+        show_default=True,
+        help="On SIGTERM, how long requests in flight may take to finish.",
+    ),
+    option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True),
+    option("--loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True),
+]
+
+
+def serve_options(command: F) -> F:
+    """The flags of `serve`, shared with `config` (which prints what they resolve to)."""
+    for decorate in reversed(_SERVE_OPTIONS):
+        command = decorate(command)
+    return command
+
+
+def build_settings(root: Path, flags: dict[str, Any]) -> Settings:
+    try:
+        return Settings(root=root, **flags)
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 @main.command()
 @root_option
-@option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to bind (0 picks a free one; the readiness line tells which).",
-)
-@option(
-    "--chunk-size",
-    type=SizeParam(),
-    default="64KiB",
-    show_default=True,
-    help="Bytes read and sent per step of a download.",
-)
-@option(
-    "--max-ranges",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="More ranges than this in one request get the whole file (200).",
-)
-@option(
-    "--default-ttl",
-    type=DurationParam(),
-    default="never",
-    show_default=True,
-    help="Retention of uploads that ask for none.",
-)
-@option(
-    "--max-size",
-    type=SizeParam(),
-    default=None,
-    help="Evict least recently accessed artifacts beyond this total size.",
-)
-@option(
-    "--max-upload-size",
-    type=SizeParam(),
-    default="10GiB",
-    show_default=True,
-    help="Larger uploads are refused with 413.",
-)
-@option(
-    "--evict-interval",
-    type=DurationParam(allow_never=False),
-    default="60s",
-    show_default=True,
-    help="How often expired and over-size artifacts are evicted.",
-)
-@option(
-    "--immutable",
-    is_flag=True,
-    default=False,
-    help="Refuse to overwrite an existing artifact (409).",
-)
-@option(
-    "--keepalive-timeout",
-    type=DurationParam(allow_never=False),
-    default="75s",
-    show_default=True,
-    help="Idle keep-alive connections are closed after this.",
-)
-@option(
-    "--body-timeout",
-    type=DurationParam(allow_never=False),
-    default="60s",
-    show_default=True,
-    help="An upload whose body sends nothing for this long is dropped.",
-)
-@option(
-    "--shutdown-timeout",
-    type=DurationParam(allow_never=False),
-    default="30s",
-    show_default=True,
-    help="On SIGTERM, how long requests in flight may take to finish.",
-)
-@option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@option("--loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
+@serve_options
 def serve(root: Path, **flags: Any) -> None:
     """Serve the storage root over HTTP until SIGTERM or SIGINT."""
     from artifactd.server import serve as run_server
 
-    try:
-        settings = Settings(root=root, **flags)
-    except InvalidValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    settings = build_settings(root, flags)
     try:
         run_server(settings)
     except MetadataCorruptError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. address in use, unreadable root
         raise click.ClickException(f"cannot serve: {exc}") from exc
+
+
+@main.command(name="config")
+@root_option
+@serve_options
+def config_command(root: Path, **flags: Any) -> None:
+    """Print the effective server configuration (file, environment and flags applied)."""
+    settings = build_settings(root, flags)
+    click.echo(format_toml(settings_document(settings)), nl=False)
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """Settings as config-file values: durations and sizes in the forms the flags take."""
+    document: dict[str, Any] = {}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name in DURATION_FIELDS:
+            value = format_duration(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        document[field.name] = value
+    return document
+
+
+DURATION_FIELDS = {
+    "default_ttl",
+    "evict_interval",
+    "keepalive_timeout",
+    "body_timeout",
+    "shutdown_timeout",
+}
 
 
 @main.command()

@@ -113,3 +113,66 @@ def test_flags_come_from_environment(runner: CliRunner, tmp_path: Path, local_fi
     assert (root / "e" / "x").exists()
     bad = runner.invoke(main, ["serve"], env={"ARTIFACTD_PORT": "notaport"})
     assert bad.exit_code == 2
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "artifactd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_config_file_values_apply_and_flags_and_env_override(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, 'port = 9000\ndefault_ttl = "7d"\nmax-size = "1GiB"\n')
+    shown = runner.invoke(main, ["config", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "port = 9000" in shown.output
+    assert 'default_ttl = "7d"' in shown.output
+    assert f"max_size = {1024**3}" in shown.output
+
+    by_env = runner.invoke(
+        main, ["config", "--config", str(config)], env={"ARTIFACTD_PORT": "9100"}
+    )
+    assert "port = 9100" in by_env.output
+    by_flag = runner.invoke(
+        main,
+        ["config", "--config", str(config), "--port", "9200"],
+        env={"ARTIFACTD_PORT": "9100"},
+    )
+    assert "port = 9200" in by_flag.output
+
+
+def test_config_file_from_environment(runner: CliRunner, tmp_path: Path) -> None:
+    config = write_config(tmp_path, "immutable = true\n")
+    shown = runner.invoke(main, ["config"], env={"ARTIFACTD_CONFIG": str(config)})
+    assert "immutable = true" in shown.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 'blue'\n", "unknown key 'colour'"),
+        ("port = \n", "not valid TOML"),
+        ("port = 'many'\n", "many"),
+        ("[section]\nport = 1\n", "unknown key 'section'"),
+        ("port = [1, 2]\n", "single value"),
+    ],
+)
+def test_bad_config_file_exits_2_naming_the_problem(
+    runner: CliRunner, tmp_path: Path, text: str, message: str
+) -> None:
+    config = write_config(tmp_path, text)
+    result = runner.invoke(main, ["config", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_config_keys_of_other_commands_are_accepted_by_gc(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, f'port = 9000\nroot = "{tmp_path / "r"}"\n')
+    result = runner.invoke(main, ["gc", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / ".artifactd").is_dir()
