@@ -11,10 +11,11 @@ from aiohttp import web
 from artifactd.errors import InvalidPathError, InvalidValueError, IsDirectoryError, NotFoundError
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.store.base import ArtifactReader
+from artifactd.web.browse import View, render_page
 from artifactd.web.compression import is_compressible, send_gzipped, wants_gzip
 from artifactd.web.download import send_artifact
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
-from artifactd.web.listing import entries_json, render_html, wants_json
+from artifactd.web.listing import entries_json, wants_json
 
 FILES_PREFIX = "/files/"
 MAX_WAIT_SECONDS = 300
@@ -132,7 +133,9 @@ async def list_directory(request: web.Request, path: str) -> web.Response:
     entries = await request.app[STORE].list_dir(path)
     if wants_json(request):
         return web.json_response(entries_json(path, entries))
-    return web.Response(text=render_html(path, entries), content_type="text/html", charset="utf-8")
+    origin = f"{request.scheme}://{request.host}"
+    page = render_page(path, entries, View.from_query(dict(request.query)), origin)
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 
 async def redirect_to_files(request: web.Request) -> web.StreamResponse:

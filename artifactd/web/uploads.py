@@ -188,8 +188,15 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     reader = await request.multipart()
     received = 0
     while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or not part.filename:
-            continue  # a plain form field (e.g. ttl) or a nested multipart
+        if not isinstance(part, BodyPartReader):
+            continue  # a nested multipart: not something a form sends
+        if not part.filename:
+            if part.name == "ttl":  # the browse page's "keep for" field, sent before files
+                ttl_text = (await part.text()).strip()
+                if ttl_text:
+                    ttl = parse_duration(ttl_text)
+                    expires_at = None if ttl is None else time.time() + ttl
+            continue
         path = _part_path(dir_path, part.filename)
         part_type = part.headers.get(hdrs.CONTENT_TYPE, "").strip()
         upload = await store.begin_upload(

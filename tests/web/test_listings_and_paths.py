@@ -66,8 +66,8 @@ async def test_browser_accept_gets_html(client: Client) -> None:
 async def test_listing_escapes_hostile_names(client: Client, fs_store: FilesystemStore) -> None:
     await store_bytes(fs_store, 'evil/<script>alert("x")</script>.txt', b"x")
     text = await (await client.get("/files/evil/")).text()
-    assert "<script>" not in text
-    assert "&lt;script&gt;" in text
+    assert '<script>alert("x")' not in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)" in text
     assert "%3Cscript%3E" in text
 
 
@@ -119,3 +119,37 @@ async def test_unexpected_failure_is_a_json_500_without_traceback(
     resp = await client.get("/files/data.bin")
     assert resp.status == 500
     assert await resp.json() == {"error": "internal error", "status": 500}
+
+
+async def test_browse_page_sorts_filters_and_offers_curl_commands(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "b/small.txt", b"s")
+    await store_bytes(fs_store, "b/large.txt", b"l" * 5000, expires_at=4_000_000_000.0)
+    await store_bytes(fs_store, "b/sub/x", b"x")
+    page = await (await client.get("/files/b/?sort=size&order=desc")).text()
+    assert page.index("sub/") < page.index("large.txt") < page.index("small.txt")
+    assert "4.9 KiB" in page
+    assert "2096-10-02 07:06:40" in page  # expiry shown
+    host = f"{client.host}:{client.port}"
+    assert f"curl -fO http://{host}/files/b/large.txt" in page
+    assert '<form method="post" enctype="multipart/form-data"' in page
+
+    ascending = await (await client.get("/files/b/?sort=size&order=asc")).text()
+    assert ascending.index("small.txt") < ascending.index("large.txt")
+    filtered = await (await client.get("/files/b/?filter=LARGE")).text()
+    assert "large.txt" in filtered
+    assert "small.txt" not in filtered
+
+
+async def test_browse_form_upload_with_ttl_field(client: Client) -> None:
+    from aiohttp import FormData
+
+    form = FormData()
+    form.add_field("ttl", "1h")
+    form.add_field("file", b"from the browser", filename="note.txt")
+    resp = await client.post("/files/b/", data=form, allow_redirects=False)
+    assert resp.status == 303
+    listing = await (await client.get("/files/b/?format=json")).json()
+    (entry,) = [e for e in listing["entries"] if e["name"] == "note.txt"]
+    assert entry["expires_at"] is not None
