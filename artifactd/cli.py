@@ -147,6 +147,13 @@ _SERVE_OPTIONS = [
         help="Port to bind (0 picks a free one; the readiness line tells which).",
     ),
     option(
+        "--workers",
+        type=click.IntRange(1, 256),
+        default=1,
+        show_default=True,
+        help="Server processes sharing the port (SO_REUSEPORT), supervised.",
+    ),
+    option(
         "--chunk-size",
         type=SizeParam(),
         default="64KiB",
@@ -242,7 +249,12 @@ def serve(root: Path, **flags: Any) -> None:
 
     settings = build_settings(root, flags)
     try:
-        run_server(settings)
+        if settings.workers > 1:
+            from artifactd.supervisor import run as run_supervised
+
+            run_supervised(settings)
+        else:
+            run_server(settings)
     except MetadataCorruptError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. address in use, unreadable root

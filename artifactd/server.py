@@ -38,19 +38,21 @@ def configure_logging(log_format: str) -> None:
     root.setLevel(logging.INFO)
 
 
-def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+def serve(
+    settings: Settings, announce: Callable[[str], None] = print, *, reuse_port: bool = False
+) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns normally on a clean
-    shutdown (exit code 0)."""
+    shutdown (exit code 0). `reuse_port` lets several worker processes bind one port."""
     configure_logging(settings.log_format)
     if settings.loop == "uvloop":
         import uvloop
 
-        uvloop.run(_serve(settings, announce))
+        uvloop.run(_serve(settings, announce, reuse_port))
     else:
-        asyncio.run(_serve(settings, announce))
+        asyncio.run(_serve(settings, announce, reuse_port))
 
 
-async def _serve(settings: Settings, announce: Callable[[str], None]) -> None:
+async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port: bool) -> None:
     store = await asyncio.to_thread(FilesystemStore, settings.root)
     app = create_app(settings, store)
     runner = web.AppRunner(
@@ -65,7 +67,9 @@ async def _serve(settings: Settings, announce: Callable[[str], None]) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        site = web.TCPSite(
+            runner, settings.host, settings.port, backlog=1024, reuse_port=reuse_port or None
+        )
         await site.start()
         host, port = _bound_address(runner)
         announce(f"artifactd listening on http://{host}:{port}/ (root {store.root})")

@@ -20,6 +20,7 @@ class Settings:
     root: Path = Path("./storage")
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
     chunk_size: int = 64 * 1024
     max_ranges: int = 16
     default_ttl: float | None = None  # seconds; None = never expire
@@ -36,6 +37,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise InvalidValueError(f"port {self.port} is out of range 0-65535")
+        if not 1 <= self.workers <= 256:
+            raise InvalidValueError("workers must be between 1 and 256")
         if self.chunk_size < 1024 or self.chunk_size > 16 * 1024 * 1024:
             raise InvalidValueError("chunk size must be between 1 KiB and 16 MiB")
         if self.max_ranges < 1:
@@ -63,7 +66,7 @@ class Settings:
         return cls(**values)
 
 
-_INTEGERS = {"port", "max_ranges"}
+_INTEGERS = {"port", "max_ranges", "workers"}
 _SIZES = {"chunk_size", "max_upload_size"}
 _OPTIONAL_SIZES = {"max_size"}
 _DURATIONS = {"keepalive_timeout", "body_timeout", "shutdown_timeout", "evict_interval"}

@@ -43,6 +43,7 @@ class ServerProcess:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
         )
         self.stderr_lines: list[str] = []
+        self.stdout_line = ""  # the readiness line
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
         self.url = self._wait_ready(startup_timeout)
@@ -61,6 +62,7 @@ class ServerProcess:
             for line in self.proc.stdout:
                 match = READY.search(line)
                 if match:
+                    self.stdout_line = line
                     found.append(match.group(1))
                     return
 

@@ -1,0 +1,152 @@
+"""`--workers N` and gunicorn: several processes behind one port."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import ServerProcess
+
+pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def worker_pids(proc: ServerProcess) -> dict[int, int]:
+    """Worker number -> pid of its latest start, from the supervisor's log."""
+    pids: dict[int, int] = {}
+    for match in re.finditer(r"worker (\d+) started \(pid (\d+)\)", proc.stderr()):
+        pids[int(match.group(1))] = int(match.group(2))
+    return pids
+
+
+def test_workers_share_the_port_restart_when_killed_and_drain_on_sigterm(
+    storage_root: Path,
+) -> None:
+    (storage_root / "a.txt").write_bytes(b"hello")
+    proc = ServerProcess(storage_root, "--workers", "3")
+    try:
+        assert "3 workers" in proc.stdout_line
+        for _ in range(20):
+            assert fetch(proc.files_url("a.txt")) == b"hello"
+        pids = worker_pids(proc)
+        assert len(pids) == 3
+
+        os.kill(pids[2], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while worker_pids(proc).get(2) == pids[2]:
+            assert time.monotonic() < deadline, proc.stderr()
+            time.sleep(0.1)
+        assert "worker 2 (pid" in proc.stderr() and "restarting" in proc.stderr()
+        for _ in range(20):
+            assert fetch(proc.files_url("a.txt")) == b"hello"
+
+        metrics = fetch(proc.url + "/metrics").decode()
+        served = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("artifactd_http_requests_total{") and 'status="200"' in line
+        )
+        assert served >= 40 - 20  # aggregated over workers, minus what the killed one served
+
+        assert proc.terminate() == 0
+    finally:
+        proc.kill()
+
+
+def test_sigterm_lets_a_download_on_any_worker_finish(storage_root: Path) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    (storage_root / "big.bin").write_bytes(data)
+    proc = ServerProcess(storage_root, "--workers", "2")
+    try:
+        sock = socket.create_connection(("127.0.0.1", proc.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = bytearray(sock.recv(4096))
+        proc.proc.send_signal(signal.SIGTERM)
+        while chunk := sock.recv(256 * 1024):
+            received += chunk
+        sock.close()
+        assert proc.proc.wait(30) == 0
+    finally:
+        proc.kill()
+    assert bytes(received).partition(b"\r\n\r\n")[2] == data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_gunicorn_serves_the_app_factory_configured_from_environment(
+    storage_root: Path, tmp_path: Path
+) -> None:
+    (storage_root / "g.txt").write_bytes(b"via gunicorn")
+    port = free_port()
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "artifactd.app:create_app()",
+            "--worker-class",
+            "aiohttp.GunicornUVLoopWebWorker",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        env={**os.environ, "ARTIFACTD_ROOT": str(storage_root), "ARTIFACTD_MAX_RANGES": "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    booted = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if "Booting worker" in line:
+                booted.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert booted.wait(30), "".join(output)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = fetch(f"http://127.0.0.1:{port}/files/g.txt")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "".join(output)
+                time.sleep(0.1)
+        assert body == b"via gunicorn"
+        up = urllib.request.Request(
+            f"http://127.0.0.1:{port}/files/up.bin", data=b"x" * 100, method="PUT"
+        )
+        with urllib.request.urlopen(up, timeout=10) as response:
+            assert json.loads(response.read())["size"] == 100
+        assert (storage_root / "up.bin").read_bytes() == b"x" * 100
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
