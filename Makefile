@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(VENV)/.tools
 # Real clients the process tests drive; installed from Debian's packages when missing.
-TEST_TOOLS := curl:curl wget:wget aria2c:aria2
+TEST_TOOLS := curl:curl wget:wget aria2c:aria2 chromium:chromium chromedriver:chromium-driver
 HOST ?= 127.0.0.1
 PORT ?= 8080
 

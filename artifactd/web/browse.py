@@ -84,8 +84,8 @@ def _row(entry: DirEntry, dir_url: str, origin: str) -> str:
     return (
         f'<tr class="{entry.type}"><td><a href="{html.escape(href)}">{html.escape(label)}</a></td>'
         f'<td class="num" title="{exact}">{html.escape(size)}</td>'
-        f"<td>{html.escape(modified)}</td>"
-        f"<td>{'' if is_dir else html.escape(expires)}</td><td>{copy}</td></tr>"
+        f'<td class="when">{html.escape(modified)}</td>'
+        f'<td class="when">{"" if is_dir else html.escape(expires)}</td><td>{copy}</td></tr>'
     )
 
 
@@ -129,6 +129,7 @@ table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ padding: .3em .8em; text-align: left; border-bottom: 1px solid #eee; }}
 th a {{ color: inherit; }}
 td.num {{ text-align: right; white-space: nowrap; }}
+td.when {{ white-space: nowrap; }}
 tr.dir a {{ font-weight: 600; }}
 code {{ font-size: .85em; background: #f4f4f4; padding: .1em .3em; word-break: break-all; }}
 form {{ margin: .8em 0; }}
@@ -137,11 +138,12 @@ progress {{ width: 20em; }}
 </style></head>
 <body>
 <h1>Index of {title}</h1>
+<p>Times are UTC.</p>
 <form method="get" class="filter"><label>Filter names
 <input type="search" name="filter" value="{filter}"></label>
 <button type="submit">Filter</button> <span>{count} entries</span></form>
 <table>
-<thead><tr>{headers}<th>Expires (UTC)</th><th>Download</th></tr></thead>
+<thead><tr>{headers}<th>Expires</th><th>Download</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>
