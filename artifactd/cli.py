@@ -68,7 +68,7 @@ class DurationParam(click.ParamType[float | None, Any]):
 
 def option(*names: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option that also reads ARTIFACTD_<FLAG> from the environment."""
-    flag = next(n for n in names if n.startswith("--"))
+    flag = next(n for n in names if n.startswith("--")).split("/")[0]
     kwargs.setdefault("envvar", "ARTIFACTD_" + flag[2:].upper().replace("-", "_"))
     kwargs.setdefault("show_envvar", True)
     return click.option(*names, **kwargs)
@@ -159,6 +159,12 @@ _SERVE_OPTIONS = [
         default="64KiB",
         show_default=True,
         help="Bytes read and sent per step of a download.",
+    ),
+    option(
+        "--sendfile/--no-sendfile",
+        default=True,
+        show_default=True,
+        help="Send local files with zero-copy sendfile (else in --chunk-size steps).",
     ),
     option(
         "--max-ranges",

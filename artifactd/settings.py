@@ -22,6 +22,7 @@ class Settings:
     port: int = 8080
     workers: int = 1
     chunk_size: int = 64 * 1024
+    sendfile: bool = True  # zero-copy for local files; False streams every body in chunks
     max_ranges: int = 16
     default_ttl: float | None = None  # seconds; None = never expire
     max_size: int | None = None  # bytes for all artifacts; None = unbounded
@@ -71,7 +72,7 @@ _SIZES = {"chunk_size", "max_upload_size"}
 _OPTIONAL_SIZES = {"max_size"}
 _DURATIONS = {"keepalive_timeout", "body_timeout", "shutdown_timeout", "evict_interval"}
 _OPTIONAL_DURATIONS = {"default_ttl"}
-_BOOLEANS = {"immutable"}
+_BOOLEANS = {"immutable", "sendfile"}
 
 
 def _convert(name: str, raw: str) -> Any:

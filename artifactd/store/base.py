@@ -85,6 +85,10 @@ class ArtifactReader(abc.ABC):
     async def read(self, offset: int, length: int) -> bytes:
         """Return up to `length` bytes starting at `offset`."""
 
+    def fileno(self) -> int | None:
+        """A local file descriptor holding exactly these bytes (for sendfile), if any."""
+        return None
+
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release the version (idempotent)."""

@@ -28,6 +28,7 @@ from artifactd.errors import PreconditionFailedError
 from artifactd.ranges import ByteRange, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.errors import json_error
+from artifactd.web.zerocopy import ZeroCopyUnavailableError, send_file_range
 
 log = logging.getLogger("artifactd.web")
 
@@ -78,12 +79,14 @@ async def send_artifact(
     vary: bool = False,
     content_encoding: str | None = None,
     content_type: str | None = None,
+    zero_copy: bool = True,
 ) -> web.StreamResponse:
     """Answer a GET or HEAD for an opened artifact.
 
     `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
     `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
     artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
+    `zero_copy` lets whole files and single ranges of local files go out with sendfile.
     """
     info = reader.info
     media_type = content_type or info.content_type
@@ -115,7 +118,8 @@ async def send_artifact(
         response.content_length = info.size
         await response.prepare(request)
         if send_body and info.size:
-            await _stream_range(request, response, reader, ByteRange(0, info.size - 1), chunk_size)
+            whole = ByteRange(0, info.size - 1)
+            await _send_range(request, response, reader, whole, chunk_size, zero_copy)
     elif len(decision.ranges) == 1:
         (only,) = decision.ranges
         response.set_status(206)
@@ -124,7 +128,7 @@ async def send_artifact(
         response.content_length = only.length
         await response.prepare(request)
         if send_body:
-            await _stream_range(request, response, reader, only, chunk_size)
+            await _send_range(request, response, reader, only, chunk_size, zero_copy)
     else:
         boundary = make_boundary()
         response.set_status(206)
@@ -142,6 +146,38 @@ async def send_artifact(
     return response
 
 
+async def _send_range(
+    request: web.Request,
+    response: web.StreamResponse,
+    reader: ArtifactReader,
+    byte_range: ByteRange,
+    chunk_size: int,
+    zero_copy: bool,
+) -> None:
+    """The body of a response: sendfile when the bytes are in a local file, else chunks."""
+    file_fd = reader.fileno() if zero_copy else None
+    if file_fd is not None:
+        try:
+            sent = await send_file_range(
+                request, response, file_fd, byte_range.start, byte_range.length
+            )
+        except ZeroCopyUnavailableError:
+            pass
+        else:
+            if sent < byte_range.length:
+                _abort_short(request, reader)
+            return
+    await _stream_range(request, response, reader, byte_range, chunk_size)
+
+
+def _abort_short(request: web.Request, reader: ArtifactReader) -> None:
+    """Truncated underneath us (only possible for files edited by hand): the promised
+    Content-Length cannot be met, so cut the connection rather than hang or lie."""
+    log.error("%s shrank while being sent; closing the connection", reader.info.path)
+    if request.transport is not None:
+        request.transport.close()
+
+
 async def _stream_range(
     request: web.Request,
     response: web.StreamResponse,
@@ -154,11 +190,7 @@ async def _stream_range(
     while offset < end:
         data = await reader.read(offset, min(chunk_size, end - offset))
         if not data:
-            # Truncated underneath us (only possible for files edited by hand): the promised
-            # Content-Length cannot be met, so cut the connection rather than hang or lie.
-            log.error("%s shrank while being sent; closing the connection", reader.info.path)
-            if request.transport is not None:
-                request.transport.close()
+            _abort_short(request, reader)
             return
         await response.write(data)
         offset += len(data)

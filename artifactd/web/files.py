@@ -74,6 +74,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
             chunk_size=settings.chunk_size,
             max_ranges=settings.max_ranges,
             vary=compressible,
+            zero_copy=settings.sendfile,
         )
 
 
@@ -96,6 +97,7 @@ async def send_compressed(
             vary=True,
             content_encoding="gzip",
             content_type=reader.info.content_type,
+            zero_copy=settings.sendfile,
         )
 
 

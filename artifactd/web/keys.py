@@ -19,3 +19,4 @@ METRICS = web.AppKey("metrics", Metrics)
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED_AT = web.RequestKey("started_at", float)
+RESPONSE_STARTED = web.RequestKey("response_started", bool)
