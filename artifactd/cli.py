@@ -18,6 +18,7 @@ import aiohttp
 import click
 
 from artifactd import admin, client
+from artifactd.cli_tokens import token_group
 from artifactd.config import format_toml, load_config
 from artifactd.documents import artifact_document
 from artifactd.durations import format_duration, format_size, parse_duration, parse_size
@@ -27,6 +28,7 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.metadb import MetadataCorruptError
 from artifactd.timestamps import isoformat_utc
+from artifactd.tokens import TokenFileError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -84,7 +86,11 @@ def _apply_config_file(ctx: click.Context, param: click.Parameter, value: Path |
         values = load_config(value, known)
     except InvalidValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from exc
-    own = {p.name for p in ctx.command.params}
+    own = {p.name: p for p in ctx.command.params}
+    for key, value in list(values.items()):
+        target = own.get(key)
+        if target is not None and getattr(target, "multiple", False) and isinstance(value, str):
+            values[key] = value.split()  # `trusted_proxy = "10.0.0.0/8 ::1"`, as in ARTIFACTD_*
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in values.items() if k in own}}
 
 
@@ -229,6 +235,24 @@ _SERVE_OPTIONS = [
     ),
     option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True),
     option("--loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True),
+    option(
+        "--private",
+        is_flag=True,
+        default=False,
+        help="Downloads and the API need a token with scope read (uploads always need write).",
+    ),
+    option(
+        "--rate-limit",
+        default=None,
+        metavar="N/PERIOD",
+        help="Requests per client address, e.g. 600/min (N/s, N/min, N/h); default off.",
+    ),
+    option(
+        "--trusted-proxy",
+        multiple=True,
+        metavar="CIDR",
+        help="A reverse proxy whose X-Forwarded-For is believed (repeatable).",
+    ),
 ]
 
 
@@ -261,7 +285,7 @@ def serve(root: Path, **flags: Any) -> None:
             run_supervised(settings)
         else:
             run_server(settings)
-    except MetadataCorruptError as exc:
+    except (MetadataCorruptError, TokenFileError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. address in use, unreadable root
         raise click.ClickException(f"cannot serve: {exc}") from exc
@@ -285,6 +309,8 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             value = format_duration(value)
         elif isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, tuple):
+            value = " ".join(value)
         document[field.name] = value
     return document
 
@@ -296,6 +322,9 @@ DURATION_FIELDS = {
     "body_timeout",
     "shutdown_timeout",
 }
+
+
+main.add_command(token_group(root_option))
 
 
 @main.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 import math
 import re
 import time
@@ -70,7 +71,12 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
 
 def format_http_date(timestamp: float) -> str:
     """IMF-fixdate (§5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`; never locale-dependent."""
-    t = time.gmtime(math.floor(timestamp))
+    return _format_whole_second(math.floor(timestamp))
+
+
+@functools.lru_cache(maxsize=4096)  # the same Last-Modified is sent again and again
+def _format_whole_second(second: int) -> str:
+    t = time.gmtime(second)
     return (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"

@@ -8,6 +8,7 @@ over live workers, stored-size gauges from the most recent pass).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -24,6 +25,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         registry = self.registry
         self.requests = Counter(
             "artifactd_http_requests",
@@ -74,6 +76,14 @@ class Metrics:
             registry=registry,
             multiprocess_mode="max",
         )
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        """requests_total{method,route,status} += 1, with the labelled child looked up once."""
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(method, route, str(status))
+        child.inc()
 
     def exposition(self) -> bytes:
         """The text format: this process's registry, or every worker's in multiprocess mode."""

@@ -13,17 +13,74 @@ import sys
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import access_logger_class
 from artifactd.web.app import create_app
+from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
 log = logging.getLogger("artifactd.server")
 
 # aiohttp's defaults, stated here because they are part of the security contract.
 MAX_REQUEST_LINE_BYTES = 8190
 MAX_HEADER_FIELD_BYTES = 8190
+# With keep-alive and the body timeout both disabled, a connection still has this long to
+# deliver a complete request head (see `request_head_deadline`).
+DEFAULT_REQUEST_HEAD_SECONDS = 60.0
+
+
+def request_head_deadline(settings: Settings) -> float:
+    """The `keepalive_timeout` handed to aiohttp, which is also the slowloris bound.
+
+    aiohttp arms its keep-alive timer when a connection opens and re-arms it after each
+    response; bytes arriving do not push it back. So a client that has not completed a
+    request head when it fires (one byte a second, say) is disconnected: idle keep-alive
+    and slow request heads share one deadline. aiohttp arms nothing when the timeout is 0,
+    which would let a slowloris client hold its connection forever; with
+    `--keepalive-timeout 0` the request head gets `--body-timeout` instead, and the
+    application closes the connection after each response (see
+    `artifactd.web.middlewares.add_common_headers`).
+    """
+    return settings.keepalive_timeout or settings.body_timeout or DEFAULT_REQUEST_HEAD_SECONDS
+
+
+def allow_header_sized_integers() -> None:
+    """Let `int()` read any digit string that fits in one header field.
+
+    aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS=1) converts Content-Length with
+    `int()`; past Python's default of 4300 digits that raised ValueError inside the
+    protocol's data_received and dropped the connection without an answer (the C parser
+    answers 400). A header field holds at most MAX_HEADER_FIELD_BYTES, so this bound keeps
+    the conversion cheap while letting the request reach a proper 400.
+    """
+    current = sys.get_int_max_str_digits()
+    if 0 < current < MAX_HEADER_FIELD_BYTES:
+        sys.set_int_max_str_digits(MAX_HEADER_FIELD_BYTES)
+
+
+# Failures that are the client's doing: a malformed request head or body, a disconnect.
+CLIENT_FAULTS = (HttpProcessingError, web.RequestPayloadError, ConnectionResetError)
+
+
+class OneLineParserErrors(logging.Filter):
+    """aiohttp logs each malformed request ("Error handling request"), each malformed
+    body left unread ("Unhandled exception") and each client gone mid-request with a full
+    traceback, so anyone able to connect could flood the log with them. All are the
+    client's doing: log one line with the reason instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CLIENT_FAULTS):
+            message = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+            reason = " ".join(str(message).split())[:200] or type(exc).__name__
+            record.msg = f"{record.getMessage()}: {reason}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def configure_logging(log_format: str) -> None:
@@ -36,6 +93,9 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    protocol_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, OneLineParserErrors) for f in protocol_log.filters):
+        protocol_log.addFilter(OneLineParserErrors())
 
 
 def serve(
@@ -44,6 +104,7 @@ def serve(
     """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns normally on a clean
     shutdown (exit code 0). `reuse_port` lets several worker processes bind one port."""
     configure_logging(settings.log_format)
+    allow_header_sized_integers()
     if settings.loop == "uvloop":
         import uvloop
 
@@ -54,18 +115,29 @@ def serve(
 
 async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port: bool) -> None:
     store = await asyncio.to_thread(FilesystemStore, settings.root)
+    if store.read_only:
+        log.warning(
+            "the storage root %s is on a read-only filesystem: serving downloads only, "
+            "uploads and deletes answer 507",
+            store.root,
+        )
     app = create_app(settings, store)
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log_class=access_logger_class(settings.log_format),
         access_log=logging.getLogger("artifactd.access"),
-        keepalive_timeout=settings.keepalive_timeout,
+        keepalive_timeout=request_head_deadline(settings),
         shutdown_timeout=settings.shutdown_timeout,
         max_line_size=MAX_REQUEST_LINE_BYTES,
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
-    await runner.setup()
+    await runner.setup()  # on_startup reads the tokens file: a corrupt one stops us here
+    warning = await asyncio.to_thread(
+        warn_if_writes_refused, settings.host, app[ACCESS_POLICY].tokens, private=settings.private
+    )
+    if warning:
+        log.warning("%s", warning)
     try:
         site = web.TCPSite(
             runner, settings.host, settings.port, backlog=1024, reuse_port=reuse_port or None

@@ -8,8 +8,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from artifactd.durations import parse_duration, parse_size
+from artifactd.durations import parse_duration, parse_rate, parse_size
 from artifactd.errors import InvalidValueError
+from artifactd.ratelimit import parse_networks
 
 LogFormat = Literal["text", "json"]
 LoopName = Literal["uvloop", "asyncio"]
@@ -34,6 +35,9 @@ class Settings:
     shutdown_timeout: float = 30.0
     log_format: LogFormat = "text"
     loop: LoopName = "uvloop"
+    private: bool = False  # reads need a `read` token too
+    rate_limit: str | None = None  # "600/min" per client address; None = off
+    trusted_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -54,6 +58,9 @@ class Settings:
             raise InvalidValueError(f"unknown log format {self.log_format!r}")
         if self.loop not in ("uvloop", "asyncio"):
             raise InvalidValueError(f"unknown event loop {self.loop!r}")
+        if self.rate_limit is not None:
+            parse_rate(self.rate_limit)
+        parse_networks(self.trusted_proxy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +79,7 @@ _SIZES = {"chunk_size", "max_upload_size"}
 _OPTIONAL_SIZES = {"max_size"}
 _DURATIONS = {"keepalive_timeout", "body_timeout", "shutdown_timeout", "evict_interval"}
 _OPTIONAL_DURATIONS = {"default_ttl"}
-_BOOLEANS = {"immutable", "sendfile"}
+_BOOLEANS = {"immutable", "sendfile", "private"}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -93,6 +100,10 @@ def _convert(name: str, raw: str) -> Any:
             return seconds
         if name in _BOOLEANS:
             return parse_bool(raw)
+        if name == "rate_limit":
+            return None if raw.strip().lower() in ("", "off", "none") else raw
+        if name == "trusted_proxy":
+            return tuple(raw.replace(",", " ").split())
     except ValueError as exc:
         raise InvalidValueError(f"ARTIFACTD_{name.upper()}: {exc}") from exc
     return raw

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import secrets
 import stat
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from artifactd.errors import (
@@ -40,6 +42,8 @@ from artifactd.store.base import (
     Upload,
     Verification,
 )
+from artifactd.store.hotcache import SMALL_FILE_BYTES, GenerationCounter, HotCache, HotEntry
+from artifactd.store.memory import MemoryReader
 from artifactd.store.metadb import MetadataDB, VersionRow
 from artifactd.store.safety import resolve_inside
 
@@ -49,6 +53,9 @@ INLINE_HASH_LIMIT_BYTES = 64 * 1024 * 1024
 HASH_BLOCK_BYTES = 1024 * 1024
 FOUND_DIGESTS_KEPT = 4096
 TMP_PREFIX = "upload-"
+READ_ONLY_MESSAGE = "the storage root is on a read-only filesystem"
+
+log = logging.getLogger("artifactd.store")
 
 
 def hash_fd(fd: int, size: int) -> str:
@@ -78,6 +85,18 @@ class FileReader(ArtifactReader):
     def fileno(self) -> int | None:
         return self._fd
 
+    def read_now(self, offset: int, length: int, *, allow_fd: bool = True) -> bytes | None:
+        """preadv2 with RWF_NOWAIT fails rather than wait for the disk, so this is safe on
+        the event loop: the page cache either has all the bytes or we use `read`."""
+        if self._fd is None or not allow_fd:
+            return None
+        buffer = bytearray(length)
+        try:
+            got = os.preadv(self._fd, [buffer], offset, os.RWF_NOWAIT)
+        except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT)
+            return None
+        return bytes(buffer) if got == length else None
+
     async def read(self, offset: int, length: int) -> bytes:
         if self._fd is None:
             raise ValueError("read from a closed artifact")
@@ -98,17 +117,40 @@ class FilesystemStore(Store):
         self.root = Path(os.path.realpath(root))
         self.state_dir = self.root / INTERNAL_DIR
         self.tmp_dir = self.state_dir / "tmp"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(exist_ok=True)
-        self.db = MetadataDB(self.state_dir / "metadata.db")
+        # On a read-only filesystem the store still serves what it holds: every write is
+        # refused with StorageFullError (507) and no maintenance runs.
+        self.read_only = _on_read_only_filesystem(self.root)
+        served_before = self.state_dir.is_dir()
+        if not self.read_only:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(exist_ok=True)
+        self.db = MetadataDB(self.state_dir / "metadata.db", read_only=self.read_only)
+        if self.db.created and served_before:
+            log.warning(
+                "metadata database %s was missing or empty: started a new one; files under "
+                "the root are still served and their digests computed again, but content "
+                "types and expiry times recorded for earlier uploads are lost",
+                self.state_dir / "metadata.db",
+            )
         # Commits and deletes of every process on this root are serialised by an flock on
         # this file (plus a thread lock, since flock does not exclude threads sharing an fd).
-        self._write_lock_fd = os.open(self.state_dir / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._write_lock_fd = (
+            -1
+            if self.read_only
+            else os.open(self.state_dir / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        )
         self._write_thread_lock = threading.Lock()
         self._accessed: dict[str, float] = {}
         self._hashing: set[tuple[str, int, int]] = set()
         self._found_digests: dict[tuple[str, int, int, int], str] = {}  # oldest first
         self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifactd-hash")
+        generation_file = self.state_dir / "generation"
+        self._generation = (
+            GenerationCounter(generation_file, writable=not self.read_only)
+            if not self.read_only or generation_file.exists()
+            else None
+        )
+        self.hot = HotCache(self._generation)
 
     @classmethod
     async def create(cls, root: Path) -> FilesystemStore:
@@ -117,13 +159,23 @@ class FilesystemStore(Store):
     # -- reading ---------------------------------------------------------------------------
 
     async def open(self, path: str) -> ArtifactReader:
+        hot = self.hot.get(path)  # the hot path: no worker thread, no syscall for small files
+        if hot is not None:
+            if hot.data is not None:
+                return MemoryReader(hot.data, hot.info)
+            pinned = self.hot.open_fd(path)
+            if pinned is not None:
+                return FileReader(pinned[1], pinned[0])
         return await asyncio.to_thread(self._open_sync, path)
 
     async def info(self, path: str) -> ArtifactInfo:
         async with await self.open(path) as reader:
-            return reader.info
+            return replace(
+                reader.info, last_accessed=self._accessed.get(path, reader.info.last_accessed)
+            )
 
     def _open_sync(self, path: str) -> FileReader:
+        generation = self.hot.current_generation()  # before opening: a racing commit shows
         os_path = resolve_inside(self.root, path)
         try:
             # O_NONBLOCK: opening a FIFO dropped into the root must not hang a thread.
@@ -144,7 +196,19 @@ class FilesystemStore(Store):
         except BaseException:
             os.close(fd)
             raise
+        self._remember_hot(path, info, fd, generation)
         return FileReader(fd, info)
+
+    def _remember_hot(self, path: str, info: ArtifactInfo, fd: int, generation: int) -> None:
+        entry = HotEntry(info, generation, time.monotonic())
+        if info.size <= SMALL_FILE_BYTES:
+            data = os.pread(fd, info.size, 0)
+            if len(data) != info.size:
+                return  # changing underneath us: don't cache
+            entry.data = data
+        else:
+            entry.fd = os.dup(fd)
+        self.hot.put(path, entry)
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         """Metadata for the exact version described by `st`, hashing unknown versions."""
@@ -231,6 +295,7 @@ class FilesystemStore(Store):
                     None,
                 )
             )
+            self.hot.invalidate(path)  # the digest-based ETag is known now
         except Exception:
             pass
         finally:
@@ -333,11 +398,16 @@ class FilesystemStore(Store):
     def _begin_upload_sync(
         self, path: str, content_type: str | None, expires_at: float | None
     ) -> FileUpload:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
         target = resolve_inside(self.root, path)
         if os.path.isdir(target):
             raise IsDirectoryError(path)
         tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _translate_write_error(exc) from exc
         fcntl.flock(fd, fcntl.LOCK_EX)  # "writer alive": see _remove_stale_uploads_sync
         return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
 
@@ -345,6 +415,8 @@ class FilesystemStore(Store):
         return await asyncio.to_thread(self._delete_sync, path, require)
 
     def _delete_sync(self, path: str, require: Requirement | None) -> ArtifactInfo:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
         os_path = resolve_inside(self.root, path)
         with self._write_lock():
             current = self._current_sync(path, os_path)
@@ -357,6 +429,7 @@ class FilesystemStore(Store):
             except FileNotFoundError as exc:
                 raise NotFoundError(path) from exc
             self.db.delete_path(path)
+            self._bump_generation()
         self._accessed.pop(path, None)
         self._remove_empty_parents(Path(os_path).parent)
         return current
@@ -392,6 +465,8 @@ class FilesystemStore(Store):
         return await asyncio.to_thread(self._evict_sync, info)
 
     def _evict_sync(self, info: ArtifactInfo) -> bool:
+        if self.read_only:
+            return False
         os_path = resolve_inside(self.root, info.path)
         with self._write_lock():
             try:
@@ -402,12 +477,16 @@ class FilesystemStore(Store):
                 return False
             os.unlink(os_path)
             self.db.delete_path(info.path)
+            self._bump_generation()
         self._accessed.pop(info.path, None)
         self._remove_empty_parents(Path(os_path).parent)
         return True
 
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:
+        if self.read_only:
+            yield False  # nothing can be evicted or cleaned up
+            return
         fd = await asyncio.to_thread(
             os.open, self.state_dir / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644
         )
@@ -493,6 +572,7 @@ class FilesystemStore(Store):
             os.rename(upload.tmp_path, target)
             _fsync_dir(target.parent)
             self.db.delete_other_versions(upload.path, st.st_ino)
+            self._bump_generation()
         return self._info_for(upload.path, st, None), current is not None
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -510,6 +590,8 @@ class FilesystemStore(Store):
     def _remove_stale_uploads_sync(self) -> int:
         """Temp files whose writer died: every live upload holds an flock on its temp file,
         so a file we can lock has no writer (the kernel drops locks of dead processes)."""
+        if self.read_only:
+            return 0
         removed = 0
         for entry in os.scandir(self.tmp_dir):
             if not entry.name.startswith(TMP_PREFIX):
@@ -530,14 +612,24 @@ class FilesystemStore(Store):
                 os.close(fd)
         return removed
 
+    def _bump_generation(self) -> None:
+        """Called under the write lock after any change: every process's hot cache drops
+        what it holds (see hotcache.py)."""
+        if self._generation is not None:
+            self._generation.bump()
+
     async def close(self) -> None:
         await self.flush()
         self._hash_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        self.hot.clear()
+        if self._generation is not None:
+            self._generation.close()
         self.db.close()
-        os.close(self._write_lock_fd)
+        if self._write_lock_fd >= 0:
+            os.close(self._write_lock_fd)
 
 
 class FileUpload(Upload):
@@ -606,9 +698,18 @@ class FileUpload(Upload):
             self.tmp_path.unlink(missing_ok=True)
 
 
+def _on_read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        return False  # a root still to be created
+
+
 def _translate_write_error(exc: OSError) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFullError("no space left on the storage device")
+    if exc.errno == errno.EROFS:  # remounted read-only while serving (e.g. after I/O errors)
+        return StorageFullError(READ_ONLY_MESSAGE)
     return exc
 
 

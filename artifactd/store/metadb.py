@@ -15,6 +15,9 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import pathname2url
+
+from artifactd.errors import StorageFullError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -58,20 +61,55 @@ _COLUMNS = (
 _PLACEHOLDERS = "?,?,?,?,?,?,?,?,?,?"
 
 
-class MetadataDB:
-    """Blocking access to the metadata database; callers run it in a worker thread."""
+_RECOVERY_HINT = (
+    "; move it aside and start again to begin a new one (the files under the root are kept "
+    "and re-hashed, but the content types and expiry times recorded for them are lost)"
+)
 
-    def __init__(self, db_path: Path) -> None:
+
+class MetadataDB:
+    """Blocking access to the metadata database; callers run it in a worker thread.
+
+    `created` tells whether the database had no metadata yet (a new root, or a database
+    that went missing). With `read_only` (the storage root is on a read-only filesystem)
+    an existing database is opened read-only and writes are skipped: a version found on
+    disk is then hashed again by each process instead of being recorded. Without a
+    database there, an in-memory one stands in.
+    """
+
+    def __init__(self, db_path: Path, *, read_only: bool = False) -> None:
         self._lock = threading.Lock()
+        self.read_only = read_only and db_path.exists()
         try:
-            self._conn = sqlite3.connect(
-                db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            if self.read_only:
+                self._conn = _connect_read_only(db_path)
+                self.created = False
+            else:
+                target = ":memory:" if read_only else db_path
+                self._conn = sqlite3.connect(
+                    target, timeout=30.0, isolation_level=None, check_same_thread=False
+                )
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self.created = not self._has_versions_table()
+                self._conn.executescript(SCHEMA)
+            # Damage inside the file otherwise surfaces later, as failures of single requests.
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
         except sqlite3.DatabaseError as exc:
-            raise MetadataCorruptError(f"cannot open metadata database {db_path}: {exc}") from exc
+            raise MetadataCorruptError(
+                f"cannot open metadata database {db_path}: {exc}{_RECOVERY_HINT}"
+            ) from exc
+        if problems != ["ok"]:
+            self._conn.close()
+            raise MetadataCorruptError(
+                f"metadata database {db_path} is damaged: {problems[0]}{_RECOVERY_HINT}"
+            )
+
+    def _has_versions_table(self) -> bool:
+        found = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'"
+        ).fetchall()
+        return bool(found)
 
     def close(self) -> None:
         with self._lock:
@@ -102,16 +140,25 @@ class MetadataDB:
         yield from self._query(f"SELECT {_COLUMNS} FROM versions ORDER BY path")
 
     def upsert(self, row: VersionRow) -> None:
+        if self.read_only:
+            return
         with self._lock:
-            self._conn.execute(
-                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                _values(row),
-            )
+            try:
+                self._conn.execute(
+                    f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                    _values(row),
+                )
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    raise StorageFullError("no space left for the metadata database") from exc
+                raise
 
     def record_found_version(self, row: VersionRow) -> None:
         """Record a version found on disk (placed or changed by hand). An existing row for
         this inode wins unless it too was found on disk and describes older bytes (a file
         rewritten in place by hand)."""
+        if self.read_only:
+            return
         with self._lock:
             self._conn.execute(
                 f"INSERT INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) "
@@ -124,20 +171,28 @@ class MetadataDB:
             )
 
     def delete_other_versions(self, path: str, keep_ino: int) -> None:
+        if self.read_only:
+            return
         with self._lock:
             self._conn.execute("DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino))
 
     def delete_version(self, path: str, ino: int) -> None:
+        if self.read_only:
+            return
         with self._lock:
             self._conn.execute("DELETE FROM versions WHERE path = ? AND ino = ?", (path, ino))
 
     def delete_path(self, path: str) -> None:
+        if self.read_only:
+            return
         with self._lock:
             self._conn.execute("DELETE FROM versions WHERE path = ?", (path,))
 
     def record_accesses(self, accessed: dict[str, float]) -> None:
         """Write a batch of last-access times in one transaction."""
         if not accessed:
+            return
+        if self.read_only:
             return
         with self._lock:
             self._conn.execute("BEGIN")
@@ -150,6 +205,26 @@ class MetadataDB:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """Open an existing database on a read-only filesystem.
+
+    `mode=ro` sees what a crashed writer left in the WAL but needs the WAL index (-shm)
+    to exist already; after a clean shutdown it does not, and `immutable=1` reads the
+    (then fully checkpointed) database file alone.
+    """
+    url = "file:" + pathname2url(str(db_path))
+    try:
+        conn = sqlite3.connect(f"{url}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{url}?immutable=1", uri=True, check_same_thread=False)
 
 
 def _values(row: VersionRow) -> tuple[object, ...]:

@@ -1,27 +1,68 @@
-"""One access-log line per request on stderr, as text or JSON."""
+"""One access-log line per request on stderr, as text or JSON.
+
+Written straight to the stream rather than through `logging`: at thousands of requests a
+second the logging machinery (records, caller lookup, formatters) was the largest single
+cost of a small download. Lines still go out whole, one write each.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+from typing import TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from artifactd.web.middlewares import request_id_for
 
-ACCESS_LOGGER = logging.getLogger("artifactd.access")
+
+class _Clock:
+    """The current UTC time as ISO 8601, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._text
+
+
+_clock = _Clock()
 
 
 class _AccessLogger(AbstractAccessLogger):
-    json_format = False
+    stream: TextIO | None = None  # None: sys.stderr as it is at the time of the write
 
+    def _write(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(line)
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+class TextAccessLogger(_AccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        remote = request.remote or "-"
+        self._write(
+            f'{_clock.now()} {request.remote or "-"} "{request.method} {request.raw_path}" '
+            f"{response.status} {response.body_length} {time_ * 1000:.3f}ms "
+            f"rid={request_id_for(request)}\n"
+        )
+
+
+class JsonAccessLogger(_AccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
         fields = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "remote": remote,
+            "time": _clock.now(),
+            "remote": request.remote or "-",
             "method": request.method,
             "path": request.raw_path,
             "status": response.status,
@@ -29,32 +70,11 @@ class _AccessLogger(AbstractAccessLogger):
             "duration_ms": round(time_ * 1000, 3),
             "request_id": request_id_for(request),
         }
-        if self.json_format:
-            self.logger.info(json.dumps(fields))
-        else:
-            self.logger.info(
-                '%s "%s %s" %s %s %.3fms rid=%s',
-                remote,
-                request.method,
-                request.raw_path,
-                response.status,
-                response.body_length,
-                time_ * 1000,
-                fields["request_id"],
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-
-class TextAccessLogger(_AccessLogger):
-    json_format = False
-
-
-class JsonAccessLogger(_AccessLogger):
-    json_format = True
+        self._write(json.dumps(fields) + "\n")
 
 
 def access_logger_class(log_format: str) -> type[AbstractAccessLogger]:
     return JsonAccessLogger if log_format == "json" else TextAccessLogger
+
+
+ACCESS_LOGGER = logging.getLogger("artifactd.access")  # handed to aiohttp, which wants one

@@ -8,17 +8,21 @@ from aiohttp import web
 
 from artifactd import evictor as evictor_module
 from artifactd.documents import artifact_document
+from artifactd.durations import parse_rate
 from artifactd.events import EventLog
 from artifactd.evictor import EvictionReason, EvictionReport, Evictor
 from artifactd.metrics import Metrics
+from artifactd.ratelimit import RateLimiter, parse_networks
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.filesystem import FilesystemStore
+from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import add_common_headers, errors_middleware
+from artifactd.web.security import install_security
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> web.Application:
@@ -32,6 +36,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         store = FilesystemStore(settings.root)
     # Outermost first: metrics see the final status of every answer, errors become JSON.
     app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    # Appended inside errors_middleware: rate limit (also guards token guessing), then auth.
+    install_security(
+        app,
+        TokenStore(settings.root),
+        private=settings.private,
+        limiter=RateLimiter(*parse_rate(settings.rate_limit)) if settings.rate_limit else None,
+        trusted_proxies=parse_networks(settings.trusted_proxy),
+    )
     app[SETTINGS] = settings
     app[STORE] = store
     events = app[EVENTS] = EventLog()

@@ -30,6 +30,9 @@ from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.errors import json_error
 from artifactd.web.zerocopy import ZeroCopyUnavailableError, send_file_range
 
+# Bodies up to this size that can be read without waiting go out in one Response.
+INLINE_READ_BYTES = 256 * 1024
+
 log = logging.getLogger("artifactd.web")
 
 
@@ -111,8 +114,23 @@ async def send_artifact(
         headers["Content-Range"] = f"bytes */{info.size}"
         return json_error(416, "range not satisfiable", headers)
 
-    response = web.StreamResponse(headers=headers)
     send_body = request.method != hdrs.METH_HEAD
+    if send_body and (decision.kind is RangeKind.FULL or len(decision.ranges) == 1):
+        # Small bodies already in memory or in the page cache: one Response, headers and
+        # body in a single write, no streaming machinery.
+        only = decision.ranges[0] if decision.ranges else ByteRange(0, max(info.size - 1, 0))
+        body = b"" if info.size == 0 else _inline_body(reader, only, zero_copy)
+        if body is not None:
+            headers[hdrs.CONTENT_TYPE] = media_type
+            if decision.kind is RangeKind.PARTIAL:
+                headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
+            return web.Response(
+                status=206 if decision.kind is RangeKind.PARTIAL else 200,
+                headers=headers,
+                body=body,
+            )
+
+    response = web.StreamResponse(headers=headers)
     if decision.kind is RangeKind.FULL:
         response.headers[hdrs.CONTENT_TYPE] = media_type
         response.content_length = info.size
@@ -144,6 +162,13 @@ async def send_artifact(
             await response.write(closing_delimiter(boundary))
     await response.write_eof()
     return response
+
+
+def _inline_body(reader: ArtifactReader, byte_range: ByteRange, zero_copy: bool) -> bytes | None:
+    """The bytes of a small range if they can be had without waiting, else None."""
+    if byte_range.length > INLINE_READ_BYTES:
+        return None
+    return reader.read_now(byte_range.start, byte_range.length, allow_fd=zero_copy)
 
 
 async def _send_range(

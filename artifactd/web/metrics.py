@@ -39,7 +39,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         metrics.in_flight.dec()
-        metrics.requests.labels(request.method, route_label(request), str(status)).inc()
+        metrics.count_request(request.method, route_label(request), status)
         metrics.request_bytes.inc(request.content.total_bytes)
         if response is not None:
             sent = response.body_length if response.prepared else (response.content_length or 0)

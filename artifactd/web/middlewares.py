@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.errors import error_for_domain, json_error
-from artifactd.web.keys import REQUEST_ID, STARTED_AT
+from artifactd.web.keys import REQUEST_ID, RESPONSE_STARTED, SETTINGS, STARTED_AT
 
 log = logging.getLogger("artifactd.web")
 
@@ -21,15 +22,61 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # An incoming X-Request-Id is echoed only when it is this tame (it lands in logs and headers).
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
+# aiohttp's C parser (llhttp) refuses a Content-Length above 2**64 - 1 with 400; its
+# pure-Python parser accepts any digit string. Refusing the same here keeps the answer
+# identical with both parsers.
+MAX_CONTENT_LENGTH = 2**64 - 1
+
+
+# Ids are a random per-process prefix and a counter: unique across processes and restarts
+# with overwhelming probability, and far cheaper than a uuid4 per request.
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
 
 def request_id_for(request: web.BaseRequest) -> str:
     """The request's id: a valid incoming X-Request-Id, else a new one (assigned once)."""
     existing = request.get(REQUEST_ID)
     if existing is None:
         incoming = request.headers.get("X-Request-Id", "")
-        existing = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        existing = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_request_id()
         request[REQUEST_ID] = existing
     return str(existing)
+
+
+def framing_error(request: web.BaseRequest) -> web.Response | None:
+    """Message framing both aiohttp parsers let through but artifactd will not act on.
+
+    Both parsers already refuse (400) Content-Length with Transfer-Encoding, duplicate or
+    non-numeric lengths, and a Transfer-Encoding not ending in `chunked`. Left are: a
+    length no 64-bit counter holds (the C parser's 400, given by the Python one too), and
+    a transfer coding before `chunked` (`gzip, chunked`): both parsers would silently
+    drop it and store the still-encoded bytes, so RFC 9112 §6.1's 501 instead.
+    """
+    coding = request.headers.get(hdrs.TRANSFER_ENCODING)
+    if coding is not None:
+        codings = [c.strip(" \t").lower() for c in coding.split(",")]
+        if codings != ["chunked"]:
+            return closing_error(501, "unsupported transfer coding")
+    length = request.headers.get(hdrs.CONTENT_LENGTH)
+    if length is not None:
+        digits = length.lstrip("0")
+        too_many = len(digits) > len(str(MAX_CONTENT_LENGTH))
+        if too_many or (digits.isdigit() and int(digits) > MAX_CONTENT_LENGTH):
+            return closing_error(400, "invalid content-length")
+    return None
+
+
+def closing_error(status: int, reason: str) -> web.Response:
+    """An error after which the connection is closed: where the request's body ends (and
+    so where a next request would start) is not known."""
+    response = json_error(status, reason)
+    response.force_close()
+    return response
 
 
 @web.middleware
@@ -37,26 +84,44 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Turn every failure into `{"error", "status"}`; never leak a traceback."""
     request.setdefault(STARTED_AT, time.perf_counter())
     request_id_for(request)
+    refused = framing_error(request)
+    if refused is not None:
+        return refused
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and 304s are answers, not errors
         return json_error(exc.status, exc.reason.lower(), exc.headers)
-    except ArtifactdError as exc:
-        return error_for_domain(exc)
+    except web.RequestPayloadError:
+        # The body broke its own framing or coding (a bad chunk, an undecodable
+        # Content-Encoding): the client's fault, not the server's.
+        return closing_error(400, "malformed request body")
     except ConnectionResetError:
         raise  # the client left; there is nobody to answer
-    except Exception:
+    except Exception as exc:
+        if request.get(RESPONSE_STARTED):
+            # Headers are out: no error answer is possible. Re-raising makes aiohttp close
+            # the connection, so the client sees a short body rather than a wrong one.
+            log.exception("error after the response started, request %s", request_id_for(request))
+            raise
+        if isinstance(exc, ArtifactdError):
+            return error_for_domain(exc)
         log.exception("unhandled error in request %s", request_id_for(request))
         return json_error(500, "internal error")
 
 
 async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """on_response_prepare: headers every response carries, set just before they are sent."""
+    request[RESPONSE_STARTED] = True
     response.headers["X-Request-Id"] = request_id_for(request)
     started = request.get(STARTED_AT)
     if started is not None:
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["X-Response-Time"] = f"{elapsed_ms:.3f}ms"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    settings = request.config_dict.get(SETTINGS) if isinstance(request, web.Request) else None
+    if settings is not None and settings.keepalive_timeout == 0:
+        # Keep-alive disabled: say so, and close once this answer is sent.
+        response.force_close()
+        response.headers[hdrs.CONNECTION] = "close"

@@ -30,6 +30,7 @@ from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
+from artifactd.web.security import check_upload_allowed
 
 # Client types that say nothing about the content: the name is a better guide.
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
@@ -79,8 +80,12 @@ def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
 async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     """`Expect: 100-continue`: refuse oversized bodies before the client sends them.
 
-    aiohttp runs this before the middlewares, so failures are answered here directly.
+    aiohttp runs this before the middlewares, so failures are answered here directly,
+    starting with authorisation: a client that may not write never gets 100 Continue.
     """
+    refused = await check_upload_allowed(request)
+    if refused is not None:
+        return refused
     try:
         check_declared_length(request, request.app[SETTINGS])
     except UploadTooLargeError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from artifactd.errors import InvalidPathError, NotFoundError
-from artifactd.store import filesystem
+from artifactd.store import filesystem, hotcache
 from artifactd.store.filesystem import FilesystemStore
 
 
@@ -34,11 +35,15 @@ async def test_hand_placed_file_is_served_with_its_digest(root: Path) -> None:
 
 
 @pytest.mark.allow_blocking
-async def test_file_changed_by_hand_gets_new_digest_and_etag(root: Path) -> None:
+async def test_file_changed_by_hand_gets_new_digest_and_etag_within_the_cache_bound(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 0.05)
     store = await make_store(root)
     (root / "f").write_bytes(b"one")
     first = await store.info("f")
     (root / "f").write_bytes(b"two, longer")
+    time.sleep(0.1)  # past the bound on serving a hand-edited file's previous version
     second = await store.info("f")
     assert second.sha256 == hashlib.sha256(b"two, longer").hexdigest()
     assert first.etag != second.etag
@@ -133,4 +138,43 @@ async def test_upload_leaves_no_temp_file(root: Path) -> None:
     await upload.write(b"abc")
     await upload.commit()
     assert os.listdir(store.tmp_dir) == []
+    await store.close()
+
+
+async def test_a_commit_by_another_process_is_seen_at_once(root: Path) -> None:
+    """Two stores on one root stand for two worker processes: the write generation in the
+    shared memory map invalidates the reader's hot cache immediately."""
+    reader_side = await make_store(root)
+    writer_side = await make_store(root)
+    for store, data in ((writer_side, b"first"), (writer_side, b"second version")):
+        upload = await store.begin_upload("shared.txt")
+        await upload.write(data)
+        await upload.commit()
+        async with await reader_side.open("shared.txt") as reader:
+            assert await reader.read(0, 100) == data
+    await writer_side.delete("shared.txt")
+    with pytest.raises(NotFoundError):
+        await reader_side.open("shared.txt")
+    await reader_side.close()
+    await writer_side.close()
+
+
+async def test_hot_large_file_reader_is_pinned_to_its_version(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "SMALL_FILE_BYTES", 10)  # cache an fd, not bytes
+    store = await make_store(root)
+    upload = await store.begin_upload("big")
+    await upload.write(b"A" * 100)
+    await upload.commit()
+    (await store.open("big")).fileno()  # fills the cache
+    hot = await store.open("big")  # served from the cached descriptor
+    assert hot.fileno() is not None
+    upload = await store.begin_upload("big")
+    await upload.write(b"B" * 50)
+    await upload.commit()
+    assert await hot.read(0, 200) == b"A" * 100
+    await hot.aclose()
+    async with await store.open("big") as fresh:
+        assert await fresh.read(0, 200) == b"B" * 50
     await store.close()

@@ -1,0 +1,134 @@
+"""An in-memory cache of recently opened versions, so hot reads skip the worker thread.
+
+Small files are kept whole in memory; larger ones keep an open descriptor of the version
+(a reader gets a duplicate, so the version stays pinned while it reads). An entry is
+trusted while the root's write generation is unchanged — every commit, delete and eviction
+by any process on the root bumps it — and for at most `HOT_TTL_SECONDS`, which bounds how
+long a file changed by hand (outside artifactd) can be served in its previous version.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from artifactd.store.base import ArtifactInfo
+
+HOT_TTL_SECONDS = 2.0
+SMALL_FILE_BYTES = 64 * 1024
+MAX_CACHED_BYTES = 64 * 1024 * 1024
+MAX_ENTRIES = 4096
+MAX_OPEN_FDS = 256
+_COUNTER = struct.Struct("<Q")
+
+
+class GenerationCounter:
+    """A 64-bit counter in a shared memory map: readable without a syscall by every process
+    on the root; bumped under the store's write lock."""
+
+    def __init__(self, path: Path, *, writable: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
+        try:
+            if writable and os.fstat(fd).st_size < _COUNTER.size:
+                os.ftruncate(fd, _COUNTER.size)
+            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+            self._map = mmap.mmap(fd, _COUNTER.size, access=access)
+        finally:
+            os.close(fd)
+
+    @property
+    def value(self) -> int:
+        return int(_COUNTER.unpack_from(self._map)[0])
+
+    def bump(self) -> None:
+        _COUNTER.pack_into(self._map, 0, (self.value + 1) & 0xFFFFFFFFFFFFFFFF)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+@dataclass
+class HotEntry:
+    info: ArtifactInfo
+    generation: int
+    filled_at: float
+    data: bytes | None = None  # the whole file, for small ones
+    fd: int | None = None  # an open descriptor of the version, for the rest
+
+
+class HotCache:
+    """Path -> HotEntry, least recently used first; safe to use from several threads."""
+
+    def __init__(self, generation: GenerationCounter | None) -> None:
+        self._generation = generation
+        self._entries: OrderedDict[str, HotEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._fds = 0
+
+    def current_generation(self) -> int:
+        return self._generation.value if self._generation is not None else 0
+
+    def get(self, path: str) -> HotEntry | None:
+        """A still-valid entry (dup its fd before the lock is gone: see `open_fd`)."""
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is None:
+                return None
+            stale = (
+                entry.generation != self.current_generation()
+                or time.monotonic() - entry.filled_at > HOT_TTL_SECONDS
+                or entry.info.is_expired()
+            )
+            if stale:
+                self._drop(path)
+                return None
+            self._entries.move_to_end(path)
+            return entry
+
+    def open_fd(self, path: str) -> tuple[ArtifactInfo, int] | None:
+        """A private duplicate of a cached descriptor, taken under the lock so that no
+        concurrent eviction closes the original first."""
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is None or entry.fd is None:
+                return None
+            return entry.info, os.dup(entry.fd)
+
+    def put(self, path: str, entry: HotEntry) -> None:
+        with self._lock:
+            self._drop(path)
+            self._entries[path] = entry
+            self._bytes += len(entry.data or b"")
+            self._fds += entry.fd is not None
+            while self._entries and (
+                self._bytes > MAX_CACHED_BYTES
+                or self._fds > MAX_OPEN_FDS
+                or len(self._entries) > MAX_ENTRIES
+            ):
+                self._drop(next(iter(self._entries)))
+
+    def invalidate(self, path: str) -> None:
+        with self._lock:
+            self._drop(path)
+
+    def clear(self) -> None:
+        with self._lock:
+            for path in list(self._entries):
+                self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        entry = self._entries.pop(path, None)
+        if entry is None:
+            return
+        self._bytes -= len(entry.data or b"")
+        if entry.fd is not None:
+            self._fds -= 1
+            os.close(entry.fd)

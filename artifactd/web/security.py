@@ -1,0 +1,306 @@
+"""Who may do what: bearer-token authorisation and per-client rate limiting, as middlewares.
+
+Install with `install_security(app, ...)` while errors_middleware is the innermost middleware:
+requests then pass metrics → errors → rate limit → auth → handler. The upload routes'
+Expect handler runs before any middleware, so it calls `check_upload_allowed` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+from multidict import MultiMapping
+
+from artifactd.errors import InvalidPathError, NotFoundError
+from artifactd.paths import parse_artifact_path
+from artifactd.ratelimit import (
+    IPNetwork,
+    RateLimiter,
+    client_address,
+    forwarded_chain,
+    is_loopback,
+    is_trusted,
+    parse_address,
+)
+from artifactd.tokens import Scope, TokenFileError, TokenInfo, TokenStore
+from artifactd.web.errors import json_error
+from artifactd.web.files import FILES_PREFIX, requested_path
+from artifactd.web.middlewares import Handler
+
+log = logging.getLogger("artifactd.security")
+
+# Operations endpoints: never behind a token, never rate limited (monitoring must work).
+EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
+# Every other method writes (or is unknown, so it is refused before being routed).
+READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
+RELOAD_INTERVAL_SECONDS = 1.0
+REALM = 'Bearer realm="artifactd"'
+# Headers a proxy adds: their presence means the TCP peer is not the real client.
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+NO_TOKENS_HINT = (
+    "no tokens are configured, so only clients on the server's own host may do this; "
+    "create one with `artifactd token add NAME --scope write`"
+)
+
+_API_ARTIFACTS = "/api/v1/artifacts"
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
+
+TOKEN_INFO = web.RequestKey("token_info", TokenInfo)  # the authenticated token, if any
+
+
+def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
+    """The scope a request needs; None when anyone may make it."""
+    if path in EXEMPT_PATHS:
+        return None
+    if method not in READ_METHODS:
+        return "write"
+    return "read" if private else None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of `Authorization: Bearer <token>`; None without one (another scheme is
+    no Bearer credential, RFC 6750 §3); "" (never valid) for a malformed Bearer header."""
+    if authorization is None:
+        return None
+    match = _BEARER.fullmatch(authorization)
+    if match:
+        return match[1]
+    return "" if authorization.strip().lower().startswith("bearer") else None
+
+
+def peer_host(request: web.BaseRequest) -> str | None:
+    """The TCP peer's address, never a header (which the client writes)."""
+    transport = request.transport
+    peername = None if transport is None else transport.get_extra_info("peername")
+    if isinstance(peername, tuple | list) and peername:
+        return str(peername[0])
+    return None
+
+
+def forwarded_for(headers: MultiMapping[str]) -> str | None:
+    """Every X-Forwarded-For header of the request, joined as one list."""
+    return ", ".join(headers.getall("X-Forwarded-For", [])) or None
+
+
+def is_local_client(
+    peer: str | None,
+    headers: MultiMapping[str],
+    trusted: Sequence[IPNetwork],
+) -> bool:
+    """Whether the client is on this host: a loopback peer that relays nobody else.
+
+    A proxy on this host (nginx on 127.0.0.1) would make every remote client look local,
+    so a loopback peer sending proxy headers counts as local only if it is a trusted proxy
+    and the client it names is loopback too.
+    """
+    if not is_loopback(peer):
+        return False
+    if not any(name in headers for name in PROXY_HEADERS):
+        return True
+    peer_address = parse_address(peer or "")
+    xff = forwarded_for(headers)
+    if peer_address is None or not is_trusted(peer_address, trusted):
+        return False
+    if forwarded_chain(xff) is None:
+        return False
+    return is_loopback(client_address(peer, xff, trusted))
+
+
+def unauthorized(reason: str, *, invalid_token: bool) -> web.Response:
+    """401 with the RFC 6750 §3 challenge; `error="invalid_token"` when one was presented."""
+    challenge = REALM + (', error="invalid_token"' if invalid_token else "")
+    return json_error(401, reason, {"WWW-Authenticate": challenge})
+
+
+def insufficient_scope(info: TokenInfo, needed: Scope) -> web.Response:
+    challenge = f'{REALM}, error="insufficient_scope", scope="{needed}"'
+    reason = f"token {info.name!r} has scope {info.scope}; this needs {needed}"
+    return json_error(403, reason, {"WWW-Authenticate": challenge})
+
+
+def within_prefix(request: web.Request, info: TokenInfo) -> bool | None:
+    """Whether the request stays under the token's prefix; None if its path is malformed
+    (the handler answers that with 400/404: nothing is read or written)."""
+    if info.prefix is None:
+        return True
+    raw = request.rel_url.raw_path
+    try:
+        if raw.startswith(FILES_PREFIX):
+            path, _ = requested_path(request)
+            if request.method in (hdrs.METH_PUT, hdrs.METH_DELETE) and path == info.prefix:
+                return False  # the prefix is a directory, not a file to replace
+            return info.covers(path)
+        if raw.startswith(_API_ARTIFACTS + "/"):
+            return info.covers(parse_artifact_path(raw[len(_API_ARTIFACTS) + 1 :]))
+    except (InvalidPathError, NotFoundError):
+        return None
+    if raw == _API_ARTIFACTS:
+        # The store lists by string prefix: require the slash, or `myproj` lists `myproj2/`.
+        return request.query.get("prefix", "").startswith(info.prefix + "/")
+    return False  # listings of everything, events, stats: only for unlimited tokens
+
+
+class AccessPolicy:
+    """The authorisation decision, shared by the middleware and the upload Expect handler."""
+
+    def __init__(
+        self,
+        token_store: TokenStore,
+        *,
+        private: bool,
+        trusted_proxies: Sequence[IPNetwork] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tokens = token_store
+        self.private = private
+        self.trusted_proxies = list(trusted_proxies)
+        self._clock = clock
+        self._next_reload_at = float("-inf")
+        self._reloading: asyncio.Future[None] | None = None
+
+    async def load(self, app: web.Application | None = None) -> None:
+        """on_startup: read the tokens file; a corrupt one stops the server from starting."""
+        await asyncio.to_thread(self.tokens.load)
+
+    async def check(self, request: web.Request) -> web.Response | None:
+        """None if the request may proceed, else the 401/403/503 answer."""
+        needed = required_scope(request.method, request.path, private=self.private)
+        if needed is None:
+            return None
+        await self._refresh()
+        if not self.tokens.loaded:
+            return json_error(503, "token store unavailable")
+        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+        if token is None:
+            if self.tokens.has_tokens():
+                return unauthorized("authentication required", invalid_token=False)
+            if is_local_client(peer_host(request), request.headers, self.trusted_proxies):
+                return None
+            return json_error(403, NO_TOKENS_HINT)
+        info = self.tokens.authenticate(token)
+        if info is None:
+            return unauthorized("invalid token", invalid_token=True)
+        if not info.allows(needed):
+            return insufficient_scope(info, needed)
+        if within_prefix(request, info) is False:
+            return json_error(403, f"token {info.name!r} is limited to {info.prefix}/")
+        request[TOKEN_INFO] = info
+        return None
+
+    async def _refresh(self) -> None:
+        """Pick up `artifactd token add/rm` from other processes: a stat at most once a
+        second, off the event loop; requests arriving meanwhile wait for that one check."""
+        now = self._clock()
+        if self._reloading is None and (not self.tokens.loaded or now >= self._next_reload_at):
+            self._next_reload_at = now + RELOAD_INTERVAL_SECONDS
+            self._reloading = asyncio.ensure_future(self._reload())
+        if self._reloading is not None:
+            await asyncio.shield(self._reloading)
+
+    async def _reload(self) -> None:
+        try:
+            await asyncio.to_thread(self.tokens.reload_if_changed)
+        except TokenFileError as exc:
+            if self.tokens.loaded:
+                log.error("%s; the tokens read before stay in force", exc)
+            else:
+                log.error("%s; requests that need a token are refused", exc)
+        finally:
+            self._reloading = None
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+            refused = await self.check(request)
+            if refused is not None:
+                return refused
+            return await handler(request)
+
+        return auth
+
+
+ACCESS_POLICY = web.AppKey("access_policy", AccessPolicy)
+
+
+def auth_middleware(
+    token_store: TokenStore, *, private: bool, trusted_proxies: Sequence[IPNetwork] = ()
+) -> Middleware:
+    """A middleware with its own AccessPolicy (`install_security` also serves Expect)."""
+    return AccessPolicy(token_store, private=private, trusted_proxies=trusted_proxies).middleware()
+
+
+def rate_limit_middleware(
+    limiter: RateLimiter,
+    trusted_proxies: Sequence[IPNetwork] = (),
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Middleware:
+    """429 with Retry-After beyond the limiter's rate, per client address."""
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in EXEMPT_PATHS:
+            client = client_address(
+                peer_host(request), forwarded_for(request.headers), trusted_proxies
+            )
+            wait_seconds = limiter.check(client, clock())
+            if wait_seconds is not None:
+                retry_after = {"Retry-After": str(int(wait_seconds))}
+                return json_error(429, "too many requests", retry_after)
+        return await handler(request)
+
+    return rate_limit
+
+
+def install_security(
+    app: web.Application,
+    token_store: TokenStore,
+    *,
+    private: bool,
+    limiter: RateLimiter | None = None,
+    trusted_proxies: Sequence[IPNetwork] = (),
+) -> AccessPolicy:
+    """Append the rate-limit then auth middlewares (so call it while errors_middleware is
+    last in `app.middlewares`), keep the policy for `check_upload_allowed`, and load the
+    tokens file first thing at startup."""
+    policy = AccessPolicy(token_store, private=private, trusted_proxies=trusted_proxies)
+    app[ACCESS_POLICY] = policy
+    if limiter is not None:
+        app.middlewares.append(rate_limit_middleware(limiter, trusted_proxies))
+    app.middlewares.append(policy.middleware())
+    # First of all startup steps (before cleanup_ctx starts background tasks), so a corrupt
+    # tokens file stops the server before anything needs cleaning up.
+    app.on_startup.insert(0, policy.load)
+    return policy
+
+
+async def check_upload_allowed(request: web.Request) -> web.StreamResponse | None:
+    """For an Expect handler (run before middlewares): the auth middleware's answer, so a
+    client that may not write never gets `100 Continue`. None: go on."""
+    policy = request.config_dict.get(ACCESS_POLICY)
+    if policy is None:
+        log.error("check_upload_allowed called without install_security; refusing")
+        return json_error(500, "internal error")
+    return await policy.check(request)
+
+
+def warn_if_writes_refused(
+    host: str, token_store: TokenStore, *, private: bool = False
+) -> str | None:
+    """The warning for `serve` on a non-loopback host with no tokens (reads the tokens file:
+    call it before the event loop runs, or in a thread)."""
+    if host == "localhost" or is_loopback(host.strip("[]")) or token_store.has_tokens():
+        return None
+    refused = "uploads, deletes and downloads" if private else "uploads and deletes"
+    return (
+        f"WARNING: serving on {host} with no tokens configured: {refused} from any other "
+        "host are refused with 403. Create a token with "
+        "`artifactd token add NAME --scope write` and send it as `Authorization: Bearer ...`."
+    )
