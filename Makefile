@@ -6,7 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(VENV)/.tools
 # Real clients the process tests drive; installed from Debian's packages when missing.
-TEST_TOOLS := curl:curl wget:wget aria2c:aria2 chromium:chromium chromedriver:chromium-driver
+TEST_TOOLS := curl:curl wget:wget aria2c:aria2 chromium:chromium \
+	chromedriver:chromium-driver nginx:nginx openssl:openssl
+# Load generator and nginx baseline for `make bench` (curl too); installed from Debian's
+# packages when missing, as root or with passwordless sudo. The bench runs without them.
+BENCH_STAMP := $(VENV)/.bench-tools
+BENCH_TOOLS := wrk:wrk nginx:nginx curl:curl taskset:util-linux
+BENCH_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -22,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 # Installs the missing client tools (needs root or sudo; the tests fail loudly without them).
 $(TOOLS_STAMP): | $(STAMP)
-	@missing=""; for pair in $(TEST_TOOLS); do \
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; for pair in $(TEST_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test tools:$$missing"; \
@@ -42,6 +48,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check artifactd tests
 	$(BIN)/ruff format --check artifactd tests
 	$(BIN)/mypy
+
+# Touched only once every bench tool is there, so a failed install is retried next time.
+$(BENCH_STAMP): | $(STAMP)
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; for pair in $(BENCH_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -z "$$missing" ]; then touch $(BENCH_STAMP); exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "bench tools missing:$$missing (not root, no sudo): the bench omits what needs them"; \
+	  exit 0; fi; \
+	echo "installing bench tools:$$missing"; \
+	if $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	then touch $(BENCH_STAMP); \
+	else echo "could not install$$missing: the bench omits what needs them"; fi
+
+# Full run: several minutes. Quick: `make bench BENCH_SCALE=small` (or BENCH_ARGS=--help).
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.harness $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
