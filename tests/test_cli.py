@@ -176,3 +176,29 @@ def test_config_keys_of_other_commands_are_accepted_by_gc(
     result = runner.invoke(main, ["gc", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / ".artifactd").is_dir()
+
+
+def test_gc_dry_run_reports_and_gc_removes_expired(
+    runner: CliRunner, tmp_path: Path, local_file: Path
+) -> None:
+    root = str(tmp_path / "root")
+    assert runner.invoke(main, ["put", "--root", root, str(local_file), "old", "--ttl", "0s"])
+    assert runner.invoke(main, ["put", "--root", root, str(local_file), "new"]).exit_code == 0
+    dry = runner.invoke(main, ["gc", "--root", root, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove old (expired)" in dry.output
+    assert (tmp_path / "root" / "old").exists()
+    real = runner.invoke(main, ["gc", "--root", root])
+    assert "removed old (expired)" in real.output
+    assert not (tmp_path / "root" / "old").exists()
+    assert (tmp_path / "root" / "new").exists()
+    sized = runner.invoke(main, ["gc", "--root", root, "--max-size", "1"])
+    assert "removed new (over --max-size)" in sized.output
+
+
+def test_verify_passes_on_intact_store(runner: CliRunner, tmp_path: Path, local_file: Path) -> None:
+    root = str(tmp_path / "root")
+    runner.invoke(main, ["put", "--root", root, str(local_file), "a/b"])
+    result = runner.invoke(main, ["verify", "--root", root])
+    assert result.exit_code == 0, result.output
+    assert "all artifacts match" in result.output

@@ -200,6 +200,8 @@ class FilesystemStore(Store):
         return FileReader(fd, info)
 
     def _remember_hot(self, path: str, info: ArtifactInfo, fd: int, generation: int) -> None:
+        if info.sha256 is None:
+            return  # being hashed in the background: its digest-based ETag is coming
         entry = HotEntry(info, generation, time.monotonic())
         if info.size <= SMALL_FILE_BYTES:
             data = os.pread(fd, info.size, 0)

@@ -10,9 +10,10 @@ import time
 from aiohttp import web
 
 from artifactd.documents import artifact_document
-from artifactd.errors import InvalidValueError, NotFoundError
+from artifactd.errors import ArtifactdError, InvalidValueError, NotFoundError
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.store.base import ArtifactInfo
+from artifactd.web.errors import error_for_domain
 from artifactd.web.keys import EVENTS, EVICTOR, STORE
 from artifactd.web.middlewares import Handler
 
@@ -24,8 +25,11 @@ HEARTBEAT_SECONDS = 15.0
 
 @web.middleware
 async def no_store_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """API answers describe a changing store: never let a cache keep them."""
-    response = await handler(request)
+    """API answers, errors included, describe a changing store: no cache may keep them."""
+    try:
+        response = await handler(request)
+    except ArtifactdError as exc:
+        response = error_for_domain(exc)
     if not response.prepared:
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -34,7 +38,7 @@ async def no_store_middleware(request: web.Request, handler: Handler) -> web.Str
 def create_api_app() -> web.Application:
     api = web.Application(middlewares=[no_store_middleware])
     api.router.add_get("/artifacts", list_artifacts)
-    api.router.add_get("/artifacts/{tail:.+}", get_artifact)
+    api.router.add_get(r"/artifacts/{tail:[\s\S]+}", get_artifact)
     api.router.add_get("/events", stream_events)
     api.router.add_get("/stats", stats)
     return api
@@ -46,7 +50,8 @@ def encode_cursor(path: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidValueError("malformed cursor") from exc
 

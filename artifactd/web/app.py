@@ -24,6 +24,10 @@ from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_midd
 from artifactd.web.middlewares import add_common_headers, errors_middleware
 from artifactd.web.security import install_security
 
+# Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
+# the route (404).
+FILES_ROUTE = r"/files/{tail:[\s\S]*}"
+
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> web.Application:
     """Build the web application; the store is closed with it.
@@ -71,12 +75,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.router.add_get("/", files.redirect_to_files)
     app.router.add_get("/files", files.redirect_to_files)
-    app.router.add_get("/files/{tail:.*}", files.get_file)
-    app.router.add_put("/files/{tail:.*}", uploads.put_file, expect_handler=uploads.expect_handler)
-    app.router.add_post(
-        "/files/{tail:.*}", uploads.post_files, expect_handler=uploads.expect_handler
-    )
-    app.router.add_delete("/files/{tail:.*}", uploads.delete_file)
+    app.router.add_get(FILES_ROUTE, files.get_file)
+    app.router.add_put(FILES_ROUTE, uploads.put_file, expect_handler=uploads.expect_handler)
+    app.router.add_post(FILES_ROUTE, uploads.post_files, expect_handler=uploads.expect_handler)
+    app.router.add_delete(FILES_ROUTE, uploads.delete_file)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

@@ -30,6 +30,7 @@ from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
+from artifactd.web.middlewares import framing_error
 from artifactd.web.security import check_upload_allowed
 
 # Client types that say nothing about the content: the name is a better guide.
@@ -83,7 +84,7 @@ async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     aiohttp runs this before the middlewares, so failures are answered here directly,
     starting with authorisation: a client that may not write never gets 100 Continue.
     """
-    refused = await check_upload_allowed(request)
+    refused = framing_error(request) or await check_upload_allowed(request)
     if refused is not None:
         return refused
     try:

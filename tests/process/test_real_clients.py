@@ -137,3 +137,19 @@ def test_aria2c_segmented_download_is_byte_identical(
     data = make_file(storage_root, "seg.bin", 4 * 1024 * 1024)
     run("aria2c", "-q", "-x4", "-s4", "-k1M", "-d", str(tmp_path), server.files_url("seg.bin"))
     assert (tmp_path / "seg.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("transfer", ["--sendfile", "--no-sendfile"])
+def test_asyncio_loop_serves_downloads_and_ranges(
+    storage_root: Path, tmp_path: Path, transfer: str
+) -> None:
+    data = make_file(storage_root, "loop.bin", 1024 * 1024 + 3)
+    proc = ServerProcess(storage_root, "--loop", "asyncio", transfer)
+    try:
+        out = tmp_path / "loop.bin"
+        run("curl", "-sSf", "-o", str(out), proc.files_url("loop.bin"))
+        assert out.read_bytes() == data
+        run("curl", "-sSf", "-r", "100-199", "-o", str(out), proc.files_url("loop.bin"))
+        assert out.read_bytes() == data[100:200]
+    finally:
+        proc.kill()

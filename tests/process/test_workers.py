@@ -128,8 +128,8 @@ def test_gunicorn_serves_the_app_factory_configured_from_environment(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert booted.wait(30), "".join(output)
-        deadline = time.monotonic() + 30
+        assert booted.wait(60), "".join(output)
+        deadline = time.monotonic() + 60
         while True:
             try:
                 body = fetch(f"http://127.0.0.1:{port}/files/g.txt")

@@ -178,3 +178,26 @@ async def test_hot_large_file_reader_is_pinned_to_its_version(
     async with await store.open("big") as fresh:
         assert await fresh.read(0, 200) == b"B" * 50
     await store.close()
+
+
+async def test_only_one_process_holds_the_maintenance_lock(root: Path) -> None:
+    first, second = await make_store(root), await make_store(root)
+    async with first.maintenance_lock() as held_by_first:
+        assert held_by_first
+        async with second.maintenance_lock() as held_by_second:
+            assert not held_by_second
+    async with second.maintenance_lock() as held_after:
+        assert held_after
+    await first.close()
+    await second.close()
+
+
+async def test_stale_uploads_are_removed_but_live_ones_kept(root: Path) -> None:
+    store = await make_store(root)
+    live = await store.begin_upload("live")
+    await live.write(b"in progress")
+    (store.tmp_dir / "upload-deadbeef.part").write_bytes(b"left by a crash")
+    assert await store.remove_stale_uploads() == 1
+    assert len(os.listdir(store.tmp_dir)) == 1
+    await live.commit()
+    await store.close()
