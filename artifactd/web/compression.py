@@ -8,6 +8,7 @@ import zlib
 
 from aiohttp import hdrs, web
 
+from artifactd.negotiation import coding_accepted
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.download import not_modified_or_failed, validator_headers
 
@@ -31,24 +32,7 @@ def is_compressible(content_type: str) -> bool:
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether Accept-Encoding (RFC 9110 §12.5.3) gives gzip a non-zero weight."""
-    if not accept_encoding:
-        return False
-    weights: dict[str, float] = {}
-    for item in accept_encoding.split(","):
-        coding, _, params = item.strip().partition(";")
-        weight = 1.0
-        key, _, value = params.strip().partition("=")
-        if key.strip().lower() == "q":
-            try:
-                weight = float(value)
-            except ValueError:
-                weight = 0.0
-        weights[coding.strip().lower()] = weight
-    for name in ("gzip", "x-gzip"):
-        if name in weights:
-            return weights[name] > 0
-    return weights.get("*", 0.0) > 0
+    return coding_accepted(accept_encoding, "gzip", "x-gzip")
 
 
 def wants_gzip(request: web.Request, info: ArtifactInfo) -> bool:

@@ -25,7 +25,7 @@ from artifactd.errors import (
 )
 from artifactd.paths import is_internal, join_path, parse_artifact_path
 from artifactd.settings import Settings
-from artifactd.store.base import ArtifactInfo, Requirement, Upload
+from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
@@ -118,15 +118,42 @@ async def body_chunks(request: web.Request, settings: Settings) -> AsyncIterator
         raise IncompleteUploadError(f"received {received} of {request.content_length} bytes")
 
 
-async def store_body(upload: Upload, chunks: AsyncIterator[bytes]) -> None:
-    async for chunk in chunks:
-        await upload.write(chunk)
+def stored_type(content_type: str | None) -> str | None:
+    """The type to record: the client's, unless it says nothing (then the name decides)."""
+    value = (content_type or "").strip()
+    return None if value.lower() in _GENERIC_TYPES else value
+
+
+async def store_stream(
+    request: web.Request,
+    path: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    content_type: str | None,
+    expires_at: float | None,
+    expected_sha256: str | None,
+    requirement: Requirement,
+) -> tuple[ArtifactInfo, bool]:
+    """Write one new version from `chunks` and publish it, or leave nothing behind."""
+    upload = await request.app[STORE].begin_upload(
+        path, content_type=stored_type(content_type), expires_at=expires_at
+    )
+    try:
+        async for chunk in chunks:
+            await upload.write(chunk)
+        info, replaced = await upload.commit(expected_sha256, require=requirement)
+    except BaseException as exc:
+        if isinstance(exc, DigestMismatchError):
+            request.app[METRICS].checksum_failures.inc()
+        await upload.abort()
+        raise
+    request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
+    return info, replaced
 
 
 async def put_file(request: web.Request) -> web.Response:
     """PUT: stream the body into a new version, verify it, publish it atomically."""
     settings = request.app[SETTINGS]
-    store = request.app[STORE]
     path, is_dir_request = requested_path(request)
     if is_dir_request or not path:
         raise InvalidPathError("PUT needs a file path, not a directory")
@@ -137,23 +164,15 @@ async def put_file(request: web.Request) -> web.Response:
     requirement_now = await _current_or_none(request, path)
     requirement(requirement_now)  # fail fast, before reading the body; re-checked at commit
 
-    content_type = request.headers.get(hdrs.CONTENT_TYPE, "").strip()
-    upload = await store.begin_upload(
+    info, replaced = await store_stream(
+        request,
         path,
-        content_type=None if content_type.lower() in _GENERIC_TYPES else content_type,
+        body_chunks(request, settings),
+        content_type=request.headers.get(hdrs.CONTENT_TYPE),
         expires_at=expires_at,
+        expected_sha256=expected,
+        requirement=requirement,
     )
-    try:
-        await store_body(upload, body_chunks(request, settings))
-        info, replaced = await upload.commit(expected, require=requirement)
-    except DigestMismatchError:
-        request.app[METRICS].checksum_failures.inc()
-        await upload.abort()
-        raise
-    except BaseException:
-        await upload.abort()
-        raise
-    request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
     return web.json_response(
         artifact_document(info),
         status=200 if replaced else 201,
@@ -181,7 +200,6 @@ async def delete_file(request: web.Request) -> web.Response:
 async def post_files(request: web.Request) -> web.StreamResponse:
     """POST multipart/form-data to a directory: store each file part under it."""
     settings = request.app[SETTINGS]
-    store = request.app[STORE]
     dir_path, is_dir_request = requested_path(request)
     if not is_dir_request:
         raise InvalidPathError("POST uploads go to a directory URL ending in '/'")
@@ -192,7 +210,15 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     requirement = write_requirement(request, settings)
     stored: list[dict[str, object]] = []
     reader = await request.multipart()
-    received = 0
+    budget = [settings.max_upload_size]  # bytes the rest of the form may still bring
+
+    async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+        while chunk := await part.read_chunk(settings.chunk_size):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise UploadTooLargeError(f"body is over {settings.max_upload_size} bytes")
+            yield chunk
+
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             continue  # a nested multipart: not something a form sends
@@ -203,24 +229,15 @@ async def post_files(request: web.Request) -> web.StreamResponse:
                     ttl = parse_duration(ttl_text)
                     expires_at = None if ttl is None else time.time() + ttl
             continue
-        path = _part_path(dir_path, part.filename)
-        part_type = part.headers.get(hdrs.CONTENT_TYPE, "").strip()
-        upload = await store.begin_upload(
-            path,
-            content_type=None if part_type.lower() in _GENERIC_TYPES else part_type,
+        info, _ = await store_stream(
+            request,
+            _part_path(dir_path, part.filename),
+            part_chunks(part),
+            content_type=part.headers.get(hdrs.CONTENT_TYPE),
             expires_at=expires_at,
+            expected_sha256=None,
+            requirement=requirement,
         )
-        try:
-            while chunk := await part.read_chunk(settings.chunk_size):
-                received += len(chunk)
-                if received > settings.max_upload_size:
-                    raise UploadTooLargeError(f"body is over {settings.max_upload_size} bytes")
-                await upload.write(chunk)
-            info, replaced = await upload.commit(require=requirement)
-        except BaseException:
-            await upload.abort()
-            raise
-        request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
         stored.append(artifact_document(info))
     if not stored:
         raise InvalidValueError("the form contained no file")
