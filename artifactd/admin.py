@@ -39,7 +39,7 @@ def init_root(root: Path) -> Path:
 
 
 async def import_file(
-    store: FilesystemStore,
+    store: Store,
     local_file: Path,
     path: str,
     *,
@@ -63,7 +63,7 @@ async def import_file(
         raise
 
 
-async def list_artifacts(store: FilesystemStore, prefix: str) -> list[ArtifactInfo]:
+async def list_artifacts(store: Store, prefix: str) -> list[ArtifactInfo]:
     return [info async for info in store.iter_artifacts(prefix)]
 
 
@@ -73,7 +73,7 @@ class Usage:
     bytes: int
 
 
-async def disk_usage(store: FilesystemStore) -> Usage:
+async def disk_usage(store: Store) -> Usage:
     count = total = 0
     async for info in store.iter_artifacts():
         count += 1

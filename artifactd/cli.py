@@ -22,10 +22,17 @@ from artifactd.cli_tokens import token_group
 from artifactd.config import format_toml, load_config
 from artifactd.documents import artifact_document
 from artifactd.durations import format_duration, format_size, parse_duration, parse_size
-from artifactd.errors import ArtifactdError, InvalidPathError, InvalidValueError, NotFoundError
+from artifactd.errors import (
+    ArtifactdError,
+    InvalidPathError,
+    InvalidValueError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from artifactd.evictor import Evictor
 from artifactd.settings import Settings
-from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.base import Store
+from artifactd.store.factory import build_store
 from artifactd.store.metadb import MetadataCorruptError
 from artifactd.timestamps import isoformat_utc
 from artifactd.tokens import TokenFileError
@@ -112,16 +119,66 @@ _config_option = option(
 )
 
 
+STORAGE_KEY = "artifactd.storage"
+
+
+def _remember_storage(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Storage flags are not passed to the command: they go into the context for
+    `storage_settings`, so every store command takes them without listing them."""
+    ctx.meta.setdefault(STORAGE_KEY, {})[param.name] = value
+    return value
+
+
+_STORAGE: dict[str, Any] = {"expose_value": False, "callback": _remember_storage}
+_STORAGE_OPTIONS = [
+    option(
+        "--backend",
+        type=click.Choice(["filesystem", "s3"]),
+        default="filesystem",
+        show_default=True,
+        help="Where artifacts live: the root's files, or an S3-compatible bucket.",
+        **_STORAGE,
+    ),
+    option("--s3-endpoint", default=None, help="S3 endpoint URL (default: AWS).", **_STORAGE),
+    option("--s3-bucket", default=None, help="Bucket for --backend s3.", **_STORAGE),
+    option("--s3-prefix", default="", help="Key prefix inside the bucket.", **_STORAGE),
+    option("--s3-region", default=None, help="Region (default us-east-1).", **_STORAGE),
+    option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Local disk cache in front of S3.",
+        **_STORAGE,
+    ),
+    option(
+        "--cache-max-size", type=SizeParam(), default=None, help="Bound of --cache-dir.", **_STORAGE
+    ),
+]
+
+
+def storage_settings(root: Path, **flags: Any) -> Settings:
+    """Settings for the store the current command's flags describe."""
+    storage = click.get_current_context().meta.get(STORAGE_KEY, {})
+    try:
+        return Settings(root=root, **storage, **flags)
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def root_option(command: F) -> F:
-    """--root and --config, which every store command takes."""
+    """--config, --root and the storage backend flags, which every store command takes."""
+    for decorate in reversed(_STORAGE_OPTIONS):
+        command = decorate(command)
     return _config_option(_root_option(command))
 
 
-def run_store_command(root: Path, work: Callable[[FilesystemStore], Any]) -> Any:
+def run_store_command(root: Path, work: Callable[[Store], Any]) -> Any:
     """Open the store, run one coroutine on it, close it; domain errors become exit codes."""
+    settings = storage_settings(root)
 
     async def main() -> Any:
-        store = await asyncio.to_thread(FilesystemStore, root)
+        store = await asyncio.to_thread(build_store, settings)
+        await store.start()
         try:
             return await work(store)
         finally:
@@ -264,10 +321,7 @@ def serve_options(command: F) -> F:
 
 
 def build_settings(root: Path, flags: dict[str, Any]) -> Settings:
-    try:
-        return Settings(root=root, **flags)
-    except InvalidValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    return storage_settings(root, **flags)
 
 
 @main.command()
@@ -285,7 +339,7 @@ def serve(root: Path, **flags: Any) -> None:
             run_supervised(settings)
         else:
             run_server(settings)
-    except (MetadataCorruptError, TokenFileError) as exc:
+    except (MetadataCorruptError, TokenFileError, StoreUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. address in use, unreadable root
         raise click.ClickException(f"cannot serve: {exc}") from exc

@@ -56,3 +56,13 @@ class UploadTooLargeError(ArtifactdError):
 
 class IncompleteUploadError(ArtifactdError):
     """The upload body ended before it was complete."""
+
+
+class StoreUnavailableError(ArtifactdError):
+    """The storage backend (an object store) cannot be reached or is failing; the same
+    request may succeed later."""
+
+
+class ArtifactReplacedError(StoreUnavailableError):
+    """The version a reader was pinned to left the store (replaced or deleted mid-read)
+    and no local copy of it is left; a new request gets the new version."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from artifactd.settings import Settings
+from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import access_logger_class
 from artifactd.web.app import create_app
@@ -114,8 +116,9 @@ def serve(
 
 
 async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port: bool) -> None:
-    store = await asyncio.to_thread(FilesystemStore, settings.root)
-    if store.read_only:
+    store = await asyncio.to_thread(build_store, settings)
+    await store.start()
+    if isinstance(store, FilesystemStore) and store.read_only:
         log.warning(
             "the storage root %s is on a read-only filesystem: serving downloads only, "
             "uploads and deletes answer 507",
@@ -144,7 +147,7 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         )
         await site.start()
         host, port = _bound_address(runner)
-        announce(f"artifactd listening on http://{host}:{port}/ (root {store.root})")
+        announce(f"artifactd listening on http://{host}:{port}/ ({_describe(settings)})")
         sys.stdout.flush()
         await _wait_for_stop_signal()
         log.info(
@@ -156,6 +159,12 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         # on_shutdown, wait up to shutdown_timeout for handlers, cancel the rest, on_cleanup.
         await runner.cleanup()
     log.info("stopped")
+
+
+def _describe(settings: Settings) -> str:
+    if settings.backend == "s3":
+        return f"bucket {settings.s3_bucket}, prefix {settings.s3_prefix!r}"
+    return f"root {os.path.realpath(settings.root)}"
 
 
 def _bound_address(runner: web.AppRunner) -> tuple[str, int]:

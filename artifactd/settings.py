@@ -14,6 +14,7 @@ from artifactd.ratelimit import parse_networks
 
 LogFormat = Literal["text", "json"]
 LoopName = Literal["uvloop", "asyncio"]
+BackendName = Literal["filesystem", "s3"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,16 @@ class Settings:
     loop: LoopName = "uvloop"
     private: bool = False  # reads need a `read` token too
     rate_limit: str | None = None  # "600/min" per client address; None = off
-    trusted_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+    trusted_proxy: tuple[str, ...] = ()
+    # Storage backend: the root's files, or an S3-compatible bucket (credentials from the
+    # standard AWS_* environment) with an optional local disk cache.
+    backend: BackendName = "filesystem"
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+    cache_dir: Path | None = None
+    cache_max_size: int | None = None  # CIDRs whose X-Forwarded-For is believed
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -58,6 +68,12 @@ class Settings:
             raise InvalidValueError(f"unknown log format {self.log_format!r}")
         if self.loop not in ("uvloop", "asyncio"):
             raise InvalidValueError(f"unknown event loop {self.loop!r}")
+        if self.backend not in ("filesystem", "s3"):
+            raise InvalidValueError(f"unknown backend {self.backend!r}")
+        if self.backend == "s3" and not self.s3_bucket:
+            raise InvalidValueError("--backend s3 needs --s3-bucket")
+        if self.cache_max_size is not None and self.cache_dir is None:
+            raise InvalidValueError("--cache-max-size needs --cache-dir")
         if self.rate_limit is not None:
             parse_rate(self.rate_limit)
         parse_networks(self.trusted_proxy)
@@ -76,7 +92,7 @@ class Settings:
 
 _INTEGERS = {"port", "max_ranges", "workers"}
 _SIZES = {"chunk_size", "max_upload_size"}
-_OPTIONAL_SIZES = {"max_size"}
+_OPTIONAL_SIZES = {"max_size", "cache_max_size"}
 _DURATIONS = {"keepalive_timeout", "body_timeout", "shutdown_timeout", "evict_interval"}
 _OPTIONAL_DURATIONS = {"default_ttl"}
 _BOOLEANS = {"immutable", "sendfile", "private"}
@@ -85,7 +101,7 @@ _BOOLEANS = {"immutable", "sendfile", "private"}
 def _convert(name: str, raw: str) -> Any:
     """Parse one environment value with the same rules as the matching CLI flag."""
     try:
-        if name == "root":
+        if name in ("root", "cache_dir"):
             return Path(raw)
         if name in _INTEGERS:
             return int(raw)

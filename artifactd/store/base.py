@@ -184,6 +184,13 @@ class Store(abc.ABC):
     def verify(self) -> AsyncIterator[Verification]:
         """Re-hash every artifact with a recorded digest, one result per artifact."""
 
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect to whatever the backend needs; raises StoreUnavailableError if it can't."""
+
+    async def health(self) -> str | None:
+        """None when the backend works, else a short description of what is wrong."""
+        return None
+
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:
         """Yields True for the one holder (across processes) allowed to run maintenance."""

@@ -15,7 +15,7 @@ from artifactd.metrics import Metrics
 from artifactd.ratelimit import RateLimiter, parse_networks
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
-from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     """
     settings = settings or Settings.from_env()
     if store is None:
-        store = FilesystemStore(settings.root)
+        store = build_store(settings)
+        app_starts_store = True
+    else:
+        app_starts_store = False
     # Outermost first: metrics see the final status of every answer, errors become JSON.
     app = web.Application(middlewares=[metrics_middleware, errors_middleware])
     # Appended inside errors_middleware: rate limit (also guards token guessing), then auth.
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.cleanup_ctx.append(_background_eviction)
     app.cleanup_ctx.append(loop_lag_probe)
     app.on_shutdown.append(_end_event_streams)
+    if app_starts_store:
+        app.on_startup.append(_start_store)
     app.on_cleanup.append(_close_store)
 
     app.router.add_get("/", files.redirect_to_files)
@@ -94,6 +99,10 @@ async def _background_eviction(app: web.Application) -> AsyncIterator[None]:
 
 async def _end_event_streams(app: web.Application) -> None:
     app[EVENTS].close()
+
+
+async def _start_store(app: web.Application) -> None:
+    await app[STORE].start()
 
 
 async def _close_store(app: web.Application) -> None:

@@ -23,6 +23,7 @@ STATUS_FOR_ERROR: tuple[tuple[type[errors.ArtifactdError], int, str], ...] = (
     (errors.PreconditionFailedError, 412, "precondition failed"),
     (errors.UploadTooLargeError, 413, "upload too large"),
     (errors.StorageFullError, 507, "insufficient storage"),
+    (errors.StoreUnavailableError, 503, "storage unavailable"),
 )
 
 # Headers an HTTPException may carry that must survive its conversion to a JSON error.
@@ -47,10 +48,15 @@ def json_error(status: int, reason: str, headers: Mapping[str, str] | None = Non
     return response
 
 
+# How long a client should wait before retrying a 503 (the store being unreachable).
+RETRY_AFTER_SECONDS = 5
+
+
 def error_for_domain(exc: errors.ArtifactdError) -> web.Response:
     status, reason = status_for(exc)
     detail = str(exc)
     # NotFound carries only the path, which the client already knows.
     if detail and status not in (404,):
         reason = f"{reason}: {detail}"
-    return json_error(status, reason)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return json_error(status, reason, headers)

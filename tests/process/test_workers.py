@@ -109,6 +109,13 @@ def test_gunicorn_serves_the_app_factory_configured_from_environment(
             "2",
             "--bind",
             f"127.0.0.1:{port}",
+            # Its own control socket: the default one in $HOME is shared by every gunicorn.
+            "--control-socket",
+            str(tmp_path / "gunicorn.ctl"),
+            # A worker still importing the app when SIGTERM comes misses it; gunicorn then
+            # waits this long for it (30 s by default).
+            "--graceful-timeout",
+            "5",
         ],
         env={**os.environ, "ARTIFACTD_ROOT": str(storage_root), "ARTIFACTD_MAX_RANGES": "4"},
         stdout=subprocess.PIPE,
@@ -122,7 +129,7 @@ def test_gunicorn_serves_the_app_factory_configured_from_environment(
         assert proc.stdout is not None
         for line in proc.stdout:
             output.append(line)
-            if "Booting worker" in line:
+            if sum("Booting worker" in seen for seen in output) == 2:
                 booted.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -146,7 +153,11 @@ def test_gunicorn_serves_the_app_factory_configured_from_environment(
         assert (storage_root / "up.bin").read_bytes() == b"x" * 100
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()

@@ -19,12 +19,24 @@ from artifactd.errors import (
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
+from tests.seaweed import (  # noqa: F401  (fixtures, used through getfixturevalue)
+    Seaweed,
+    open_s3_store,
+    s3_versioned_bucket_fixture,
+    seaweed_fixture,
+)
 
 
-@pytest.fixture(params=["filesystem", "memory"])
+@pytest.fixture(params=["filesystem", "memory", "s3"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "filesystem":
         backend: Store = await FilesystemStore.create(tmp_path / "root")
+    elif request.param == "s3":
+        # A versioned bucket: readers then keep their version through overwrites and
+        # deletes (on unversioned buckets only while the local cache holds it).
+        server: Seaweed = request.getfixturevalue("seaweed")
+        bucket: str = request.getfixturevalue("s3_versioned_bucket")
+        backend = await open_s3_store(server, bucket, cache_dir=tmp_path / "cache")
     else:
         backend = MemoryStore()
     yield backend

@@ -1,0 +1,62 @@
+"""Two in-process artifactd apps (two "nodes") over one SeaweedFS bucket, through HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from artifactd.settings import Settings
+from artifactd.web.app import create_app
+from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket`
+    Seaweed,
+    open_s3_store,
+    s3_bucket_fixture,  # noqa: F401
+    seaweed_fixture,  # noqa: F401
+)
+
+ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+
+
+async def node(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, bucket: str, root: Path, **store: Any
+) -> TestClient:  # type: ignore[type-arg]
+    root.mkdir()
+    backend = await open_s3_store(seaweed, bucket, **store)
+    return await aiohttp_client(create_app(Settings(root=root), backend))
+
+
+async def test_two_nodes_serve_one_bucket_with_the_same_etags_and_ranges(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+) -> None:
+    a = await node(aiohttp_client, seaweed, s3_bucket, tmp_path / "a")
+    b = await node(
+        aiohttp_client,
+        seaweed,
+        s3_bucket,
+        tmp_path / "b",
+        cache_dir=tmp_path / "cache-b",
+        cache_fill_after_opens=1,
+    )
+    data = bytes(range(256)) * 400
+    put = await a.put("/files/ci/7/app.bin", data=data)
+    assert put.status == 201, await put.text()
+    etag = put.headers["ETag"]
+
+    for _ in range(2):  # the second GET on node B may come from its local cache
+        whole = await b.get("/files/ci/7/app.bin")
+        assert (whole.status, whole.headers["ETag"]) == (200, etag)
+        assert whole.headers["X-Checksum-Sha256"] == hashlib.sha256(data).hexdigest()
+        assert await whole.read() == data
+
+    ranged = await b.get("/files/ci/7/app.bin", headers={"Range": "bytes=1000-1009"})
+    assert (ranged.status, await ranged.read()) == (206, data[1000:1010])
+    listing = await b.get("/files/ci/7/", headers={"Accept": "application/json"})
+    assert [e["name"] for e in (await listing.json())["entries"]] == ["app.bin"]
+
+    deleted = await b.delete("/files/ci/7/app.bin")
+    assert deleted.status == 204
+    assert (await a.get("/files/ci/7/app.bin")).status == 404
