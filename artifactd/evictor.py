@@ -75,11 +75,13 @@ class Evictor:
 
     async def run_once(self, *, dry_run: bool = False) -> EvictionReport:
         report = EvictionReport()
+        # Every process writes its batched access times, lock or not, so the process that
+        # does evict judges "least recently used" by everybody's downloads.
+        await self.store.flush()
         async with self.store.maintenance_lock() as acquired:
             if not acquired:
                 report.skipped = True
                 return report
-            await self.store.flush()
             artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
             expired = select_expired(artifacts, time.time())
             await self._evict(expired, "ttl", report.expired, report, dry_run)
