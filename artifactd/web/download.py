@@ -6,6 +6,7 @@ next read, so a slow client never makes the server read ahead.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from aiohttp import hdrs, web
@@ -43,6 +44,11 @@ def validator_headers(info: ArtifactInfo) -> dict[str, str]:
 
 def representation_headers(info: ArtifactInfo) -> dict[str, str]:
     """Headers describing the whole representation, identical for GET and HEAD."""
+    return dict(_representation_headers(info))
+
+
+@functools.lru_cache(maxsize=1024)  # hot artifacts are served again and again
+def _representation_headers(info: ArtifactInfo) -> dict[str, str]:
     headers = validator_headers(info)
     headers["Accept-Ranges"] = "bytes"
     if info.sha256:

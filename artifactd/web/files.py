@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from urllib.parse import quote
 
@@ -31,10 +32,17 @@ def requested_path(request: web.Request) -> tuple[str, bool]:
     """
     raw = request.rel_url.raw_path
     tail = raw[len(FILES_PREFIX) :] if raw.startswith(FILES_PREFIX) else ""
-    path = parse_artifact_path(tail)
+    path = _parse_cached(tail)
     if is_internal(path):
         raise NotFoundError(path)
     return path, tail == "" or tail.endswith("/")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(tail: str) -> str:
+    """parse_artifact_path is pure and hot paths repeat: remember the recent answers
+    (refusals are not cached: lru_cache does not keep exceptions)."""
+    return parse_artifact_path(tail)
 
 
 def file_url(path: str) -> str:
