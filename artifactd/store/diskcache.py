@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ log = logging.getLogger("artifactd.store.diskcache")
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 TMP_PREFIX = "fill-"
+NEW_PREFIX = "new-"
+NEW_FILE_GRACE_SECONDS = 60.0
 # Written to disk in blocks of about this size, so a fill makes few trips to a thread.
 WRITE_BLOCK_BYTES = 1024 * 1024
 # One artifact may take at most this share of the cache, so one big download cannot flush
@@ -143,8 +146,12 @@ class DiskCache:
 
 
 def _create_locked(path: Path) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    """Create `path` already locked: made under another name, locked, then renamed, so
+    the cleaner never finds it unlocked while its filler is alive."""
+    new_path = path.with_name(NEW_PREFIX + path.name)
+    fd = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)  # "filler alive": see _remove_abandoned_temp_files
+    os.rename(new_path, path)
     return fd
 
 
@@ -171,6 +178,11 @@ def _discard(fd: int, unlink: Path | None) -> None:
 def _remove_abandoned_temp_files(tmp_dir: Path) -> None:
     """A live fill holds an flock on its temp file; a file we can lock has no filler."""
     for entry in os.scandir(tmp_dir):
+        if entry.name.startswith(NEW_PREFIX):  # its filler died before locking it
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - entry.stat().st_mtime > NEW_FILE_GRACE_SECONDS:
+                    os.unlink(entry.path)
+            continue
         if not entry.name.startswith(TMP_PREFIX):
             continue
         try:

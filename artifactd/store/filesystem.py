@@ -52,7 +52,13 @@ from artifactd.store.safety import resolve_inside
 INLINE_HASH_LIMIT_BYTES = 64 * 1024 * 1024
 HASH_BLOCK_BYTES = 1024 * 1024
 FOUND_DIGESTS_KEPT = 4096
+# An upload's bytes are hashed and written in batches of this size (memory per upload).
+UPLOAD_BATCH_BYTES = 1024 * 1024
 TMP_PREFIX = "upload-"
+# A temp file is created under this prefix, locked, then renamed to TMP_PREFIX: the stale
+# upload cleaner never sees an `upload-` file its writer has not locked yet.
+NEW_PREFIX = "new-"
+NEW_FILE_GRACE_SECONDS = 60.0
 READ_ONLY_MESSAGE = "the storage root is on a read-only filesystem"
 
 log = logging.getLogger("artifactd.store")
@@ -405,12 +411,15 @@ class FilesystemStore(Store):
         target = resolve_inside(self.root, path)
         if os.path.isdir(target):
             raise IsDirectoryError(path)
-        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
+        token = secrets.token_hex(12)
+        new_path = self.tmp_dir / f"{NEW_PREFIX}{token}.part"
+        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{token}.part"
         try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _translate_write_error(exc) from exc
         fcntl.flock(fd, fcntl.LOCK_EX)  # "writer alive": see _remove_stale_uploads_sync
+        os.rename(new_path, tmp_path)
         return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
@@ -596,6 +605,13 @@ class FilesystemStore(Store):
             return 0
         removed = 0
         for entry in os.scandir(self.tmp_dir):
+            if entry.name.startswith(NEW_PREFIX):
+                # Its writer died between creating and locking it (or is doing so now).
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - entry.stat().st_mtime > NEW_FILE_GRACE_SECONDS:
+                        os.unlink(entry.path)
+                        removed += 1
+                continue
             if not entry.name.startswith(TMP_PREFIX):
                 continue
             try:
@@ -655,6 +671,8 @@ class FileUpload(Upload):
         self.hasher = hashlib.sha256()
         self.size = 0
         self._done = False
+        self._pending: list[bytes] = []  # received, not yet hashed and written
+        self._pending_bytes = 0
 
     def _write_sync(self, chunk: bytes) -> None:
         self.hasher.update(chunk)  # releases the GIL for large buffers
@@ -667,10 +685,22 @@ class FileUpload(Upload):
             raise _translate_write_error(exc) from exc
 
     async def write(self, chunk: bytes) -> None:
+        """Gather network-sized chunks into UPLOAD_BATCH_BYTES before one thread hop hashes
+        and writes them: a thread hop per 64 KiB cost more than the hashing."""
         if self._done:
             raise ValueError("write to a finished upload")
-        await asyncio.to_thread(self._write_sync, chunk)
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
         self.size += len(chunk)
+        if self._pending_bytes >= UPLOAD_BATCH_BYTES:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        await asyncio.to_thread(self._write_sync, batch)
 
     async def commit(
         self, expected_sha256: str | None = None, *, require: Requirement | None = None
@@ -678,6 +708,7 @@ class FileUpload(Upload):
         if self._done:
             raise ValueError("commit of a finished upload")
         try:
+            await self._write_pending()
             result = await asyncio.to_thread(self.store.commit_sync, self, expected_sha256, require)
         except BaseException:
             await self.abort()

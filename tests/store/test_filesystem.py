@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -200,4 +201,22 @@ async def test_stale_uploads_are_removed_but_live_ones_kept(root: Path) -> None:
     assert await store.remove_stale_uploads() == 1
     assert len(os.listdir(store.tmp_dir)) == 1
     await live.commit()
+    await store.close()
+
+
+async def test_stale_upload_cleaning_never_removes_a_starting_upload(root: Path) -> None:
+    """Uploads beginning while the cleaner runs (as at startup) must keep their temp file."""
+    store = await make_store(root)
+
+    async def upload(i: int) -> None:
+        pending = await store.begin_upload(f"race/{i}")
+        await pending.write(b"x")
+        await pending.commit()
+
+    for round_ in range(20):
+        await asyncio.gather(
+            *(upload(round_ * 10 + i) for i in range(10)),
+            *(store.remove_stale_uploads() for _ in range(5)),
+        )
+    assert len([i async for i in store.iter_artifacts("race/")]) == 200
     await store.close()
