@@ -45,8 +45,8 @@ test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check artifactd tests
-	$(BIN)/ruff format --check artifactd tests
+	$(BIN)/ruff check artifactd tests bench
+	$(BIN)/ruff format --check artifactd tests bench
 	$(BIN)/mypy
 
 # Touched only once every bench tool is there, so a failed install is retried next time.

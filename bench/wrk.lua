@@ -1,0 +1,71 @@
+-- wrk script for `make bench`; arguments after `--` are key=value words:
+--   mode=static             the same GET for every request (wrk's fast path)
+--   mode=ranges size=N length=L seed=S
+--                           every request asks for a random `Range: bytes=a-(a+L-1)` of a
+--                           file of N bytes
+--   check=1                 count every response's status (slower: wrk then hands each
+--                           response to Lua); the harness uses it in the untimed warm-up
+-- At the end one line `WRKJSON {...}` gives requests, bytes, duration, errors, latency
+-- percentiles and (with check=1) the count of each status.
+
+local opts = { mode = "static", size = 0, length = 65536, seed = 1, check = "0" }
+statuses = {} -- global: the main state reads it with thread:get
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("thread_index", counter)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  for _, word in ipairs(args) do
+    local key, value = word:match("^(%w+)=(.*)$")
+    if key then
+      opts[key] = tonumber(value) or value
+    end
+  end
+  if opts.mode ~= "ranges" then
+    request = nil
+  end
+  if tostring(opts.check) ~= "1" then
+    response = nil
+  end
+  math.randomseed(tonumber(opts.seed) * 1000 + (thread_index or 0))
+end
+
+function request()
+  local first = math.random(0, opts.size - opts.length)
+  local range = "bytes=" .. string.format("%d-%d", first, first + opts.length - 1)
+  return wrk.format(nil, nil, { Range = range })
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    local seen = thread:get("statuses")
+    if seen then
+      for status, n in pairs(seen) do
+        counts[status] = (counts[status] or 0) + n
+      end
+    end
+  end
+  local parts = {}
+  for status, n in pairs(counts) do
+    table.insert(parts, string.format('"%d":%d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"bytes":%d,"duration_us":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f},"statuses":{%s}}\n',
+    summary.requests, summary.bytes, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean, table.concat(parts, ",")))
+end

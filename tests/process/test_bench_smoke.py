@@ -1,0 +1,181 @@
+"""The bench harness's client side at tiny sizes against a real artifactd: correctness only.
+
+Every answer must be a 200 or 206 with the right bytes; nothing here is timed (`make bench`
+measures, the tests only check that what it measures is right).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import clients, harness, noise, servers
+from bench.clients import SlowConfig
+from tests.serverproc import ServerProcess
+
+pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
+
+KiB = 1024
+FILES = {"large.bin": 2 * 1024 * KiB + 123, "medium.bin": 256 * KiB, "small.bin": 4 * KiB}
+have_wrk = pytest.mark.skipif(
+    servers.find_tool("wrk") is None, reason="wrk is not installed (`make bench` installs it)"
+)
+
+
+@pytest.fixture
+def bench_files(storage_root: Path) -> dict[str, bytes]:
+    contents = {name: os.urandom(size) for name, size in FILES.items()}
+    for name, data in contents.items():
+        (storage_root / name).write_bytes(data)
+    return contents
+
+
+def test_single_stream_ranges_slow_clients_and_upload_are_byte_exact(
+    server: ServerProcess, bench_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    large = bench_files["large.bin"]
+    url = server.files_url("large.bin")
+
+    out = tmp_path / "large.out"
+    result = clients.curl_download(url, expected_size=len(large), out=out)
+    assert result.status == 200
+    assert out.read_bytes() == large
+
+    assert clients.check_ranges(url, large, count=40, length=64 * KiB, seed=5) == 40
+
+    cfg = SlowConfig(clients=20, duration=15.0, read_size=64 * KiB, interval=0.005, rcvbuf=8192)
+    samples: list[int] = []
+    slow = clients.slow_downloads(
+        url, size=len(large), cfg=cfg, expected=large, sample=lambda: samples.append(1)
+    )
+    assert slow.errors == []
+    assert (slow.connected, slow.status_ok, slow.completed) == (20, 20, 20)
+    assert (slow.mismatches, slow.truncated) == (0, 0)
+    assert slow.bytes == 20 * len(large)
+    assert samples
+
+    source = tmp_path / "upload.bin"
+    source.write_bytes(large)
+    upload_url = server.files_url("bench-upload/large.bin")
+    uploaded, body = clients.curl_upload(upload_url, source)
+    assert uploaded.status == 201
+    document = json.loads(body)
+    assert document["sha256"] == hashlib.sha256(large).hexdigest()
+    assert document["size"] == len(large)
+    status, _, got = clients.http_request(upload_url)
+    assert (status, got == large) == (200, True)
+    assert clients.http_request(upload_url, "DELETE")[0] == 204
+
+
+@have_wrk
+def test_wrk_workloads_answer_200_and_206_of_the_right_size(
+    server: ServerProcess, bench_files: dict[str, bytes]
+) -> None:
+    for name, connections in (("small.bin", 8), ("medium.bin", 4)):
+        result = clients.run_wrk(
+            server.files_url(name), connections=connections, duration=1, check=True
+        )
+        clients.validate_wrk(result, body_size=len(bench_files[name]), status=200, checked=True)
+        assert result.statuses == {"200": result.requests}
+
+    size = len(bench_files["large.bin"])
+    ranges = clients.run_wrk(
+        server.files_url("large.bin"),
+        connections=4,
+        duration=1,
+        ranges=(size, 64 * KiB),
+        check=True,
+    )
+    clients.validate_wrk(ranges, body_size=64 * KiB, status=206, checked=True)
+    assert ranges.statuses == {"206": ranges.requests}
+
+
+def test_wrong_answers_are_caught() -> None:
+    fine = clients.WrkResult(10, 10 * 4200, 1.0, {"read": 0}, {}, {"200": 10}, 0.1)
+    clients.validate_wrk(fine, body_size=4096, status=200, checked=True)
+    full_bodies = clients.WrkResult(10, 10 * 2**20, 1.0, {"read": 0}, {}, {}, 0.1)
+    with pytest.raises(clients.BenchError, match="bytes per response"):
+        clients.validate_wrk(full_bodies, body_size=65536, status=206, checked=False)
+    wrong_status = clients.WrkResult(10, 10 * 66000, 1.0, {"read": 0}, {}, {"200": 10}, 0.1)
+    with pytest.raises(clients.BenchError, match="status"):
+        clients.validate_wrk(wrong_status, body_size=65536, status=206, checked=True)
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1"):
+        clients.http_request("http://example.com:80/files/x")
+
+
+@pytest.fixture
+def fileresponse_baseline(storage_root: Path, tmp_path: Path) -> Iterator[servers.Server]:
+    server = servers.start_fileresponse("aiohttp", storage_root, tmp_path, cpu=None)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_baselines_serve_the_same_bytes(
+    fileresponse_baseline: servers.Server,
+    storage_root: Path,
+    bench_files: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    large = bench_files["large.bin"]
+    started = [fileresponse_baseline]
+    nginx = servers.find_tool("nginx")
+    if nginx is not None:
+        started.append(servers.start_nginx("nginx", nginx, storage_root, tmp_path, cpu=None))
+    try:
+        for srv in started:
+            url = srv.files_url("large.bin")
+            status, _, body = clients.http_request(url)
+            assert (srv.name, status, body == large) == (srv.name, 200, True)
+            clients.check_ranges(url, large, count=5, length=64 * KiB)
+            assert srv.cpu_seconds() >= 0 and srv.rss_kib() > 0
+            assert clients.http_request(srv.files_url("missing.bin"))[0] == 404
+    finally:
+        for srv in started[1:]:
+            srv.stop()
+
+
+def test_targets_read_ratios_from_the_medians() -> None:
+    results = harness.Results()
+    for value in (0.40, 0.50, 0.60):
+        results.add("large_cpu_s_per_gib", "artifactd", value)
+        results.add("large_cpu_s_per_gib", "nginx", 0.5)
+    results.add("small_rps", "artifactd", 30000.0)
+    results.add("small_rps", "aiohttp", 10000.0)
+    results.add("slow_peak_rss_mib", "artifactd", 70.0)
+    results.add("growth_peak_rss_mib", "artifactd", 70.0)
+    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    assert rows["large_cpu"]["compared"] == pytest.approx(1.0)
+    assert rows["large_cpu"]["verdict"] == "PASS"
+    assert rows["small_rps"]["verdict"] == "PASS"
+    assert rows["slow_rss"]["verdict"] == "FAIL"
+    assert rows["slow_rss_growth"]["verdict"] == "PASS"
+    assert rows["upload"]["verdict"] == rows["large_throughput"]["verdict"] == "SKIP"
+
+
+def test_noise_counts_the_bench_own_children_as_its_own() -> None:
+    before = noise.snapshot()
+    subprocess.run([sys.executable, "-c", "sum(range(30_000_000))"], check=True, timeout=30)
+    after = noise.snapshot()
+    usage = noise.usage_between(before, after)
+    ours = (after.busy - before.busy) - usage.foreign_cpu - usage.softirq_cpu
+    assert ours >= 0.15  # the child's CPU time is the bench's own, whatever else ran
+
+
+def test_harness_help_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.harness", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "--scale" in out.stdout
