@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from artifactd.store.tempfiles import create_locked, remove_abandoned
 
 log = logging.getLogger("artifactd.store.diskcache")
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 TMP_PREFIX = "fill-"
-NEW_PREFIX = "new-"
-NEW_FILE_GRACE_SECONDS = 60.0
 # Written to disk in blocks of about this size, so a fill makes few trips to a thread.
 WRITE_BLOCK_BYTES = 1024 * 1024
 # One artifact may take at most this share of the cache, so one big download cannot flush
@@ -94,7 +92,7 @@ class DiskCache:
         Then trims the cache, so it exceeds its bound by at most the fills in flight."""
         target = self.path_for(sha256)
         tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}"
-        fd = await asyncio.to_thread(_create_locked, tmp_path)
+        fd = await asyncio.to_thread(create_locked, tmp_path)
         hasher = hashlib.sha256()
         stored = False
         try:
@@ -121,7 +119,7 @@ class DiskCache:
         return await asyncio.to_thread(self._trim_sync)
 
     def _trim_sync(self) -> TrimReport:
-        _remove_abandoned_temp_files(self.tmp_dir)
+        remove_abandoned(self.tmp_dir, TMP_PREFIX)
         files: list[tuple[float, int, str]] = []
         for subdir in os.scandir(self.objects_dir):
             if not subdir.is_dir(follow_symlinks=False):
@@ -145,16 +143,6 @@ class DiskCache:
         return TrimReport(removed_files, removed_bytes, total)
 
 
-def _create_locked(path: Path) -> int:
-    """Create `path` already locked: made under another name, locked, then renamed, so
-    the cleaner never finds it unlocked while its filler is alive."""
-    new_path = path.with_name(NEW_PREFIX + path.name)
-    fd = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # "filler alive": see _remove_abandoned_temp_files
-    os.rename(new_path, path)
-    return fd
-
-
 def _hash_and_write(fd: int, hasher: hashlib._Hash, data: bytes) -> None:
     hasher.update(data)
     view = memoryview(data)
@@ -173,28 +161,3 @@ def _discard(fd: int, unlink: Path | None) -> None:
     os.close(fd)
     if unlink is not None:
         unlink.unlink(missing_ok=True)
-
-
-def _remove_abandoned_temp_files(tmp_dir: Path) -> None:
-    """A live fill holds an flock on its temp file; a file we can lock has no filler."""
-    for entry in os.scandir(tmp_dir):
-        if entry.name.startswith(NEW_PREFIX):  # its filler died before locking it
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - entry.stat().st_mtime > NEW_FILE_GRACE_SECONDS:
-                    os.unlink(entry.path)
-            continue
-        if not entry.name.startswith(TMP_PREFIX):
-            continue
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-        finally:
-            os.close(fd)

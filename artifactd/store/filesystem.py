@@ -46,6 +46,7 @@ from artifactd.store.hotcache import SMALL_FILE_BYTES, GenerationCounter, HotCac
 from artifactd.store.memory import MemoryReader
 from artifactd.store.metadb import MetadataDB, VersionRow
 from artifactd.store.safety import resolve_inside
+from artifactd.store.tempfiles import create_locked, remove_abandoned
 
 # Files up to this size are hashed before their first response, so even hand-placed files get
 # digest-based ETags at once; larger ones are hashed in the background meanwhile.
@@ -55,10 +56,6 @@ FOUND_DIGESTS_KEPT = 4096
 # An upload's bytes are hashed and written in batches of this size (memory per upload).
 UPLOAD_BATCH_BYTES = 1024 * 1024
 TMP_PREFIX = "upload-"
-# A temp file is created under this prefix, locked, then renamed to TMP_PREFIX: the stale
-# upload cleaner never sees an `upload-` file its writer has not locked yet.
-NEW_PREFIX = "new-"
-NEW_FILE_GRACE_SECONDS = 60.0
 READ_ONLY_MESSAGE = "the storage root is on a read-only filesystem"
 
 log = logging.getLogger("artifactd.store")
@@ -411,15 +408,11 @@ class FilesystemStore(Store):
         target = resolve_inside(self.root, path)
         if os.path.isdir(target):
             raise IsDirectoryError(path)
-        token = secrets.token_hex(12)
-        new_path = self.tmp_dir / f"{NEW_PREFIX}{token}.part"
-        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{token}.part"
+        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
         try:
-            fd = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = create_locked(tmp_path)  # locked while we write: see tempfiles.py
         except OSError as exc:
             raise _translate_write_error(exc) from exc
-        fcntl.flock(fd, fcntl.LOCK_EX)  # "writer alive": see _remove_stale_uploads_sync
-        os.rename(new_path, tmp_path)
         return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
@@ -599,36 +592,10 @@ class FilesystemStore(Store):
         return await asyncio.to_thread(self._remove_stale_uploads_sync)
 
     def _remove_stale_uploads_sync(self) -> int:
-        """Temp files whose writer died: every live upload holds an flock on its temp file,
-        so a file we can lock has no writer (the kernel drops locks of dead processes)."""
+        """Temp files of uploads whose writer died (see tempfiles.py)."""
         if self.read_only:
             return 0
-        removed = 0
-        for entry in os.scandir(self.tmp_dir):
-            if entry.name.startswith(NEW_PREFIX):
-                # Its writer died between creating and locking it (or is doing so now).
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - entry.stat().st_mtime > NEW_FILE_GRACE_SECONDS:
-                        os.unlink(entry.path)
-                        removed += 1
-                continue
-            if not entry.name.startswith(TMP_PREFIX):
-                continue
-            try:
-                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # an upload in progress
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
-            finally:
-                os.close(fd)
-        return removed
+        return remove_abandoned(self.tmp_dir, TMP_PREFIX)
 
     def _bump_generation(self) -> None:
         """Called under the write lock after any change: every process's hot cache drops
