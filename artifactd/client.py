@@ -139,20 +139,19 @@ async def push(
     size = (await asyncio.to_thread(path.stat)).st_size
     headers["Content-Length"] = str(size)
 
-    async def body() -> AsyncGenerator[bytes, None]:
-        async with aiofiles.open(path, "rb") as f:
-            while chunk := await f.read(CHUNK_BYTES):
-                progress(len(chunk))
-                yield chunk
-
     async def attempt() -> dict[str, Any]:
-        chunks = body()
-        try:
-            async with _session() as session, session.put(url, data=chunks, headers=headers) as r:
+        # The file is opened here, not in the body generator: the server may answer before
+        # reading the whole body, and the file must be closed then too.
+        async with aiofiles.open(path, "rb") as f:
+
+            async def body() -> AsyncGenerator[bytes, None]:
+                while chunk := await f.read(CHUNK_BYTES):
+                    progress(len(chunk))
+                    yield chunk
+
+            async with _session() as session, session.put(url, data=body(), headers=headers) as r:
                 await _raise_for_status(r)
                 return dict(await r.json())
-        finally:
-            await chunks.aclose()  # the server may answer before reading it all
 
     return await with_retries(policy, attempt)
 

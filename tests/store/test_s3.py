@@ -375,18 +375,20 @@ async def test_maintenance_lease_is_held_by_one_node_at_a_time(
 async def test_lease_of_a_node_that_stopped_renewing_expires(
     seaweed: Seaweed, s3_bucket: str
 ) -> None:
-    live = await open_s3_store(seaweed, s3_bucket, lease_seconds=1.0)
-    dead = await open_s3_store(seaweed, s3_bucket, lease_seconds=1.0)
+    # Last-Modified has whole-second resolution: a lease much shorter than a few seconds
+    # could look expired the moment it is written.
+    live = await open_s3_store(seaweed, s3_bucket, lease_seconds=3.0)
+    dead = await open_s3_store(seaweed, s3_bucket, lease_seconds=3.0)
     try:
         async with live.maintenance_lock() as held:
             assert held
-            await asyncio.sleep(2.5)  # renewed meanwhile, so still not up for grabs
+            await asyncio.sleep(4)  # renewed meanwhile, so still not up for grabs
             async with dead.maintenance_lock() as taken:
                 assert not taken
         assert await dead._acquire_lease() is not None  # a node that then died holding it
         async with live.maintenance_lock() as taken:
             assert not taken
-        await wait_until(lambda: live.maintenance_lock(), timeout_seconds=5)
+        await wait_until(lambda: live.maintenance_lock(), timeout_seconds=10)
     finally:
         await live.close()
         await dead.close()
