@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 READY = re.compile(r"listening on (http://[^/\s]+)/")
@@ -106,3 +107,13 @@ class ServerProcess:
 
     def stderr(self) -> str:
         return "".join(self.stderr_lines)
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll `condition` until it holds (what a real process does takes a moment); fail
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)

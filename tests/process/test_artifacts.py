@@ -18,18 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, eventually
 
 pytestmark = pytest.mark.allow_blocking
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,15 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, eventually
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -44,14 +42,6 @@ def request(
             return int(response.status), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers)
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture

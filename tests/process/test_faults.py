@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.app import create_app
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, eventually
 from tests.web.conftest import ClientFactory
 
 pytestmark = pytest.mark.allow_blocking
@@ -37,14 +37,6 @@ MiB = 1024 * 1024
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 class Reply:
