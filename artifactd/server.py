@@ -7,8 +7,6 @@ is known and printed once the socket listens, and shutdown happens in documented
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -16,8 +14,8 @@ import sys
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
+from artifactd.hardening import MAX_HEADER_FIELD_BYTES, harden_process
 from artifactd.settings import Settings
 from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
@@ -29,7 +27,6 @@ log = logging.getLogger("artifactd.server")
 
 # aiohttp's defaults, stated here because they are part of the security contract.
 MAX_REQUEST_LINE_BYTES = 8190
-MAX_HEADER_FIELD_BYTES = 8190
 # With keep-alive and the body timeout both disabled, a connection still has this long to
 # deliver a complete request head (see `request_head_deadline`).
 DEFAULT_REQUEST_HEAD_SECONDS = 60.0
@@ -50,43 +47,6 @@ def request_head_deadline(settings: Settings) -> float:
     return settings.keepalive_timeout or settings.body_timeout or DEFAULT_REQUEST_HEAD_SECONDS
 
 
-def allow_header_sized_integers() -> None:
-    """Let `int()` read any digit string that fits in one header field.
-
-    aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS=1) converts Content-Length with
-    `int()`; past Python's default of 4300 digits that raised ValueError inside the
-    protocol's data_received and dropped the connection without an answer (the C parser
-    answers 400). A header field holds at most MAX_HEADER_FIELD_BYTES, so this bound keeps
-    the conversion cheap while letting the request reach a proper 400.
-    """
-    current = sys.get_int_max_str_digits()
-    if 0 < current < MAX_HEADER_FIELD_BYTES:
-        sys.set_int_max_str_digits(MAX_HEADER_FIELD_BYTES)
-
-
-# Failures that are the client's doing: a malformed request head or body, a disconnect.
-CLIENT_FAULTS = (HttpProcessingError, web.RequestPayloadError, ConnectionResetError)
-
-
-class OneLineParserErrors(logging.Filter):
-    """aiohttp logs each malformed request ("Error handling request"), each malformed
-    body left unread ("Unhandled exception") and each client gone mid-request with a full
-    traceback, so anyone able to connect could flood the log with them. All are the
-    client's doing: log one line with the reason instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, CLIENT_FAULTS):
-            message = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
-            reason = " ".join(str(message).split())[:200] or type(exc).__name__
-            record.msg = f"{record.getMessage()}: {reason}"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
 def configure_logging(log_format: str) -> None:
     """Everything to stderr; the access log is one line per request."""
     handler = logging.StreamHandler(sys.stderr)
@@ -97,20 +57,6 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    protocol_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, OneLineParserErrors) for f in protocol_log.filters):
-        protocol_log.addFilter(OneLineParserErrors())
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives every thread that allocates its own malloc arena and keeps what each
-    once held; the worker threads (file reads, sendfile, hashing) would each pin
-    megabytes after a busy spell. Two arenas are plenty for one loop and its helpers."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
-
-
-M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def serve(
@@ -119,8 +65,7 @@ def serve(
     """Serve until SIGTERM or SIGINT, then shut down gracefully. Returns normally on a clean
     shutdown (exit code 0). `reuse_port` lets several worker processes bind one port."""
     configure_logging(settings.log_format)
-    allow_header_sized_integers()
-    limit_malloc_arenas()
+    harden_process()
     if settings.loop == "uvloop":
         import uvloop
 
