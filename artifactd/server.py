@@ -19,7 +19,7 @@ from artifactd.hardening import MAX_HEADER_FIELD_BYTES, harden_process
 from artifactd.settings import Settings
 from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.web.accesslog import access_logger_class
+from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class
 from artifactd.web.app import create_app
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
@@ -88,7 +88,7 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         app,
         handle_signals=False,
         access_log_class=access_logger_class(settings.log_format),
-        access_log=logging.getLogger("artifactd.access"),
+        access_log=ACCESS_LOGGER,
         keepalive_timeout=request_head_deadline(settings),
         shutdown_timeout=settings.shutdown_timeout,
         max_line_size=MAX_REQUEST_LINE_BYTES,

@@ -229,13 +229,6 @@ class AccessPolicy:
 ACCESS_POLICY = web.AppKey("access_policy", AccessPolicy)
 
 
-def auth_middleware(
-    token_store: TokenStore, *, private: bool, trusted_proxies: Sequence[IPNetwork] = ()
-) -> Middleware:
-    """A middleware with its own AccessPolicy (`install_security` also serves Expect)."""
-    return AccessPolicy(token_store, private=private, trusted_proxies=trusted_proxies).middleware()
-
-
 def rate_limit_middleware(
     limiter: RateLimiter,
     trusted_proxies: Sequence[IPNetwork] = (),
