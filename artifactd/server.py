@@ -106,7 +106,8 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         )
         await site.start()
         host, port = _bound_address(runner)
-        announce(f"artifactd listening on http://{host}:{port}/ ({_describe(settings)})")
+        serving = await asyncio.to_thread(_describe, settings)  # realpath touches the disk
+        announce(f"artifactd listening on http://{host}:{port}/ ({serving})")
         sys.stdout.flush()
         await _wait_for_stop_signal()
         log.info(
