@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,3 +118,22 @@ def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+class SlowDownload:
+    """A GET read through a small socket buffer, so it stays in flight while a test does
+    something else (overwrites, SIGTERM); `finish()` reads the rest."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        self.received = bytearray(self.sock.recv(64 * 1024))
+
+    def finish(self) -> tuple[bytes, bytes]:
+        """Read to the end; returns the response head and body."""
+        while chunk := self.sock.recv(256 * 1024):
+            self.received += chunk
+        self.sock.close()
+        head, _, body = bytes(self.received).partition(b"\r\n\r\n")
+        return head, body

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess, eventually
+from tests.serverproc import ServerProcess, SlowDownload, eventually
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -129,19 +129,13 @@ def test_overwrite_during_slow_download_serves_old_bytes_whole(
 ) -> None:
     old = os.urandom(8 * 1024 * 1024)
     put_bytes(server.files_url("swap.bin"), old)
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    sock.sendall(b"GET /files/swap.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    received = bytearray(sock.recv(64 * 1024))
+    download = SlowDownload(server.port, "/files/swap.bin")
 
     new = os.urandom(5 * 1024 * 1024)
     put_bytes(server.files_url("swap.bin"), new)
     assert fetch(server.files_url("swap.bin")) == new
 
-    while chunk := sock.recv(256 * 1024):
-        received += chunk
-    sock.close()
-    _, _, body = bytes(received).partition(b"\r\n\r\n")
+    _, body = download.finish()
     assert body == old
 
 

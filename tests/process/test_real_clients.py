@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, SlowDownload
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -111,22 +111,16 @@ def test_sigterm_lets_a_slow_download_finish_and_exits_zero(
     data = make_file(storage_root, "slow.bin", size)
     proc = ServerProcess(storage_root, "--shutdown-timeout", "30s")
     try:
-        sock = socket.create_connection(("127.0.0.1", proc.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.sendall(b"GET /files/slow.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        received = bytearray(sock.recv(4096))
+        download = SlowDownload(proc.port, "/files/slow.bin")
         proc.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)  # the server is draining now; the download is still in flight
         assert proc.proc.poll() is None
         with pytest.raises(OSError):  # no new connections while draining
             socket.create_connection(("127.0.0.1", proc.port), timeout=2)
-        while chunk := sock.recv(256 * 1024):
-            received += chunk
-        sock.close()
+        head, body = download.finish()
         assert proc.proc.wait(30) == 0
     finally:
         proc.kill()
-    head, _, body = bytes(received).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body == data
 

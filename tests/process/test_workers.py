@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, SlowDownload
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
 
@@ -73,18 +73,13 @@ def test_sigterm_lets_a_download_on_any_worker_finish(storage_root: Path) -> Non
     (storage_root / "big.bin").write_bytes(data)
     proc = ServerProcess(storage_root, "--workers", "2")
     try:
-        sock = socket.create_connection(("127.0.0.1", proc.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        received = bytearray(sock.recv(4096))
+        download = SlowDownload(proc.port, "/files/big.bin")
         proc.proc.send_signal(signal.SIGTERM)
-        while chunk := sock.recv(256 * 1024):
-            received += chunk
-        sock.close()
+        _, body = download.finish()
         assert proc.proc.wait(30) == 0
     finally:
         proc.kill()
-    assert bytes(received).partition(b"\r\n\r\n")[2] == data
+    assert body == data
 
 
 def free_port() -> int:
