@@ -1,4 +1,9 @@
-"""Request metrics middleware, the `/metrics` endpoint and the event-loop lag probe."""
+"""Request metrics middleware, the `/metrics` endpoint and the event-loop lag probe.
+
+Requests are tallied in plain integers and reach Prometheus at each scrape of this process
+and once a second (the lag probe's tick), so under `--workers` another worker's counts may
+be up to a second behind.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    metrics.in_flight.inc()
+    traffic = request.app[METRICS].traffic
+    traffic.in_flight += 1
     status = 500
     response: web.StreamResponse | None = None
     try:
@@ -38,16 +43,18 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        metrics.in_flight.dec()
-        metrics.count_request(request.method, route_label(request), status)
-        metrics.request_bytes.inc(request.content.total_bytes)
+        traffic.in_flight -= 1
+        traffic.requests[request.method, route_label(request), status] += 1
+        traffic.request_bytes += request.content.total_bytes
         if response is not None:
             sent = response.body_length if response.prepared else (response.content_length or 0)
-            metrics.response_bytes.inc(sent)
+            traffic.response_bytes += sent
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = await asyncio.to_thread(request.app[METRICS].exposition)
+    metrics = request.app[METRICS]
+    metrics.flush_traffic()  # on the loop, where the tally is counted
+    body = await asyncio.to_thread(metrics.exposition)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -55,14 +62,17 @@ async def loop_lag_probe(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: measure how late a timer fires, a direct sign of a blocked loop."""
 
     async def probe() -> None:
-        gauge = app[METRICS].loop_lag
+        metrics = app[METRICS]
         while True:
             started = time.monotonic()
             await asyncio.sleep(LAG_PROBE_SECONDS)
-            gauge.set(max(0.0, time.monotonic() - started - LAG_PROBE_SECONDS))
+            metrics.loop_lag.set(max(0.0, time.monotonic() - started - LAG_PROBE_SECONDS))
+            # Other workers' `/metrics` read this process's counts only once flushed.
+            metrics.flush_traffic()
 
     task = asyncio.create_task(probe(), name="artifactd-loop-lag")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    app[METRICS].flush_traffic()
