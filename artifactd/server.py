@@ -42,7 +42,7 @@ def request_head_deadline(settings: Settings) -> float:
     which would let a slowloris client hold its connection forever; with
     `--keepalive-timeout 0` the request head gets `--body-timeout` instead, and the
     application closes the connection after each response (see
-    `artifactd.web.middlewares.add_common_headers`).
+    `artifactd.web.middlewares.common_headers_hook`).
     """
     return settings.keepalive_timeout or settings.body_timeout or DEFAULT_REQUEST_HEAD_SECONDS
 

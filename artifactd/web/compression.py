@@ -4,13 +4,15 @@ on-the-fly compression. Never for ranges: a 206 is always of the identity bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
 
 from aiohttp import hdrs, web
 
+from artifactd.conditional import format_http_date
 from artifactd.negotiation import coding_accepted
 from artifactd.store.base import ArtifactInfo, ArtifactReader
-from artifactd.web.download import not_modified_or_failed, validator_headers
+from artifactd.web.download import not_modified_or_failed
 
 MIN_COMPRESS_BYTES = 1024
 GZIP_LEVEL = 6
@@ -26,6 +28,7 @@ _COMPRESSIBLE_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=256)  # asked for every download; stores hold few types
 def is_compressible(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type.startswith("text/") or media_type in _COMPRESSIBLE_TYPES
@@ -57,9 +60,13 @@ async def send_gzipped(
     The compressed length and digest are unknown in advance, so this response carries no
     Content-Length, Repr-Digest or X-Checksum-Sha256."""
     info = reader.info
-    validators = {**validator_headers(info), "ETag": gzip_etag(info.etag)}
-    validators["Vary"] = "Accept-Encoding"
-    early = not_modified_or_failed(request, validators, info.modified_at)
+    etag = gzip_etag(info.etag)
+    validators = {
+        "ETag": etag,
+        "Last-Modified": format_http_date(info.modified_at),
+        "Vary": "Accept-Encoding",
+    }
+    early = not_modified_or_failed(request, etag, info.modified_at, validators)
     if early is not None:
         return early
     response = web.StreamResponse(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import LooseHeaders
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from artifactd.byteranges import (
     closing_delimiter,
@@ -37,43 +40,69 @@ INLINE_READ_BYTES = 256 * 1024
 log = logging.getLogger("artifactd.web")
 
 
-def validator_headers(info: ArtifactInfo) -> dict[str, str]:
-    """The headers a 304 repeats (RFC 9110 §15.4.5)."""
-    return {"ETag": info.etag, "Last-Modified": format_http_date(info.modified_at)}
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """The headers every answer about one version repeats, worked out once per version
+    and variant (hot artifacts are served again and again). Read-only: responses copy."""
+
+    etag: str
+    not_modified_headers: CIMultiDictProxy[str]  # what a 304 repeats (RFC 9110 §15.4.5)
+    headers: CIMultiDictProxy[str]  # validators, Accept-Ranges, digests, Vary, Content-Encoding
+    body_headers: CIMultiDictProxy[str]  # the same with the body's Content-Type
 
 
-def representation_headers(info: ArtifactInfo) -> dict[str, str]:
-    """Headers describing the whole representation, identical for GET and HEAD."""
-    return dict(_representation_headers(info))
-
-
-@functools.lru_cache(maxsize=1024)  # hot artifacts are served again and again
-def _representation_headers(info: ArtifactInfo) -> dict[str, str]:
-    headers = validator_headers(info)
+@functools.lru_cache(maxsize=1024)
+def representation(
+    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None
+) -> Representation:
+    """`vary` adds `Vary: Accept-Encoding` (the path has a compressed variant); a
+    `content_encoding` describes a precompressed sibling sent in place of the artifact."""
+    etag = info.etag
+    validators = CIMultiDict({"ETag": etag, "Last-Modified": format_http_date(info.modified_at)})
+    if vary:
+        validators["Vary"] = "Accept-Encoding"
+    headers = validators.copy()
     headers["Accept-Ranges"] = "bytes"
     if info.sha256:
         headers["Repr-Digest"] = repr_digest_header(info.sha256)
         headers["X-Checksum-Sha256"] = info.sha256
-    return headers
+    if content_encoding:
+        headers["Content-Encoding"] = content_encoding
+    body_headers = headers.copy()
+    body_headers[hdrs.CONTENT_TYPE] = media_type
+    return Representation(
+        etag,
+        CIMultiDictProxy(validators),
+        CIMultiDictProxy(headers),
+        CIMultiDictProxy(body_headers),
+    )
 
 
 def not_modified_or_failed(
-    request: web.Request, validators: dict[str, str], last_modified: float
+    request: web.Request, etag: str, last_modified: float, not_modified_headers: LooseHeaders
 ) -> web.Response | None:
     """RFC 9110 §13.2.2: evaluate the preconditions in the RFC's order.
 
-    Returns a 304 to send, raises PreconditionFailedError for 412, None to go on."""
+    Returns a 304 (with `not_modified_headers`) to send, raises PreconditionFailedError for
+    412, None to go on."""
+    headers = request.headers
+    if_match = headers.get(hdrs.IF_MATCH)
+    if_none_match = headers.get(hdrs.IF_NONE_MATCH)
+    if_modified_since = headers.get(hdrs.IF_MODIFIED_SINCE)
+    if_unmodified_since = headers.get(hdrs.IF_UNMODIFIED_SINCE)
+    if if_match is if_none_match is if_modified_since is if_unmodified_since is None:
+        return None  # the usual download: no preconditions at all
     outcome = evaluate_preconditions(
         request.method,
-        if_match=request.headers.get(hdrs.IF_MATCH),
-        if_none_match=request.headers.get(hdrs.IF_NONE_MATCH),
-        if_modified_since=request.headers.get(hdrs.IF_MODIFIED_SINCE),
-        if_unmodified_since=request.headers.get(hdrs.IF_UNMODIFIED_SINCE),
-        etag=validators["ETag"],
+        if_match=if_match,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
+        if_unmodified_since=if_unmodified_since,
+        etag=etag,
         last_modified=last_modified,
     )
     if outcome is Precondition.NOT_MODIFIED:
-        return web.Response(status=304, headers=validators)
+        return web.Response(status=304, headers=not_modified_headers)
     if outcome is Precondition.FAILED:
         raise PreconditionFailedError("the artifact does not match the request's conditions")
     return None
@@ -99,24 +128,21 @@ async def send_artifact(
     """
     info = reader.info
     media_type = content_type or info.content_type
-    extra = {"Vary": "Accept-Encoding"} if vary else {}
-    if content_encoding:
-        extra["Content-Encoding"] = content_encoding
-    early = not_modified_or_failed(request, {**validator_headers(info), **extra}, info.modified_at)
+    rep = representation(info, media_type, vary, content_encoding)
+    early = not_modified_or_failed(request, rep.etag, info.modified_at, rep.not_modified_headers)
     if early is not None:
-        early.headers.popall("Content-Encoding", None)
         return early
 
     # RFC 9110 §13.1.5: a failed If-Range means "send me the whole thing".
     range_header = request.headers.get(hdrs.RANGE)
     if range_header is not None and not if_range_matches(
-        request.headers.get(hdrs.IF_RANGE), etag=info.etag, last_modified=info.modified_at
+        request.headers.get(hdrs.IF_RANGE), etag=rep.etag, last_modified=info.modified_at
     ):
         range_header = None
     decision = evaluate_range(range_header, info.size, max_ranges)
 
-    headers = {**representation_headers(info), **extra}
     if decision.kind is RangeKind.UNSATISFIABLE:
+        headers = CIMultiDict(rep.headers)
         headers["Content-Range"] = f"bytes */{info.size}"
         return json_error(416, "range not satisfiable", headers)
 
@@ -127,18 +153,15 @@ async def send_artifact(
         only = decision.ranges[0] if decision.ranges else ByteRange(0, max(info.size - 1, 0))
         body = b"" if info.size == 0 else _inline_body(reader, only, zero_copy)
         if body is not None:
-            headers[hdrs.CONTENT_TYPE] = media_type
-            if decision.kind is RangeKind.PARTIAL:
-                headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
-            return web.Response(
-                status=206 if decision.kind is RangeKind.PARTIAL else 200,
-                headers=headers,
-                body=body,
-            )
+            if decision.kind is RangeKind.FULL:
+                return web.Response(headers=rep.body_headers, body=body)
+            partial = web.Response(status=206, headers=rep.body_headers, body=body)
+            partial.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
+            return partial
 
-    response = web.StreamResponse(headers=headers)
+    multipart = len(decision.ranges) > 1
+    response = web.StreamResponse(headers=rep.headers if multipart else rep.body_headers)
     if decision.kind is RangeKind.FULL:
-        response.headers[hdrs.CONTENT_TYPE] = media_type
         response.content_length = info.size
         await response.prepare(request)
         if send_body and info.size:
@@ -147,7 +170,6 @@ async def send_artifact(
     elif len(decision.ranges) == 1:
         (only,) = decision.ranges
         response.set_status(206)
-        response.headers[hdrs.CONTENT_TYPE] = media_type
         response.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
         response.content_length = only.length
         await response.prepare(request)

@@ -57,10 +57,11 @@ def directory_url(path: str) -> str:
 async def get_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD: a file's bytes, or a directory's listing."""
     path, is_dir_request = requested_path(request)
-    store = request.app[STORE]
+    app = request.app
+    store = app[STORE]
     if is_dir_request:
         return await list_directory(request, path)
-    wait_seconds = parse_wait(request.query.get("wait"))
+    wait_seconds = parse_wait(request.query.get("wait")) if request.query_string else 0.0
     try:
         reader = await store.open(path)
     except IsDirectoryError:
@@ -69,7 +70,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         if not wait_seconds:
             raise
         reader = await wait_for_artifact(request, path, wait_seconds)
-    settings = request.app[SETTINGS]
+    settings = app[SETTINGS]
     async with reader:
         if request.method == "GET":
             await store.record_access(path)

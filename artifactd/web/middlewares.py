@@ -13,11 +13,12 @@ from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.errors import error_for_domain, json_error
-from artifactd.web.keys import REQUEST_ID, RESPONSE_STARTED, SETTINGS, STARTED_AT
+from artifactd.web.keys import REQUEST_ID, RESPONSE_STARTED, STARTED_AT
 
 log = logging.getLogger("artifactd.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ResponseHook = Callable[[web.BaseRequest, web.StreamResponse], Awaitable[None]]
 
 # An incoming X-Request-Id is echoed only when it is this tame (it lands in logs and headers).
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -40,12 +41,13 @@ def _new_request_id() -> str:
 
 def request_id_for(request: web.BaseRequest) -> str:
     """The request's id: a valid incoming X-Request-Id, else a new one (assigned once)."""
-    existing = request.get(REQUEST_ID)
-    if existing is None:
+    try:
+        return request[REQUEST_ID]
+    except KeyError:  # assigned first thing by errors_middleware, so rarely missing
         incoming = request.headers.get("X-Request-Id", "")
-        existing = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_request_id()
-        request[REQUEST_ID] = existing
-    return str(existing)
+        assigned = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+        request[REQUEST_ID] = assigned
+        return assigned
 
 
 def framing_error(request: web.BaseRequest) -> web.Response | None:
@@ -82,7 +84,7 @@ def closing_error(status: int, reason: str) -> web.Response:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into `{"error", "status"}`; never leak a traceback."""
-    request.setdefault(STARTED_AT, time.perf_counter())
+    request[STARTED_AT] = time.perf_counter()
     request_id_for(request)
     refused = framing_error(request)
     if refused is not None:
@@ -111,17 +113,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, "internal error")
 
 
-async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """on_response_prepare: headers every response carries, set just before they are sent."""
-    request[RESPONSE_STARTED] = True
-    response.headers["X-Request-Id"] = request_id_for(request)
-    started = request.get(STARTED_AT)
-    if started is not None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        response.headers["X-Response-Time"] = f"{elapsed_ms:.3f}ms"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    settings = request.config_dict.get(SETTINGS) if isinstance(request, web.Request) else None
-    if settings is not None and settings.keepalive_timeout == 0:
-        # Keep-alive disabled: say so, and close once this answer is sent.
-        response.force_close()
-        response.headers[hdrs.CONNECTION] = "close"
+def common_headers_hook(*, close_after_response: bool) -> ResponseHook:
+    """The on_response_prepare step setting the headers every response carries.
+
+    `close_after_response` (keep-alive disabled) says so in a `Connection: close` header and
+    closes the connection once the answer is sent."""
+
+    async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        request[RESPONSE_STARTED] = True
+        headers = response.headers
+        headers["X-Request-Id"] = request_id_for(request)
+        try:
+            started = request[STARTED_AT]
+        except KeyError:  # answered before the middlewares ran (an Expect handler's refusal)
+            pass
+        else:
+            headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+        headers["X-Content-Type-Options"] = "nosniff"
+        if close_after_response:
+            response.force_close()
+            headers[hdrs.CONNECTION] = "close"
+
+    return add_common_headers
