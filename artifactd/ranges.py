@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from dataclasses import dataclass
 
 # Digit strings longer than this are "larger than any file" (2**63 has 19 digits); clamping
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 _MAX_DIGITS = 19
 _HUGE = 10**_MAX_DIGITS
 _OWS = " \t"  # RFC 9110 §5.6.3
+# The header nearly every client sends, one plain int-range (`bytes=0-1023`, `bytes=500-`):
+# decided by one regular expression; anything else goes through the general parser.
+_ONE_INT_RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,17 @@ def evaluate_range(header: str | None, size: int, max_ranges: int = 16) -> Range
     sorted and merged). An empty representation cannot be sent as a 206, so a suffix range
     (the only kind §14.1.1 calls satisfiable there) gives FULL.
     """
+    if header is None:
+        return _FULL
+    simple = _ONE_INT_RANGE.fullmatch(header)
+    if simple is not None and size > 0 and max_ranges >= 1:
+        start = int(simple[1])
+        end = int(simple[2]) if simple[2] else size - 1
+        if simple[2] and end < start:
+            return _FULL  # §14.1.1: invalid, so the header is ignored
+        if start >= size:
+            return _UNSATISFIABLE
+        return RangeDecision(RangeKind.PARTIAL, (ByteRange(start, min(end, size - 1)),))
     specs = _parse(header, max_ranges) if header else None
     if specs is None:
         return _FULL

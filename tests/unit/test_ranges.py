@@ -250,3 +250,25 @@ def test_a_single_int_range_matches_a_reference_implementation(
         assert decision == UNSATISFIABLE
     else:
         assert decision == partial((first, min(last, size - 1)))
+
+
+digit_strings = st.one_of(
+    st.integers(0, 2**64).map(str),
+    st.from_regex(r"[0-9]{1,20}", fullmatch=True),  # leading zeros, 19 and 20 digits
+)
+
+
+@given(
+    first=digit_strings,
+    last=st.one_of(st.just(""), digit_strings),
+    size=st.one_of(st.integers(0, 10**6), st.integers(0, 2**64)),
+    max_ranges=st.integers(1, 20),
+)
+def test_the_one_range_shortcut_agrees_with_the_general_parser(
+    first: str, last: str, size: int, max_ranges: int
+) -> None:
+    # A trailing empty list element means the same (§5.6.1) but never takes the shortcut.
+    header = f"bytes={first}-{last}"
+    assert evaluate_range(header, size, max_ranges) == evaluate_range(
+        header + ",", size, max_ranges
+    )
