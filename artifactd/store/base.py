@@ -89,7 +89,9 @@ class ArtifactReader(abc.ABC):
         """A local file descriptor holding exactly these bytes (for sendfile), if any."""
         return None
 
-    def read_now(self, offset: int, length: int, *, allow_fd: bool = True) -> bytes | None:
+    def read_now(
+        self, offset: int, length: int, *, allow_fd: bool = True
+    ) -> bytes | bytearray | None:
         """The bytes, if they can be had without waiting (in memory, or in the page cache);
         None means "use `read`". Never blocks the event loop."""
         return None

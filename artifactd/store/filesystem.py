@@ -88,7 +88,9 @@ class FileReader(ArtifactReader):
     def fileno(self) -> int | None:
         return self._fd
 
-    def read_now(self, offset: int, length: int, *, allow_fd: bool = True) -> bytes | None:
+    def read_now(
+        self, offset: int, length: int, *, allow_fd: bool = True
+    ) -> bytes | bytearray | None:
         """preadv2 with RWF_NOWAIT fails rather than wait for the disk, so this is safe on
         the event loop: the page cache either has all the bytes or we use `read`."""
         if self._fd is None or not allow_fd:
@@ -98,7 +100,7 @@ class FileReader(ArtifactReader):
             got = os.preadv(self._fd, [buffer], offset, os.RWF_NOWAIT)
         except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT)
             return None
-        return bytes(buffer) if got == length else None
+        return buffer if got == length else None  # no copy: a response body takes it as is
 
     async def read(self, offset: int, length: int) -> bytes:
         if self._fd is None:

@@ -37,7 +37,9 @@ class MemoryReader(ArtifactReader):
     async def read(self, offset: int, length: int) -> bytes:
         return self._data[offset : offset + length]
 
-    def read_now(self, offset: int, length: int, *, allow_fd: bool = True) -> bytes | None:
+    def read_now(
+        self, offset: int, length: int, *, allow_fd: bool = True
+    ) -> bytes | bytearray | None:
         return self._data[offset : offset + length]
 
     async def aclose(self) -> None:

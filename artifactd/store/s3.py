@@ -949,7 +949,9 @@ class S3Reader(ArtifactReader):
         assert self._fallback is not None
         return await self._fallback.read(offset, length)
 
-    def read_now(self, offset: int, length: int, *, allow_fd: bool = True) -> bytes | None:
+    def read_now(
+        self, offset: int, length: int, *, allow_fd: bool = True
+    ) -> bytes | bytearray | None:
         """Bytes already fetched ahead, without waiting; None when a GET is needed."""
         if self._closed or self._fallback is not None:
             return None

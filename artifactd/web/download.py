@@ -192,7 +192,9 @@ async def send_artifact(
     return response
 
 
-def _inline_body(reader: ArtifactReader, byte_range: ByteRange, zero_copy: bool) -> bytes | None:
+def _inline_body(
+    reader: ArtifactReader, byte_range: ByteRange, zero_copy: bool
+) -> bytes | bytearray | None:
     """The bytes of a small range if they can be had without waiting, else None."""
     if byte_range.length > INLINE_READ_BYTES:
         return None

@@ -44,10 +44,15 @@ def request_id_for(request: web.BaseRequest) -> str:
     try:
         return request[REQUEST_ID]
     except KeyError:  # assigned first thing by errors_middleware, so rarely missing
-        incoming = request.headers.get("X-Request-Id", "")
-        assigned = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_request_id()
-        request[REQUEST_ID] = assigned
-        return assigned
+        return assign_request_id(request)
+
+
+def assign_request_id(request: web.BaseRequest) -> str:
+    incoming = request.headers.get("X-Request-Id")
+    if incoming is None or not _VALID_REQUEST_ID.fullmatch(incoming):
+        incoming = _new_request_id()
+    request[REQUEST_ID] = incoming
+    return incoming
 
 
 def framing_error(request: web.BaseRequest) -> web.Response | None:
@@ -85,7 +90,7 @@ def closing_error(status: int, reason: str) -> web.Response:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into `{"error", "status"}`; never leak a traceback."""
     request[STARTED_AT] = time.perf_counter()
-    request_id_for(request)
+    assign_request_id(request)
     refused = framing_error(request)
     if refused is not None:
         return refused

@@ -174,6 +174,10 @@ class AccessPolicy:
         needed = required_scope(request.method, request.path, private=self.private)
         if needed is None:
             return None
+        return await self.check_scope(request, needed)
+
+    async def check_scope(self, request: web.Request, needed: Scope) -> web.Response | None:
+        """`check` for a request known to need the scope `needed`."""
         await self._refresh()
         if not self.tokens.loaded:
             return json_error(503, "token store unavailable")
@@ -218,9 +222,11 @@ class AccessPolicy:
     def middleware(self) -> Middleware:
         @web.middleware
         async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            refused = await self.check(request)
-            if refused is not None:
-                return refused
+            needed = required_scope(request.method, request.path, private=self.private)
+            if needed is not None:  # (public downloads skip the whole check)
+                refused = await self.check_scope(request, needed)
+                if refused is not None:
+                    return refused
             return await handler(request)
 
         return auth
