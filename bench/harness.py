@@ -50,6 +50,7 @@ from bench.servers import (
     nginx_version,
     start_artifactd,
     start_fileresponse,
+    start_floor,
     start_nginx,
 )
 
@@ -79,8 +80,11 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale(4 * MiB, 256 * KiB, 4 * KiB, MiB, 1, 1.0, 1.0, 1, 20, 1.0),
 }
 
-ALL_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "aiohttp-asyncio", "nginx")
-DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx")
+# "aiohttp-floor" (bench/baseline_floor.py) is no file server: a ceiling for artifactd's
+# per-request cost on aiohttp, it runs the 4 KiB and range workloads only.
+FLOOR = "aiohttp-floor"
+ALL_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "aiohttp-asyncio", "nginx", FLOOR)
+DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", FLOOR)
 # With --compare-src: artifactd (uvloop, default config) from another checkout.
 REFERENCE = "artifactd-ref"
 ARTIFACTD_SERVERS = ("artifactd", "artifactd-asyncio", REFERENCE)
@@ -93,6 +97,7 @@ SERVER_TITLES = {
     "aiohttp-asyncio": "aiohttp FileResponse (asyncio)",
     "nginx": "nginx",
     REFERENCE: "artifactd-ref (--compare-src)",
+    FLOOR: "aiohttp floor (bytes in memory)",
 }
 
 
@@ -521,12 +526,13 @@ class Bench:
         self.results.detail("upload", server.name, {**result.__dict__, **timing.as_dict()})
 
 
+FILE_SERVERS = (*(name for name in ALL_SERVERS if name != FLOOR), REFERENCE)
 PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
-    "large": None,
+    "large": FILE_SERVERS,
     "small": None,
-    "medium": None,
+    "medium": FILE_SERVERS,
     "ranges": None,
-    "slow": None,
+    "slow": FILE_SERVERS,
     "growth": ("artifactd", REFERENCE),
     "upload": ARTIFACTD_SERVERS,
 }
@@ -554,6 +560,8 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
                 server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
+            elif name == FLOOR:
+                server = start_floor(name, files.data_dir, workdir, cfg.server_cpu)
             elif name.startswith("aiohttp"):
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 server = start_fileresponse(name, files.data_dir, workdir, cfg.server_cpu, loop)
@@ -745,6 +753,10 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
                 f"{fmt(value, metric)} vs {fmt(base, metric)} {metric.unit} "
                 f"({BASELINES.get(target.baseline, target.baseline)})"
             )
+            ceiling = results.ratio(target.metric, FLOOR, target.baseline)
+            if ceiling is not None:
+                row["ceiling"] = ceiling
+                detail += f"; aiohttp floor {fmt_ratio(ceiling)}"
         else:
             base, compared = None, value
             detail = f"{fmt(value, metric)} {metric.unit}"

@@ -1,8 +1,9 @@
 """Server processes for the bench: start, pin to a CPU, read their CPU time and memory, stop.
 
 Every server listens on 127.0.0.1 only and is started in the foreground as a child of the
-harness: artifactd, aiohttp's `web.FileResponse` app (bench/baseline_fileresponse.py) and
-nginx (bench/nginx.conf.template, its own prefix, pid and log paths).
+harness: artifactd, aiohttp's `web.FileResponse` app (bench/baseline_fileresponse.py), the
+aiohttp floor (bench/baseline_floor.py) and nginx (bench/nginx.conf.template, its own prefix,
+pid and log paths).
 """
 
 from __future__ import annotations
@@ -279,6 +280,21 @@ def start_fileresponse(
         name,
         f"aiohttp web.FileResponse, {loop}",
         "fileresponse",
+        cmd,
+        workdir / f"{name}.log",
+        cpu,
+        timeout=30.0,
+    )
+
+
+def start_floor(name: str, root: Path, workdir: Path, cpu: int | None) -> Server:
+    """bench/baseline_floor.py: aiohttp answering bytes held in memory (a ceiling)."""
+    cmd = [sys.executable, str(BENCH_DIR / "baseline_floor.py"), "--root", str(root)]
+    cmd += ["--port", "0"]
+    return _start_announcing(
+        name,
+        "aiohttp floor: bytes in memory, one middleware, access log, uvloop",
+        "floor",
         cmd,
         workdir / f"{name}.log",
         cpu,

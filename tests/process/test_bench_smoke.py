@@ -143,6 +143,25 @@ def test_baselines_serve_the_same_bytes(
             srv.stop()
 
 
+def test_the_aiohttp_floor_answers_small_files_and_ranges_byte_exact(
+    storage_root: Path, bench_files: dict[str, bytes], tmp_path: Path
+) -> None:
+    floor = servers.start_floor(harness.FLOOR, storage_root, tmp_path, cpu=None)
+    try:
+        small = bench_files["small.bin"]
+        status, headers, _ = clients.http_request(floor.files_url("large.bin"), "HEAD")
+        assert (status, headers["content-length"]) == (200, str(len(bench_files["large.bin"])))
+        status, headers, body = clients.http_request(floor.files_url("small.bin"))
+        assert (status, body == small) == (200, True)
+        assert headers["x-request-id"] and headers["x-content-type-options"] == "nosniff"
+        clients.check_ranges(
+            floor.files_url("large.bin"), bench_files["large.bin"], count=5, length=64 * KiB
+        )
+        assert clients.http_request(floor.files_url("missing.bin"))[0] == 404
+    finally:
+        floor.stop()
+
+
 def test_targets_read_ratios_from_the_medians() -> None:
     results = harness.Results()
     for value in (0.40, 0.50, 0.60):
@@ -159,6 +178,11 @@ def test_targets_read_ratios_from_the_medians() -> None:
     assert rows["slow_rss"]["verdict"] == "FAIL"
     assert rows["slow_rss_growth"]["verdict"] == "PASS"
     assert rows["upload"]["verdict"] == rows["large_throughput"]["verdict"] == "SKIP"
+    assert "ceiling" not in rows["small_rps"]
+    results.add("small_rps", harness.FLOOR, 40000.0)
+    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    assert rows["small_rps"]["ceiling"] == pytest.approx(4.0)
+    assert "aiohttp floor 4.00×" in rows["small_rps"]["detail"]
 
 
 def test_noise_counts_the_bench_own_children_as_its_own() -> None:

@@ -1,0 +1,156 @@
+"""The aiohttp floor for `make bench`: the least an aiohttp server can do per download while
+answering what artifactd must answer (SPEC: request id, response time, nosniff, validators,
+digests, one access-log line per request).
+
+    python -m bench.baseline_floor --root DIR [--port 0]
+
+Every file up to 256 KiB under DIR is read into memory at startup, with its headers built
+once; larger files are read per request with one `pread`. `GET /files/<path>` answers a
+`web.Response` with those bytes, or a 206 for one `bytes=a-b` range; one middleware adds the
+per-request headers; the access log is a text line per request on stderr. No metrics, no
+auth, no preconditions, no path safety beyond a dictionary lookup: it is a ceiling for
+artifactd on the same stack (uvloop, aiohttp's router and response), not a server.
+Prints `listening on http://127.0.0.1:PORT/` once the socket listens; stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import itertools
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+INLINE_BYTES = 256 * 1024
+RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{1,18})")
+REQUEST_ID = web.RequestKey("request_id", str)
+STARTED_AT = web.RequestKey("started_at", float)
+_ids = itertools.count(1)
+
+
+class File:
+    """One file: its bytes when small, else an open descriptor; headers built once."""
+
+    def __init__(self, path: Path) -> None:
+        stat = path.stat()
+        self.size = stat.st_size
+        self.data: bytes | None = None
+        self.fd: int | None = None
+        if self.size <= INLINE_BYTES:
+            self.data = path.read_bytes()
+            digest = hashlib.sha256(self.data).digest()
+        else:  # not hashed: a stand-in digest gives headers of the same length
+            self.fd = os.open(path, os.O_RDONLY)
+            digest = hashlib.sha256(f"{path}:{stat.st_mtime_ns}".encode()).digest()
+        self.headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{digest.hex()[:32]}"',
+            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+            "Accept-Ranges": "bytes",
+            "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
+            "X-Checksum-Sha256": digest.hex(),
+        }
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self.data is not None:
+            return self.data[offset : offset + length]
+        assert self.fd is not None
+        return os.pread(self.fd, length, offset)
+
+
+FILES: dict[str, File] = {}
+
+
+async def get_file(request: web.Request) -> web.Response:
+    found = FILES.get(request.match_info["path"])
+    if found is None:
+        raise web.HTTPNotFound()
+    header = request.headers.get("Range")
+    match = RANGE.fullmatch(header) if header else None
+    if match is None:
+        if request.method == "HEAD":
+            return web.Response(headers={**found.headers, "Content-Length": str(found.size)})
+        if found.data is None:
+            raise web.HTTPRequestRangeNotSatisfiable()  # whole bodies of small files only
+        return web.Response(body=found.data, headers=found.headers)
+    start, end = int(match[1]), min(int(match[2]), found.size - 1)
+    response = web.Response(
+        status=206, body=found.read(start, end - start + 1), headers=found.headers
+    )
+    response.headers["Content-Range"] = f"bytes {start}-{end}/{found.size}"
+    return response
+
+
+@web.middleware
+async def common_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = request[STARTED_AT] = time.perf_counter()
+    request_id = request[REQUEST_ID] = f"0123456789abcdef{next(_ids):08x}"
+    response = await handler(request)
+    headers = response.headers
+    headers["X-Request-Id"] = request_id
+    headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+    headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class AccessLog(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        sys.stderr.write(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request.remote or '-'} "
+            f'"{request.method} {request.raw_path}" {response.status} {response.body_length} '
+            f"{time_ * 1000:.3f}ms rid={request.get(REQUEST_ID, '-')}\n"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+async def serve(root: Path, host: str, port: int) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            FILES[path.relative_to(root).as_posix()] = File(path)
+    app = web.Application(middlewares=[common_headers])
+    app.router.add_get("/files/{path:.*}", get_file)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLog)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        bound = runner.addresses[0]
+        print(f"listening on http://{bound[0]}:{bound[1]}/", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    uvloop.run(serve(args.root.resolve(), args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
