@@ -14,6 +14,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -36,8 +37,10 @@ def create_app(root: Path) -> web.Application:
     return app
 
 
-async def serve(root: Path, host: str, port: int) -> None:
-    runner = web.AppRunner(create_app(root), handle_signals=False)
+async def serve(app: web.Application, host: str, port: int, **runner_options: Any) -> None:
+    """Serve `app` until SIGTERM or SIGINT, announcing the bound address (also used by
+    bench/baseline_floor.py)."""
+    runner = web.AppRunner(app, handle_signals=False, **runner_options)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args(argv)
-    coro = serve(args.root.resolve(), args.host, args.port)
+    coro = serve(create_app(args.root.resolve()), args.host, args.port)
     if args.loop == "uvloop":
         import uvloop
 

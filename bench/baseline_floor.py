@@ -16,13 +16,11 @@ Prints `listening on http://127.0.0.1:PORT/` once the socket listens; stops on S
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import itertools
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +30,8 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from bench.baseline_fileresponse import serve
 
 INLINE_BYTES = 256 * 1024
 RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{1,18})")
@@ -120,26 +120,13 @@ class AccessLog(AbstractAccessLogger):
         return True
 
 
-async def serve(root: Path, host: str, port: int) -> None:
+def create_app(root: Path) -> web.Application:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             FILES[path.relative_to(root).as_posix()] = File(path)
     app = web.Application(middlewares=[common_headers])
     app.router.add_get("/files/{path:.*}", get_file)
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLog)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        bound = runner.addresses[0]
-        print(f"listening on http://{bound[0]}:{bound[1]}/", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    uvloop.run(serve(args.root.resolve(), args.host, args.port))
+    app = create_app(args.root.resolve())
+    uvloop.run(serve(app, args.host, args.port, access_log_class=AccessLog))
     return 0
 
 

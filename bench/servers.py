@@ -289,8 +289,8 @@ def start_fileresponse(
 
 def start_floor(name: str, root: Path, workdir: Path, cpu: int | None) -> Server:
     """bench/baseline_floor.py: aiohttp answering bytes held in memory (a ceiling)."""
-    cmd = [sys.executable, str(BENCH_DIR / "baseline_floor.py"), "--root", str(root)]
-    cmd += ["--port", "0"]
+    cmd = [sys.executable, "-m", "bench.baseline_floor", "--root", str(root), "--port", "0"]
+    path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
     return _start_announcing(
         name,
         "aiohttp floor: bytes in memory, one middleware, access log, uvloop",
@@ -299,6 +299,7 @@ def start_floor(name: str, root: Path, workdir: Path, cpu: int | None) -> Server
         workdir / f"{name}.log",
         cpu,
         timeout=30.0,
+        env={"PYTHONPATH": path},  # it imports bench.baseline_fileresponse
     )
 
 
