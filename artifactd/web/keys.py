@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from artifactd.events import EventLog
@@ -19,4 +21,8 @@ METRICS = web.AppKey("metrics", Metrics)
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED_AT = web.RequestKey("started_at", float)
-RESPONSE_STARTED = web.RequestKey("response_started", bool)
+# The response whose headers went out (set when it is prepared); weak, so that request and
+# response never form a cycle holding the connection after a failed send.
+STARTED_RESPONSE: web.RequestKey[weakref.ref[web.StreamResponse]] = web.RequestKey(
+    "started_response"
+)

@@ -7,13 +7,14 @@ import logging
 import re
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.errors import error_for_domain, json_error
-from artifactd.web.keys import REQUEST_ID, RESPONSE_STARTED, STARTED_AT
+from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE
 
 log = logging.getLogger("artifactd.web")
 
@@ -104,10 +105,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The body broke its own framing or coding (a bad chunk, an undecodable
         # Content-Encoding): the client's fault, not the server's.
         return closing_error(400, "malformed request body")
-    except ConnectionResetError:
-        raise  # the client left; there is nobody to answer
+    except (ConnectionResetError, BrokenPipeError):
+        started_ref: weakref.ref[web.StreamResponse] | None = request.get(STARTED_RESPONSE)
+        started = started_ref() if started_ref is not None else None
+        if started is None:
+            raise  # the client left before any answer; there is nobody to answer
+        # The client left mid-body (an aborted or paused-and-dropped download): routine,
+        # not an error. Handing the response back lets aiohttp log the access line with
+        # the bytes that went out and close the connection, without logging a traceback
+        # or keeping the exception's frames (and with them the whole connection's
+        # objects) alive in a reference cycle until the next full garbage collection.
+        started.force_close()
+        return started
     except Exception as exc:
-        if request.get(RESPONSE_STARTED):
+        if STARTED_RESPONSE in request:
             # Headers are out: no error answer is possible. Re-raising makes aiohttp close
             # the connection, so the client sees a short body rather than a wrong one.
             log.exception("error after the response started, request %s", request_id_for(request))
@@ -125,7 +136,7 @@ def common_headers_hook(*, close_after_response: bool) -> ResponseHook:
     closes the connection once the answer is sent."""
 
     async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-        request[RESPONSE_STARTED] = True
+        request[STARTED_RESPONSE] = weakref.ref(response)
         headers = response.headers
         headers["X-Request-Id"] = request_id_for(request)
         try:
