@@ -692,6 +692,7 @@ class FileUpload(Upload):
         if self._done:
             return
         self._done = True
+        self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
         await asyncio.to_thread(self._close_sync, unlink)
 
     def _close_sync(self, unlink: bool) -> None:

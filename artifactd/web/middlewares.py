@@ -29,6 +29,9 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # identical with both parsers.
 MAX_CONTENT_LENGTH = 2**64 - 1
 
+# nginx's status for a request whose client left before the answer (only ever logged).
+CLIENT_CLOSED_REQUEST = 499
+
 
 # Ids are a random per-process prefix and a counter: unique across processes and restarts
 # with overwhelming probability, and far cheaper than a uuid4 per request.
@@ -105,18 +108,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The body broke its own framing or coding (a bad chunk, an undecodable
         # Content-Encoding): the client's fault, not the server's.
         return closing_error(400, "malformed request body")
-    except (ConnectionResetError, BrokenPipeError):
-        started_ref: weakref.ref[web.StreamResponse] | None = request.get(STARTED_RESPONSE)
-        started = started_ref() if started_ref is not None else None
-        if started is None:
-            raise  # the client left before any answer; there is nobody to answer
-        # The client left mid-body (an aborted or paused-and-dropped download): routine,
-        # not an error. Handing the response back lets aiohttp log the access line with
-        # the bytes that went out and close the connection, without logging a traceback
-        # or keeping the exception's frames (and with them the whole connection's
-        # objects) alive in a reference cycle until the next full garbage collection.
-        started.force_close()
-        return started
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        answer = answer_for_departed_client(request)
+        if answer is None:
+            raise
+        # The request's body stream keeps the exception, and its traceback the frames that
+        # hold the request: without this the connection (and an upload's buffered bytes)
+        # would live in a reference cycle until the next full garbage collection.
+        exc.__traceback__ = None
+        return answer
     except Exception as exc:
         if STARTED_RESPONSE in request:
             # Headers are out: no error answer is possible. Re-raising makes aiohttp close
@@ -127,6 +127,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             return error_for_domain(exc)
         log.exception("unhandled error in request %s", request_id_for(request))
         return json_error(500, "internal error")
+
+
+def answer_for_departed_client(request: web.Request) -> web.StreamResponse | None:
+    """What to hand aiohttp when the connection broke under a request, or None if the
+    client is still there (then it was not the client's doing).
+
+    A client leaving is routine (an aborted download, a cancelled CI job's upload): no
+    warning, no traceback. Mid-body it is the started response, so the access log shows
+    its status and the bytes that went out; before any answer it is a 499, as nginx logs
+    it, which nobody receives. aiohttp closes the connection either way."""
+    started_ref: weakref.ref[web.StreamResponse] | None = request.get(STARTED_RESPONSE)
+    started = started_ref() if started_ref is not None else None
+    if started is not None:
+        started.force_close()
+        return started
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        return None
+    return closing_error(CLIENT_CLOSED_REQUEST, "client closed the connection")
 
 
 def common_headers_hook(*, close_after_response: bool) -> ResponseHook:

@@ -117,3 +117,25 @@ def test_a_dropped_download_is_one_line_with_what_was_sent_and_no_warning(
     assert "WARNING" not in server.stderr() and "Traceback" not in server.stderr()
     assert 'route="/files/{tail}",status="200"} 1.0' in metrics
     assert 'status="500"' not in metrics
+
+
+def test_an_upload_dropped_midway_is_one_499_line_and_no_warning(storage_root: Path) -> None:
+    server = ServerProcess(storage_root)
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(
+            b"PUT /files/cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+            + os.urandom(1024 * 1024)
+        )
+        tmp = storage_root / ".artifactd" / "tmp"
+        eventually(lambda: any(tmp.iterdir()))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, as from a CI job cancelled mid-upload
+        eventually(lambda: len(access_lines(server, "/files/cut.bin")) == 1)
+        eventually(lambda: not any(tmp.iterdir()))
+    finally:
+        server.kill()
+    match = TEXT_LINE.match(access_lines(server, "/files/cut.bin")[0])
+    assert match and (match["method"], match["status"]) == ("PUT", "499")
+    assert "WARNING" not in server.stderr() and "Traceback" not in server.stderr()
+    assert not (storage_root / "cut.bin").exists()

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
 import hashlib
-import os
-import socket
 from email.parser import BytesParser
 from email.policy import HTTP
-from pathlib import Path
-from types import FrameType
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
-from blockbuster import BlockBuster
 
-from artifactd.settings import Settings
-from artifactd.store.filesystem import FilesystemStore
-from artifactd.web.app import create_app
-from artifactd.web.keys import METRICS
-from tests.web.conftest import DATA, sha256_hex, store_bytes
+from tests.web.conftest import DATA, sha256_hex
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -246,49 +234,3 @@ async def test_healthz_says_ok(client: Client) -> None:
     resp = await client.get("/healthz")
     assert resp.status == 200
     assert await resp.text() == "ok"
-
-
-@pytest.mark.parametrize("zero_copy", [True, False], ids=["zero-copy", "streaming"])
-async def test_a_download_dropped_midway_is_counted_as_sent_and_leaves_no_garbage(
-    fs_store: FilesystemStore, storage_root: Path, blockbuster: BlockBuster, zero_copy: bool
-) -> None:
-    """A client that leaves mid-body is routine: the request counts as the 200 it was, and
-    nothing of the connection waits for the cycle collector (an exception's traceback kept
-    in a cycle holds its frames and through them the whole connection: ~13 KiB each, which
-    made memory creep up round after round of 500 dropped slow downloads)."""
-    # sendfile of pages already cached runs on the loop by design (see web/zerocopy.py).
-    blockbuster.functions["os.sendfile"].deactivate()
-    await store_bytes(fs_store, "big.bin", os.urandom(8 * 1024 * 1024))
-    app = create_app(Settings(root=storage_root, sendfile=zero_copy), fs_store)
-    # Served as `artifactd serve` does (aiohttp's test server would cancel the handler
-    # when the client leaves, which the real server never does).
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    traffic = app[METRICS].traffic
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        reader, writer = await asyncio.open_connection(*runner.addresses[0][:2])
-        writer.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
-        )
-        writer.write(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await reader.readexactly(12)) == b"HTTP/1.1 200"
-        writer.transport.abort()  # gone, with most of the body unsent
-        async with asyncio.timeout(10):
-            while traffic.in_flight:
-                await asyncio.sleep(0.01)
-        counted = dict(traffic.requests)
-        await asyncio.sleep(0.05)  # aiohttp's protocol finishes after the handler returns
-        gc.collect()
-        # Only the failure's own remains count: asyncio's selector transport (used here; the
-        # server runs uvloop) leaves a cycle of connection objects after any request.
-        leaked = [o for o in gc.garbage if isinstance(o, BaseException | FrameType)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        await runner.cleanup()
-    assert leaked == []
-    assert counted == {("GET", "/files/{tail}", 200): 1}
