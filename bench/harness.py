@@ -177,6 +177,9 @@ class Results:
     details: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # This machine's own limits for an upload, in GB/s: "disk" (write + fsync of the large
+    # file) and "sha256" (hashing on one core), measured when the files are created.
+    upload_ceilings: dict[str, float] = field(default_factory=dict)
 
     def add(self, metric: str, server: str, value: float, foreign: float = 0.0) -> None:
         self.samples.setdefault(metric, {}).setdefault(server, []).append(value)
@@ -763,6 +766,11 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
             if target.key == "upload":
                 cpu = results.median("upload_cpu_s_per_gib", server)
                 detail += f", server CPU {fmt(cpu, METRIC_BY_KEY['upload_cpu_s_per_gib'])} s/GiB"
+                if results.upload_ceilings:
+                    row["ceiling"] = min(results.upload_ceilings.values())
+                    detail += "; this machine: " + ", ".join(
+                        f"{name} {gbps:.2f} GB/s" for name, gbps in results.upload_ceilings.items()
+                    )
         row["baseline_value"] = base
         row["compared"] = compared
         if compared is None:
@@ -1048,6 +1056,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("-- creating the test files")
         files = create_files(workdir, s)
+        results.upload_ceilings = {
+            "disk write+fsync": files.disk_write_gbps,
+            "sha256 on one core": files.sha256_gbps,
+        }
         results.notes.append(
             f"this machine: write+fsync of the large file {files.disk_write_gbps:.2f} GB/s, "
             f"sha256 in Python {files.sha256_gbps:.2f} GB/s (one core): ceilings for uploads"
@@ -1120,6 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
             for metric, by_server in results.samples.items()
         },
         "targets": targets,
+        "upload_ceilings_gbps": results.upload_ceilings,
         "samples": results.samples,
         "foreign_cores": results.foreign,
         "details": results.details,

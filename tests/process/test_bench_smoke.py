@@ -183,6 +183,11 @@ def test_targets_read_ratios_from_the_medians() -> None:
     rows = {row["key"]: row for row in harness.evaluate_targets(results)}
     assert rows["small_rps"]["ceiling"] == pytest.approx(4.0)
     assert "aiohttp floor 4.00×" in rows["small_rps"]["detail"]
+    results.add("upload_gbps", "artifactd", 0.4)
+    results.upload_ceilings = {"disk write+fsync": 0.3, "sha256 on one core": 1.4}
+    upload = {row["key"]: row for row in harness.evaluate_targets(results)}["upload"]
+    assert (upload["verdict"], upload["ceiling"]) == ("FAIL", 0.3)
+    assert "disk write+fsync 0.30 GB/s, sha256 on one core 1.40 GB/s" in upload["detail"]
 
 
 def test_noise_counts_the_bench_own_children_as_its_own() -> None:
