@@ -177,8 +177,8 @@ class Results:
     details: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    # This machine's own limits for an upload, in GB/s: "disk" (write + fsync of the large
-    # file) and "sha256" (hashing on one core), measured when the files are created.
+    # This machine's own limits for an upload, in GB/s, by name: write + fsync of the large
+    # file and sha256 on one core, measured when the files are created.
     upload_ceilings: dict[str, float] = field(default_factory=dict)
 
     def add(self, metric: str, server: str, value: float, foreign: float = 0.0) -> None:

@@ -16,8 +16,7 @@ from typing import TextIO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from artifactd.web.keys import STARTED_AT
-from artifactd.web.middlewares import request_id_for
+from artifactd.web.middlewares import elapsed_ms, request_id_for
 
 
 class _Clock:
@@ -39,14 +38,12 @@ _clock = _Clock()
 
 
 def duration_ms(request: web.BaseRequest, aiohttp_seconds: float) -> float:
-    """Milliseconds from the request reaching the middlewares to the end of its response,
-    on the same clock as X-Response-Time. aiohttp's own figure comes from the loop's clock,
-    which under uvloop moves in whole milliseconds (every fast request read 0.000 or
-    1.000ms); it stays the answer for a request refused before the middlewares."""
-    started: float | None = request.get(STARTED_AT)
-    if started is None:
-        return aiohttp_seconds * 1000
-    return (time.perf_counter() - started) * 1000
+    """The request's duration on the clock of X-Response-Time. aiohttp's own figure comes
+    from the loop's clock, which under uvloop moves in whole milliseconds (every fast
+    request read 0.000 or 1.000ms); it stays the answer for a request refused before the
+    middlewares."""
+    elapsed = elapsed_ms(request)
+    return aiohttp_seconds * 1000 if elapsed is None else elapsed
 
 
 class _AccessLogger(AbstractAccessLogger):

@@ -51,6 +51,13 @@ def request_id_for(request: web.BaseRequest) -> str:
         return assign_request_id(request)
 
 
+def elapsed_ms(request: web.BaseRequest) -> float | None:
+    """Milliseconds since the request reached the middlewares, on `time.perf_counter`
+    (X-Response-Time and the access log); None for a request answered before them."""
+    started: float | None = request.get(STARTED_AT)
+    return None if started is None else (time.perf_counter() - started) * 1000
+
+
 def assign_request_id(request: web.BaseRequest) -> str:
     incoming = request.headers.get("X-Request-Id")
     if incoming is None or not _VALID_REQUEST_ID.fullmatch(incoming):
@@ -158,12 +165,9 @@ def common_headers_hook(*, close_after_response: bool) -> ResponseHook:
         request[STARTED_RESPONSE] = weakref.ref(response)
         headers = response.headers
         headers["X-Request-Id"] = request_id_for(request)
-        try:
-            started = request[STARTED_AT]
-        except KeyError:  # answered before the middlewares ran (an Expect handler's refusal)
-            pass
-        else:
-            headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+        elapsed = elapsed_ms(request)
+        if elapsed is not None:  # None: answered before the middlewares (an Expect refusal)
+            headers["X-Response-Time"] = f"{elapsed:.3f}ms"
         headers["X-Content-Type-Options"] = "nosniff"
         if close_after_response:
             response.force_close()
