@@ -142,6 +142,11 @@ class Store(abc.ABC):
         """Open the current version. NotFoundError if absent or expired,
         IsDirectoryError if the path is a directory."""
 
+    def open_now(self, path: str) -> ArtifactReader | None:
+        """`open`, if it can be done without waiting (the version is in memory or already
+        open); None means "use `open`", which also gives the reason for a miss."""
+        return None
+
     @abc.abstractmethod
     async def info(self, path: str) -> ArtifactInfo:
         """Metadata of the current version (same errors as `open`)."""

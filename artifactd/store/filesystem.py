@@ -164,14 +164,20 @@ class FilesystemStore(Store):
     # -- reading ---------------------------------------------------------------------------
 
     async def open(self, path: str) -> ArtifactReader:
-        hot = self.hot.get(path)  # the hot path: no worker thread, no syscall for small files
-        if hot is not None:
-            if hot.data is not None:
-                return MemoryReader(hot.data, hot.info)
-            pinned = self.hot.open_fd(path)
-            if pinned is not None:
-                return FileReader(pinned[1], pinned[0])
+        reader = self.open_now(path)
+        if reader is not None:
+            return reader
         return await asyncio.to_thread(self._open_sync, path)
+
+    def open_now(self, path: str) -> ArtifactReader | None:
+        """From the hot cache: no worker thread, and no syscall for small files."""
+        hot = self.hot.get(path)
+        if hot is None:
+            return None
+        if hot.data is not None:
+            return MemoryReader(hot.data, hot.info)
+        pinned = self.hot.open_fd(path)
+        return None if pinned is None else FileReader(pinned[1], pinned[0])
 
     async def info(self, path: str) -> ArtifactInfo:
         async with await self.open(path) as reader:

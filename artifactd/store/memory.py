@@ -69,6 +69,12 @@ class MemoryStore(Store):
         data, info = self._live(path)
         return MemoryReader(data, info)
 
+    def open_now(self, path: str) -> ArtifactReader | None:
+        found = self._objects.get(path)
+        if found is None or found[1].is_expired():
+            return None
+        return MemoryReader(*found)
+
     async def info(self, path: str) -> ArtifactInfo:
         return self._live(path)[1]
 

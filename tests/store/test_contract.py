@@ -179,3 +179,32 @@ async def test_delete_removes_the_artifact(store: Store) -> None:
     assert deleted.path == "gone/x"
     with pytest.raises(NotFoundError):
         await store.open("gone/x")
+
+
+async def read_now_or_none(store: Store, path: str) -> bytes | None:
+    """What `open_now` gives for `path`: the bytes of a reader, or None for "use open"."""
+    reader = store.open_now(path)
+    if reader is None:
+        return None
+    async with reader:
+        return await reader.read(0, reader.info.size + 10)
+
+
+async def test_open_now_never_answers_other_than_open(store: Store) -> None:
+    # A backend may always say "use open" (None); what it does return must be the version
+    # `open` would give, never one replaced, deleted or expired.
+    assert store.open_now("nothing/here") is None
+    await put(store, "now/a", b"first")
+    await read_all(store, "now/a")  # warm whatever a backend keeps
+    assert await read_now_or_none(store, "now/a") in (None, b"first")
+    await put(store, "now/a", b"second!")
+    assert await read_now_or_none(store, "now/a") in (None, b"second!")
+    await read_all(store, "now/a")
+    assert await read_now_or_none(store, "now/a") in (None, b"second!")
+    await store.delete("now/a")
+    assert store.open_now("now/a") is None
+    await put(store, "now/old", b"x", expires_at=time.time() - 1)
+    assert store.open_now("now/old") is None
+    await put(store, "now/d/f", b"y")
+    await read_all(store, "now/d/f")
+    assert store.open_now("now/d") is None

@@ -181,6 +181,32 @@ async def test_hot_large_file_reader_is_pinned_to_its_version(
     await store.close()
 
 
+async def test_open_now_serves_what_open_cached_until_any_process_writes(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "SMALL_FILE_BYTES", 10)
+    store, other_process = await make_store(root), await make_store(root)
+    for path, data in (("small", b"tiny"), ("large", b"L" * 100)):
+        upload = await store.begin_upload(path)
+        await upload.write(data)
+        await upload.commit()
+        assert store.open_now(path) is None  # not opened since the commit
+        async with await store.open(path):
+            pass
+        reader = store.open_now(path)
+        assert reader is not None
+        async with reader:
+            assert await reader.read(0, 200) == data
+            assert (reader.fileno() is not None) == (path == "large")  # bytes vs descriptor
+    upload = await other_process.begin_upload("unrelated")
+    await upload.write(b"x")
+    await upload.commit()
+    assert store.open_now("small") is None  # any commit on the root: look again
+    assert store.open_now("large") is None
+    await store.close()
+    await other_process.close()
+
+
 async def test_only_one_process_holds_the_maintenance_lock(root: Path) -> None:
     first, second = await make_store(root), await make_store(root)
     async with first.maintenance_lock() as held_by_first:
