@@ -38,7 +38,7 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return coding_accepted(accept_encoding, "gzip", "x-gzip")
 
 
-def wants_gzip(request: web.Request, info: ArtifactInfo) -> bool:
+def wants_gzip(request: web.BaseRequest, info: ArtifactInfo) -> bool:
     return (
         hdrs.RANGE not in request.headers
         and info.size >= MIN_COMPRESS_BYTES

@@ -29,13 +29,31 @@ from artifactd.conditional import (
 )
 from artifactd.digests import repr_digest_header
 from artifactd.errors import PreconditionFailedError
-from artifactd.ranges import ByteRange, RangeKind, evaluate_range
+from artifactd.ranges import ByteRange, RangeDecision, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.errors import json_error
 from artifactd.web.zerocopy import ZeroCopyUnavailableError, send_file_range
 
 # Bodies up to this size that can be read without waiting go out in one Response.
 INLINE_READ_BYTES = 256 * 1024
+
+# A GET with none of these is answered 200 with the whole body.
+_CONDITIONS_AND_RANGE = (
+    hdrs.IF_MATCH,
+    hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE,
+    hdrs.IF_UNMODIFIED_SINCE,
+    hdrs.RANGE,
+)
+
+
+def _has_any(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> bool:
+    """Whether any of `names` is present (case-insensitively, as header names are)."""
+    for name in names:  # noqa: SIM110 - a plain loop is cheaper than any() with a generator
+        if name in headers:
+            return True
+    return False
+
 
 log = logging.getLogger("artifactd.web")
 
@@ -79,7 +97,7 @@ def representation(
 
 
 def not_modified_or_failed(
-    request: web.Request, etag: str, last_modified: float, not_modified_headers: LooseHeaders
+    request: web.BaseRequest, etag: str, last_modified: float, not_modified_headers: LooseHeaders
 ) -> web.Response | None:
     """RFC 9110 §13.2.2: evaluate the preconditions in the RFC's order.
 
@@ -108,6 +126,60 @@ def not_modified_or_failed(
     return None
 
 
+def immediate_answer(
+    request: web.BaseRequest,
+    reader: ArtifactReader,
+    *,
+    max_ranges: int,
+    vary: bool = False,
+    content_encoding: str | None = None,
+    content_type: str | None = None,
+    zero_copy: bool = True,
+) -> web.Response | None:
+    """The answer to a GET or HEAD of an opened artifact when it is ready without waiting:
+    a 304, a 416, or a small body (in memory or in the page cache) in one Response, headers
+    and body in a single write. None: the body has to be streamed (`send_artifact`).
+    Raises PreconditionFailedError for a 412. Arguments as for `send_artifact`."""
+    info = reader.info
+    rep = representation(info, content_type or info.content_type, vary, content_encoding)
+    if request.method == hdrs.METH_GET and not _has_any(request.headers, _CONDITIONS_AND_RANGE):
+        # The usual download (no preconditions, no Range): straight to the body.
+        body = _inline_body(reader, 0, info.size, zero_copy)
+        return None if body is None else web.Response(headers=rep.body_headers, body=body)
+    early = not_modified_or_failed(request, rep.etag, info.modified_at, rep.not_modified_headers)
+    if early is not None:
+        return early
+    decision = _range_decision(request, rep, info, max_ranges)
+    if decision.kind is RangeKind.UNSATISFIABLE:
+        headers = CIMultiDict(rep.headers)
+        headers["Content-Range"] = f"bytes */{info.size}"
+        return json_error(416, "range not satisfiable", headers)
+    if request.method == hdrs.METH_HEAD or len(decision.ranges) > 1:
+        return None
+    if decision.kind is RangeKind.FULL:
+        body = _inline_body(reader, 0, info.size, zero_copy)
+        return None if body is None else web.Response(headers=rep.body_headers, body=body)
+    (only,) = decision.ranges
+    body = _inline_body(reader, only.start, only.length, zero_copy)
+    if body is None:
+        return None
+    partial = web.Response(status=206, headers=rep.body_headers, body=body)
+    partial.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
+    return partial
+
+
+def _range_decision(
+    request: web.BaseRequest, rep: Representation, info: ArtifactInfo, max_ranges: int
+) -> RangeDecision:
+    # RFC 9110 §13.1.5: a failed If-Range means "send me the whole thing".
+    range_header = request.headers.get(hdrs.RANGE)
+    if range_header is not None and not if_range_matches(
+        request.headers.get(hdrs.IF_RANGE), etag=rep.etag, last_modified=info.modified_at
+    ):
+        range_header = None
+    return evaluate_range(range_header, info.size, max_ranges)
+
+
 async def send_artifact(
     request: web.Request,
     reader: ArtifactReader,
@@ -126,39 +198,23 @@ async def send_artifact(
     artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
     `zero_copy` lets whole files and single ranges of local files go out with sendfile.
     """
+    immediate = immediate_answer(
+        request,
+        reader,
+        max_ranges=max_ranges,
+        vary=vary,
+        content_encoding=content_encoding,
+        content_type=content_type,
+        zero_copy=zero_copy,
+    )
+    if immediate is not None:
+        return immediate
+
     info = reader.info
     media_type = content_type or info.content_type
     rep = representation(info, media_type, vary, content_encoding)
-    early = not_modified_or_failed(request, rep.etag, info.modified_at, rep.not_modified_headers)
-    if early is not None:
-        return early
-
-    # RFC 9110 §13.1.5: a failed If-Range means "send me the whole thing".
-    range_header = request.headers.get(hdrs.RANGE)
-    if range_header is not None and not if_range_matches(
-        request.headers.get(hdrs.IF_RANGE), etag=rep.etag, last_modified=info.modified_at
-    ):
-        range_header = None
-    decision = evaluate_range(range_header, info.size, max_ranges)
-
-    if decision.kind is RangeKind.UNSATISFIABLE:
-        headers = CIMultiDict(rep.headers)
-        headers["Content-Range"] = f"bytes */{info.size}"
-        return json_error(416, "range not satisfiable", headers)
-
+    decision = _range_decision(request, rep, info, max_ranges)
     send_body = request.method != hdrs.METH_HEAD
-    if send_body and (decision.kind is RangeKind.FULL or len(decision.ranges) == 1):
-        # Small bodies already in memory or in the page cache: one Response, headers and
-        # body in a single write, no streaming machinery.
-        only = decision.ranges[0] if decision.ranges else ByteRange(0, max(info.size - 1, 0))
-        body = b"" if info.size == 0 else _inline_body(reader, only, zero_copy)
-        if body is not None:
-            if decision.kind is RangeKind.FULL:
-                return web.Response(headers=rep.body_headers, body=body)
-            partial = web.Response(status=206, headers=rep.body_headers, body=body)
-            partial.headers[hdrs.CONTENT_RANGE] = only.content_range(info.size)
-            return partial
-
     multipart = len(decision.ranges) > 1
     response = web.StreamResponse(headers=rep.headers if multipart else rep.body_headers)
     if decision.kind is RangeKind.FULL:
@@ -193,12 +249,14 @@ async def send_artifact(
 
 
 def _inline_body(
-    reader: ArtifactReader, byte_range: ByteRange, zero_copy: bool
+    reader: ArtifactReader, offset: int, length: int, zero_copy: bool
 ) -> bytes | bytearray | None:
-    """The bytes of a small range if they can be had without waiting, else None."""
-    if byte_range.length > INLINE_READ_BYTES:
+    """The bytes of a small span if they can be had without waiting, else None."""
+    if length > INLINE_READ_BYTES:
         return None
-    return reader.read_now(byte_range.start, byte_range.length, allow_fd=zero_copy)
+    if length == 0:
+        return b""
+    return reader.read_now(offset, length, allow_fd=zero_copy)
 
 
 async def _send_range(

@@ -24,7 +24,7 @@ MAX_WAIT_SECONDS = 300
 WAIT_POLL_SECONDS = 1.0
 
 
-def requested_path(request: web.Request) -> tuple[str, bool]:
+def requested_path(request: web.BaseRequest) -> tuple[str, bool]:
     """The normalised artifact path and whether the URL ended with '/' (a directory).
 
     Taken from the raw, still percent-encoded URL so that encoded dot segments and
