@@ -115,3 +115,11 @@ class TrafficTally:
         self.request_bytes = 0
         self.response_bytes = 0
         self.in_flight = 0
+
+    def count(
+        self, method: str, route: str, status: int, request_bytes: int, response_bytes: int
+    ) -> None:
+        """One answered request."""
+        self.requests[method, route, status] += 1
+        self.request_bytes += request_bytes
+        self.response_bytes += response_bytes

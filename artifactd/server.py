@@ -21,6 +21,7 @@ from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class
 from artifactd.web.app import create_app
+from artifactd.web.hotpath import install_hot_path
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
 log = logging.getLogger("artifactd.server")
@@ -95,6 +96,8 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     await runner.setup()  # on_startup reads the tokens file: a corrupt one stops us here
+    assert runner.server is not None  # set up
+    install_hot_path(app, runner.server)
     warning = await asyncio.to_thread(
         warn_if_writes_refused, settings.host, app[ACCESS_POLICY].tokens, private=settings.private
     )

@@ -44,11 +44,12 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         traffic.in_flight -= 1
-        traffic.requests[request.method, route_label(request), status] += 1
-        traffic.request_bytes += request.content.total_bytes
+        sent = 0
         if response is not None:
             sent = response.body_length if response.prepared else (response.content_length or 0)
-            traffic.response_bytes += sent
+        traffic.count(
+            request.method, route_label(request), status, request.content.total_bytes, sent
+        )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

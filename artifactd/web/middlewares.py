@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from multidict import istr
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.errors import error_for_domain, json_error
@@ -28,6 +29,11 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # pure-Python parser accepts any digit string. Refusing the same here keeps the answer
 # identical with both parsers.
 MAX_CONTENT_LENGTH = 2**64 - 1
+
+# Header names as `istr`: case-insensitive lookups and stores without folding the name.
+X_REQUEST_ID = istr("X-Request-Id")
+X_RESPONSE_TIME = istr("X-Response-Time")
+X_CONTENT_TYPE_OPTIONS = istr("X-Content-Type-Options")
 
 # nginx's status for a request whose client left before the answer (only ever logged).
 CLIENT_CLOSED_REQUEST = 499
@@ -58,8 +64,14 @@ def elapsed_ms(request: web.BaseRequest) -> float | None:
     return None if started is None else (time.perf_counter() - started) * 1000
 
 
+def begin_request(request: web.BaseRequest) -> None:
+    """Start the request's clock and give it its id: the first step of every answer."""
+    request[STARTED_AT] = time.perf_counter()
+    assign_request_id(request)
+
+
 def assign_request_id(request: web.BaseRequest) -> str:
-    incoming = request.headers.get("X-Request-Id")
+    incoming = request.headers.get(X_REQUEST_ID)
     if incoming is None or not _VALID_REQUEST_ID.fullmatch(incoming):
         incoming = _new_request_id()
     request[REQUEST_ID] = incoming
@@ -100,8 +112,7 @@ def closing_error(status: int, reason: str) -> web.Response:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into `{"error", "status"}`; never leak a traceback."""
-    request[STARTED_AT] = time.perf_counter()
-    assign_request_id(request)
+    begin_request(request)
     refused = framing_error(request)
     if refused is not None:
         return refused
@@ -162,15 +173,23 @@ def common_headers_hook(*, close_after_response: bool) -> ResponseHook:
     closes the connection once the answer is sent."""
 
     async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-        request[STARTED_RESPONSE] = weakref.ref(response)
-        headers = response.headers
-        headers["X-Request-Id"] = request_id_for(request)
-        elapsed = elapsed_ms(request)
-        if elapsed is not None:  # None: answered before the middlewares (an Expect refusal)
-            headers["X-Response-Time"] = f"{elapsed:.3f}ms"
-        headers["X-Content-Type-Options"] = "nosniff"
-        if close_after_response:
-            response.force_close()
-            headers[hdrs.CONNECTION] = "close"
+        request[STARTED_RESPONSE] = weakref.ref(response)  # for errors_middleware
+        add_headers_of_every_response(request, response, close_after_response)
 
     return add_common_headers
+
+
+def add_headers_of_every_response(
+    request: web.BaseRequest, response: web.StreamResponse, close_after_response: bool
+) -> None:
+    """Request id, response time and nosniff (and `Connection: close` when keep-alive is
+    off): set as the response is prepared, or by the hot path as it answers."""
+    headers = response.headers
+    headers[X_REQUEST_ID] = request_id_for(request)
+    elapsed = elapsed_ms(request)
+    if elapsed is not None:  # None: answered before the middlewares (an Expect refusal)
+        headers[X_RESPONSE_TIME] = f"{elapsed:.3f}ms"
+    headers[X_CONTENT_TYPE_OPTIONS] = "nosniff"
+    if close_after_response:
+        response.force_close()
+        headers[hdrs.CONNECTION] = "close"

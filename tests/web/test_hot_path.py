@@ -1,0 +1,243 @@
+"""The hot path answers exactly as the Application would, and only when it may.
+
+Two servers run on one storage root, as `serve` runs them (AppRunner, TCPSite): one with
+the hot path in front of the Application, one without. Every request of a matrix goes to
+both; status, headers (but the per-request id, time and date) and body must be the same,
+and the requests the hot path is meant to answer must not have reached the Application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from blockbuster import BlockBuster
+from yarl import URL
+
+from artifactd.settings import Settings
+from artifactd.store import hotcache
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.memory import MemoryStore
+from artifactd.web import middlewares as middlewares_module
+from artifactd.web.app import FILES_ROUTE_LABEL, create_app
+from artifactd.web.hotpath import HotPath, install_hot_path
+from artifactd.web.keys import METRICS
+from artifactd.web.metrics import metrics_middleware
+from tests.web.conftest import store_bytes
+
+SMALL = bytes(range(256)) * 16  # 4 KiB: kept in memory by the hot cache
+LARGE = (
+    bytes(range(251)) * 1200
+)  # ~294 KiB, above the inline size: an open descriptor in the hot cache
+TEXT = b"compressible line\n" * 200  # text/plain, worth gzip
+PER_REQUEST = {"x-request-id", "x-response-time", "date"}
+
+
+@dataclass
+class Served:
+    url: str
+    reached_application: list[str]  # "METHOD path?query" of every request it answered
+    app: web.Application
+    runner: web.AppRunner
+
+
+@asynccontextmanager
+async def serving(settings: Settings, *, hot: bool) -> AsyncIterator[Served]:
+    store = await FilesystemStore.create(settings.root)
+    app = create_app(settings, store)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    assert runner.server is not None
+    reached: list[str] = []
+    application = runner.server.request_handler
+
+    async def counted(request: web.BaseRequest) -> web.StreamResponse:
+        reached.append(f"{request.method} {request.rel_url}")
+        return await application(request)
+
+    runner.server.request_handler = counted
+    if hot:
+        install_hot_path(app, runner.server)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield Served(f"http://{host}:{port}", reached, app, runner)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def root(storage_root: Path) -> Path:
+    store = await FilesystemStore.create(storage_root)
+    await store_bytes(store, "small.bin", SMALL)
+    await store_bytes(store, "big/large.bin", LARGE)
+    await store_bytes(store, "notes.txt", TEXT)
+    await store_bytes(store, "brief.txt", b"short text\n")
+    await store_bytes(store, "soon-gone.bin", b"x" * 10, expires_at=time.time() + 2)
+    await store.close()
+    return storage_root
+
+
+async def fetch(
+    session: aiohttp.ClientSession, base: str, method: str, target: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    url = URL(base + target, encoded=True)  # exactly as written: no dot-segment removal
+    async with session.request(method, url, headers=headers) as response:
+        body = await response.read()
+        names = {k.lower(): v for k, v in response.headers.items()}
+        kept = {k: v for k, v in names.items() if k not in PER_REQUEST}
+        boundary = kept.get("content-type", "").partition("boundary=")[2]
+        if boundary:  # random per answer
+            kept["content-type"] = kept["content-type"].replace(boundary, "BOUNDARY")
+            body = body.replace(boundary.encode(), b"BOUNDARY")
+        body = body.replace(base.encode(), b"ORIGIN")  # listings show the server's URL
+        return response.status, kept, body
+
+
+ETAG_OF_SMALL = None  # filled in by the test from a first answer
+
+# (method, target, headers, whether the hot path should answer it once warm)
+MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
+    ("GET", "/files/small.bin", {}, True),
+    ("GET", "/files/small.bin", {"X-Request-Id": "my-build.42"}, True),
+    ("GET", "/files/small.bin", {"X-Request-Id": "bad id with spaces"}, True),
+    ("GET", "/files/small.bin", {"Range": "bytes=10-19"}, True),
+    ("GET", "/files/small.bin", {"Range": "bytes=-5"}, True),
+    ("GET", "/files/small.bin", {"Range": "bytes=0-1,5-6"}, False),  # multipart: streamed
+    ("GET", "/files/small.bin", {"Range": "bytes=99999-"}, True),  # 416
+    ("GET", "/files/small.bin", {"Range": "bytes=10-19", "If-Range": '"nope"'}, True),
+    ("GET", "/files/small.bin", {"If-None-Match": "ETAG"}, True),  # 304
+    ("GET", "/files/small.bin", {"If-None-Match": '"other"'}, True),
+    ("GET", "/files/small.bin", {"If-Match": '"other"'}, False),  # 412: an error answer
+    ("GET", "/files/small.bin", {"If-Modified-Since": "Sun, 01 Jan 2190 00:00:00 GMT"}, True),
+    ("GET", "/files/small.bin", {"If-Unmodified-Since": "Sun, 01 Jan 1990 00:00:00 GMT"}, False),
+    ("GET", "/files/small.bin", {"Expect": "100-continue"}, False),
+    ("GET", "/files/small.bin", {"Content-Length": "0"}, False),
+    ("GET", "/files/small.bin?wait=1", {}, False),
+    ("GET", "/files/./small.bin", {}, False),  # 400
+    ("GET", "/files/%73mall.bin", {}, True),
+    ("HEAD", "/files/small.bin", {}, False),
+    ("GET", "/files/big/large.bin", {}, False),  # above the inline size: sendfile
+    ("GET", "/files/big/large.bin", {"Range": "bytes=1000-70999"}, True),  # page cache
+    ("GET", "/files/big/", {}, False),
+    ("GET", "/files/big", {}, False),  # a directory: 301
+    ("GET", "/files/notes.txt", {}, True),  # compressible, but gzip not accepted
+    ("GET", "/files/notes.txt", {"Accept-Encoding": "gzip"}, False),
+    ("GET", "/files/brief.txt", {"Accept-Encoding": "gzip"}, True),  # too short to compress
+    ("GET", "/files/missing.bin", {}, False),
+    ("GET", "/files/.artifactd/metadata.db", {}, False),
+    ("GET", "/files/a/../small.bin", {}, False),  # 400
+    ("GET", "/files/a%2F..%2Fsmall.bin", {}, False),
+    ("DELETE", "/files/nothing", {}, False),
+]
+
+
+async def test_hot_answers_are_the_applications_answers(
+    root: Path, blockbuster: BlockBuster
+) -> None:
+    # sendfile of pages already cached runs on the loop by design (see web/zerocopy.py).
+    blockbuster.functions["os.sendfile"].deactivate()
+    settings = Settings(root=root)
+    async with (
+        serving(settings, hot=True) as hot,
+        serving(settings, hot=False) as plain,
+        aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) as s,
+    ):
+        status, first, body = await fetch(s, plain.url, "GET", "/files/small.bin", {})
+        assert status == 200, body
+        etag = first["etag"]
+        for method, target, headers, answered_hot in MATRIX:
+            headers = {k: (etag if v == "ETAG" else v) for k, v in headers.items()}
+            await fetch(s, hot.url, method, target, headers)  # warms the hot cache
+            hot.reached_application.clear()
+            hot_answer = await fetch(s, hot.url, method, target, headers)
+            assert hot_answer == await fetch(s, plain.url, method, target, headers), (
+                method,
+                target,
+                headers,
+            )
+            reached = bool(hot.reached_application)
+            assert reached is not answered_hot, (method, target, headers, hot_answer[0])
+
+
+async def test_answers_carry_the_common_headers_and_are_counted(root: Path) -> None:
+    settings = Settings(root=root, keepalive_timeout=0)  # keep-alive off: Connection: close
+    async with serving(settings, hot=True) as hot, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(
+                hot.url + "/files/small.bin", headers={"X-Request-Id": "ci-7"}
+            ) as response:
+                assert await response.read() == SMALL
+                assert response.headers["X-Request-Id"] == "ci-7"
+                assert response.headers["X-Response-Time"].endswith("ms")
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                assert response.headers["Connection"] == "close"
+        assert hot.reached_application == ["GET /files/small.bin"]  # only the first
+        tally = hot.app[METRICS].traffic.requests
+        assert tally["GET", FILES_ROUTE_LABEL, 200] == 3
+        assert hot.app[METRICS].traffic.response_bytes >= 3 * len(SMALL)
+
+
+async def test_a_new_version_or_expiry_is_seen_at_once(root: Path) -> None:
+    async with serving(Settings(root=root), hot=True) as hot, aiohttp.ClientSession() as s:
+        for _ in range(2):
+            async with s.get(hot.url + "/files/soon-gone.bin") as response:
+                assert response.status == 200
+        async with s.put(hot.url + "/files/small.bin", data=b"replaced") as response:
+            assert response.status in (200, 201)
+        async with s.get(hot.url + "/files/small.bin") as response:
+            assert await response.read() == b"replaced"
+        await asyncio.sleep(2.1)  # soon-gone.bin expires
+        async with s.get(hot.url + "/files/soon-gone.bin") as response:
+            assert response.status == 404
+
+
+async def test_a_hand_edited_small_file_is_served_new_within_the_cache_bound(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 0.05)
+    async with serving(Settings(root=root), hot=True) as hot, aiohttp.ClientSession() as s:
+        for _ in range(2):  # the second from the hot path
+            async with s.get(hot.url + "/files/brief.txt") as response:
+                assert await response.read() == b"short text\n"
+        assert hot.reached_application == ["GET /files/brief.txt"]
+        (root / "brief.txt").write_bytes(b"edited by hand\n")
+        await asyncio.sleep(0.1)  # past the hot cache's bound
+        async with s.get(hot.url + "/files/brief.txt") as response:
+            assert await response.read() == b"edited by hand\n"
+
+
+@pytest.mark.parametrize(
+    "changes", [{"private": True}, {"rate_limit": "600/min"}], ids=["private", "rate-limited"]
+)
+async def test_not_installed_where_the_middlewares_check_every_read(
+    root: Path, changes: dict[str, object]
+) -> None:
+    settings = replace(Settings(root=root), **changes)  # type: ignore[arg-type]
+    async with serving(settings, hot=True) as served:
+        assert served.runner.server is not None
+        assert not isinstance(served.runner.server.request_handler, HotPath)
+    async with serving(Settings(root=root), hot=True) as served:
+        assert served.runner.server is not None
+        assert isinstance(served.runner.server.request_handler, HotPath)
+
+
+async def test_the_hot_path_mirrors_every_middleware_and_response_signal(root: Path) -> None:
+    """The hot path repeats, for its requests, what these do: a new middleware or
+    on_response_prepare hook must be mirrored in artifactd/web/hotpath.py (and added here)."""
+    app = create_app(Settings(root=root), MemoryStore())
+    names = [getattr(m, "__name__", repr(m)) for m in app.middlewares]
+    assert names == ["metrics_middleware", "errors_middleware", "auth"]
+    assert app.middlewares[0] is metrics_middleware
+    assert app.middlewares[1] is middlewares_module.errors_middleware
+    assert len(app.on_response_prepare) == 1
+    files_resources = [r for r in app.router.resources() if r.canonical.startswith("/files/")]
+    assert [r.canonical for r in files_resources] == [FILES_ROUTE_LABEL]
