@@ -19,7 +19,7 @@ from artifactd.hardening import MAX_HEADER_FIELD_BYTES, harden_process
 from artifactd.settings import Settings
 from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class
+from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class, flush_access_log
 from artifactd.web.app import create_app
 from artifactd.web.hotpath import install_hot_path
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
@@ -121,6 +121,7 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         # AppRunner.cleanup: stop listening, close idle keep-alive connections, run
         # on_shutdown, wait up to shutdown_timeout for handlers, cancel the rest, on_cleanup.
         await runner.cleanup()
+        flush_access_log()
     log.info("stopped")
 
 
