@@ -70,7 +70,10 @@ class HotPath:
             path, is_directory = requested_path(request)
         except ArtifactdError:
             return None  # 400/404 with its JSON body: the errors middleware's work
-        reader = None if is_directory else self._store.open_now(path)
+        try:
+            reader = None if is_directory else self._store.open_now(path)
+        except OSError:
+            return None  # e.g. out of descriptors: the Application's open reports it as JSON
         if reader is None:
             return None
         begin_request(request)

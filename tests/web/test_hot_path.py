@@ -241,3 +241,17 @@ async def test_the_hot_path_mirrors_every_middleware_and_response_signal(root: P
     assert len(app.on_response_prepare) == 1
     files_resources = [r for r in app.router.resources() if r.canonical.startswith("/files/")]
     assert [r.canonical for r in files_resources] == [FILES_ROUTE_LABEL]
+
+
+async def test_a_failing_store_is_reported_by_the_application(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_descriptors(self: FilesystemStore, path: str) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(FilesystemStore, "open_now", out_of_descriptors)
+    async with serving(Settings(root=root), hot=True) as hot, aiohttp.ClientSession() as s:
+        async with s.get(hot.url + "/files/small.bin") as response:
+            assert response.status == 500
+            assert await response.json() == {"error": "internal error", "status": 500}
+        assert hot.reached_application == ["GET /files/small.bin"]
