@@ -1,10 +1,11 @@
 """Plain downloads of hot artifacts, answered before the Application's router.
 
-A small download spends about as long in aiohttp's Application (routing, one coroutine per
-middleware, the response signal) as in everything artifactd does for it. For the requests
-the middlewares would pass through untouched this module answers directly, with the same
-code that answers them inside the Application: `requested_path`, the store's `open_now`,
-`immediate_answer`, then the same headers and the same metrics. That is a GET of
+aiohttp's Application (routing, one coroutine per middleware, the response signal) took
+about a fifth of a small download's time: 4 KiB went from ~11,500 to ~14,700 req/s
+without it (docs/performance.md). For the requests the middlewares would pass through
+untouched this module answers directly, with the same code that answers them inside the
+Application: `requested_path`, the store's `open_now`, `immediate_answer`, then the same
+headers and the same metrics. That is a GET of
 `/files/<path>` without a query, a body or `Expect`, on a server that is neither
 `--private` nor rate limited (those checks stay in the middlewares), for an artifact the
 store can open without waiting and whose whole answer is ready at once: a small body, a
