@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,26 @@ _RECOVERY_HINT = (
 )
 
 
+# How long opening waits for other processes switching a new database to WAL at once.
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL, so that readers never wait for the writer. Switching a new database needs an
+    exclusive lock, and when several processes open a new root together (`serve
+    --workers N`) SQLite answers "database is locked" at once instead of waiting out the
+    connection's busy timeout: retry until the one switching is done."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class MetadataDB:
     """Blocking access to the metadata database; callers run it in a worker thread.
 
@@ -89,7 +110,7 @@ class MetadataDB:
                 self._conn = sqlite3.connect(
                     target, timeout=30.0, isolation_level=None, check_same_thread=False
                 )
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(self._conn)
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self.created = not self._has_versions_table()
                 self._conn.executescript(SCHEMA)
