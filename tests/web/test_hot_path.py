@@ -102,9 +102,8 @@ async def fetch(
         return response.status, kept, body
 
 
-ETAG_OF_SMALL = None  # filled in by the test from a first answer
-
-# (method, target, headers, whether the hot path should answer it once warm)
+# (method, target, headers, whether the hot path should answer it once warm); "ETAG"
+# stands for the ETag of small.bin
 MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
     ("GET", "/files/small.bin", {}, True),
     ("GET", "/files/small.bin", {"X-Request-Id": "my-build.42"}, True),
