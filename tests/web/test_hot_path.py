@@ -33,9 +33,7 @@ from artifactd.web.metrics import metrics_middleware
 from tests.web.conftest import store_bytes
 
 SMALL = bytes(range(256)) * 16  # 4 KiB: kept in memory by the hot cache
-LARGE = (
-    bytes(range(251)) * 1200
-)  # ~294 KiB, above the inline size: an open descriptor in the hot cache
+LARGE = bytes(range(251)) * 1200  # ~294 KiB: above the inline size, a descriptor when hot
 TEXT = b"compressible line\n" * 200  # text/plain, worth gzip
 PER_REQUEST = {"x-request-id", "x-response-time", "date"}
 
