@@ -10,7 +10,7 @@ headers and the same metrics. That is a GET of
 `--private` nor rate limited (those checks stay in the middlewares), for an artifact the
 store can open without waiting and whose whole answer is ready at once: a small body, a
 single range in the page cache, a 304 or a 416. Anything else, including any request that
-would end in an error, goes to the Application unchanged.
+would end in another error, goes to the Application unchanged.
 
 What the middlewares do for these requests is repeated here, so a new middleware or
 response signal must be mirrored here too (`tests/web/test_hot_path.py` checks the list).
