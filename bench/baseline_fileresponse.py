@@ -37,10 +37,16 @@ def create_app(root: Path) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int, **runner_options: Any) -> None:
-    """Serve `app` until SIGTERM or SIGINT, announcing the bound address (also used by
-    bench/baseline_floor.py)."""
-    runner = web.AppRunner(app, handle_signals=False, **runner_options)
+async def serve(
+    app: web.Application | web.Server, host: str, port: int, **runner_options: Any
+) -> None:
+    """Serve `app` (or a low-level server) until SIGTERM or SIGINT, announcing the bound
+    address (also used by bench/baseline_floor.py)."""
+    runner: web.BaseRunner[Any]
+    if isinstance(app, web.Server):
+        runner = web.ServerRunner(app, handle_signals=False, **runner_options)
+    else:
+        runner = web.AppRunner(app, handle_signals=False, **runner_options)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024)

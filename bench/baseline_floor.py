@@ -2,7 +2,7 @@
 answering what artifactd must answer (SPEC: request id, response time, nosniff, validators,
 digests, one access-log line per request).
 
-    python -m bench.baseline_floor --root DIR [--port 0]
+    python -m bench.baseline_floor --root DIR [--port 0] [--low-level]
 
 Every file up to 256 KiB under DIR is read into memory at startup, with its headers built
 once; larger files are read per request with one `pread`. `GET /files/<path>` answers a
@@ -10,12 +10,18 @@ once; larger files are read per request with one `pread`. `GET /files/<path>` an
 per-request headers; the access log is a text line per request on stderr. No metrics, no
 auth, no preconditions, no path safety beyond a dictionary lookup: it is a ceiling for
 artifactd on the same stack (uvloop, aiohttp's router and response), not a server.
+
+`--low-level` (server `aiohttp-lowlevel`) answers the same from aiohttp's low-level
+`web.Server`, below the Application's router, middlewares and signals, as artifactd's hot
+path does: the ceiling for anything built on aiohttp that still sends what artifactd must.
+Both write their access-log lines once per event-loop turn, as artifactd does.
 Prints `listening on http://127.0.0.1:PORT/` once the socket listens; stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -74,7 +80,11 @@ FILES: dict[str, File] = {}
 
 
 async def get_file(request: web.Request) -> web.Response:
-    found = FILES.get(request.match_info["path"])
+    return answer(request, request.match_info["path"])
+
+
+def answer(request: web.BaseRequest, path: str) -> web.Response:
+    found = FILES.get(path)
     if found is None:
         raise web.HTTPNotFound()
     header = request.headers.get("Range")
@@ -100,16 +110,46 @@ async def common_headers(
     started = request[STARTED_AT] = time.perf_counter()
     request_id = request[REQUEST_ID] = f"0123456789abcdef{next(_ids):08x}"
     response = await handler(request)
+    add_common_headers(response, request_id, started)
+    return response
+
+
+def add_common_headers(response: web.StreamResponse, request_id: str, started: float) -> None:
     headers = response.headers
     headers["X-Request-Id"] = request_id
     headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
     headers["X-Content-Type-Options"] = "nosniff"
+
+
+async def low_level_handler(request: web.BaseRequest) -> web.StreamResponse:
+    """The middleware and the route in one: what the low-level server runs per request."""
+    started = request[STARTED_AT] = time.perf_counter()
+    request_id = request[REQUEST_ID] = f"0123456789abcdef{next(_ids):08x}"
+    raw = request.rel_url.raw_path
+    if not raw.startswith("/files/"):
+        raise web.HTTPNotFound()
+    try:
+        response = answer(request, raw[len("/files/") :])
+    except web.HTTPException as exc:
+        response = web.Response(status=exc.status, text=exc.text)
+    add_common_headers(response, request_id, started)
     return response
+
+
+_pending_lines: list[str] = []
+
+
+def _flush_lines() -> None:
+    lines = _pending_lines[:]
+    _pending_lines.clear()
+    sys.stderr.write("".join(lines))
 
 
 class AccessLog(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        sys.stderr.write(
+        if not _pending_lines:
+            asyncio.get_running_loop().call_soon(_flush_lines)
+        _pending_lines.append(
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request.remote or '-'} "
             f'"{request.method} {request.raw_path}" {response.status} {response.body_length} '
             f"{time_ * 1000:.3f}ms rid={request.get(REQUEST_ID, '-')}\n"
@@ -120,10 +160,14 @@ class AccessLog(AbstractAccessLogger):
         return True
 
 
-def create_app(root: Path) -> web.Application:
+def load_files(root: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             FILES[path.relative_to(root).as_posix()] = File(path)
+
+
+def create_app(root: Path) -> web.Application:
+    load_files(root)
     app = web.Application(middlewares=[common_headers])
     app.router.add_get("/files/{path:.*}", get_file)
     return app
@@ -134,9 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--low-level", action="store_true", help="no Application: web.Server")
     args = parser.parse_args(argv)
-    app = create_app(args.root.resolve())
-    uvloop.run(serve(app, args.host, args.port, access_log_class=AccessLog))
+    if args.low_level:
+        load_files(args.root.resolve())
+
+        async def serve_low_level() -> None:  # web.Server wants the running loop
+            server = web.Server(low_level_handler)
+            await serve(server, args.host, args.port, access_log_class=AccessLog)
+
+        uvloop.run(serve_low_level())
+    else:
+        app = create_app(args.root.resolve())
+        uvloop.run(serve(app, args.host, args.port, access_log_class=AccessLog))
     return 0
 
 

@@ -81,10 +81,13 @@ SCALES: dict[str, Scale] = {
 }
 
 # "aiohttp-floor" (bench/baseline_floor.py) is no file server: a ceiling for artifactd's
-# per-request cost on aiohttp, it runs the 4 KiB and range workloads only.
+# per-request cost on aiohttp, it runs the 4 KiB and range workloads only. "aiohttp-lowlevel"
+# is the same below aiohttp's Application (a low-level web.Server), as artifactd's hot path.
 FLOOR = "aiohttp-floor"
-ALL_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "aiohttp-asyncio", "nginx", FLOOR)
-DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", FLOOR)
+LOW_LEVEL_FLOOR = "aiohttp-lowlevel"
+FLOORS = (FLOOR, LOW_LEVEL_FLOOR)
+ALL_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "aiohttp-asyncio", "nginx", *FLOORS)
+DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", *FLOORS)
 # With --compare-src: artifactd (uvloop, default config) from another checkout.
 REFERENCE = "artifactd-ref"
 ARTIFACTD_SERVERS = ("artifactd", "artifactd-asyncio", REFERENCE)
@@ -98,6 +101,7 @@ SERVER_TITLES = {
     "nginx": "nginx",
     REFERENCE: "artifactd-ref (--compare-src)",
     FLOOR: "aiohttp floor (bytes in memory)",
+    LOW_LEVEL_FLOOR: "aiohttp low-level floor (no Application)",
 }
 
 
@@ -529,7 +533,7 @@ class Bench:
         self.results.detail("upload", server.name, {**result.__dict__, **timing.as_dict()})
 
 
-FILE_SERVERS = (*(name for name in ALL_SERVERS if name != FLOOR), REFERENCE)
+FILE_SERVERS = (*(name for name in ALL_SERVERS if name not in FLOORS), REFERENCE)
 PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
     "large": FILE_SERVERS,
     "small": None,
@@ -563,8 +567,9 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
                 server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
-            elif name == FLOOR:
-                server = start_floor(name, files.data_dir, workdir, cfg.server_cpu)
+            elif name in FLOORS:
+                low_level = name == LOW_LEVEL_FLOOR
+                server = start_floor(name, files.data_dir, workdir, cfg.server_cpu, low_level)
             elif name.startswith("aiohttp"):
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 server = start_fileresponse(name, files.data_dir, workdir, cfg.server_cpu, loop)
@@ -760,6 +765,10 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
             if ceiling is not None:
                 row["ceiling"] = ceiling
                 detail += f"; aiohttp floor {fmt_ratio(ceiling)}"
+            low_level = results.ratio(target.metric, LOW_LEVEL_FLOOR, target.baseline)
+            if low_level is not None:
+                row["low_level_ceiling"] = low_level
+                detail += f", low-level {fmt_ratio(low_level)}"
         else:
             base, compared = None, value
             detail = f"{fmt(value, metric)} {metric.unit}"

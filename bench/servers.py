@@ -287,13 +287,19 @@ def start_fileresponse(
     )
 
 
-def start_floor(name: str, root: Path, workdir: Path, cpu: int | None) -> Server:
-    """bench/baseline_floor.py: aiohttp answering bytes held in memory (a ceiling)."""
+def start_floor(
+    name: str, root: Path, workdir: Path, cpu: int | None, low_level: bool = False
+) -> Server:
+    """bench/baseline_floor.py: aiohttp answering bytes held in memory (a ceiling); with
+    `low_level`, from a low-level web.Server instead of an Application."""
     cmd = [sys.executable, "-m", "bench.baseline_floor", "--root", str(root), "--port", "0"]
+    if low_level:
+        cmd.append("--low-level")
     path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
+    shape = "web.Server, no Application" if low_level else "one middleware"
     return _start_announcing(
         name,
-        "aiohttp floor: bytes in memory, one middleware, access log, uvloop",
+        f"aiohttp floor: bytes in memory, {shape}, access log, uvloop",
         "floor",
         cmd,
         workdir / f"{name}.log",

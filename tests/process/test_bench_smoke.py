@@ -143,10 +143,12 @@ def test_baselines_serve_the_same_bytes(
             srv.stop()
 
 
-def test_the_aiohttp_floor_answers_small_files_and_ranges_byte_exact(
-    storage_root: Path, bench_files: dict[str, bytes], tmp_path: Path
+@pytest.mark.parametrize("name", harness.FLOORS)
+def test_the_aiohttp_floors_answer_small_files_and_ranges_byte_exact(
+    name: str, storage_root: Path, bench_files: dict[str, bytes], tmp_path: Path
 ) -> None:
-    floor = servers.start_floor(harness.FLOOR, storage_root, tmp_path, cpu=None)
+    low_level = name == harness.LOW_LEVEL_FLOOR
+    floor = servers.start_floor(name, storage_root, tmp_path, cpu=None, low_level=low_level)
     try:
         small = bench_files["small.bin"]
         status, headers, _ = clients.http_request(floor.files_url("large.bin"), "HEAD")
@@ -183,6 +185,10 @@ def test_targets_read_ratios_from_the_medians() -> None:
     rows = {row["key"]: row for row in harness.evaluate_targets(results)}
     assert rows["small_rps"]["ceiling"] == pytest.approx(4.0)
     assert "aiohttp floor 4.00×" in rows["small_rps"]["detail"]
+    results.add("small_rps", harness.LOW_LEVEL_FLOOR, 55000.0)
+    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    assert rows["small_rps"]["low_level_ceiling"] == pytest.approx(5.5)
+    assert "aiohttp floor 4.00×, low-level 5.50×" in rows["small_rps"]["detail"]
     results.add("upload_gbps", "artifactd", 0.4)
     results.upload_ceilings = {"disk write+fsync": 0.3, "sha256 on one core": 1.4}
     upload = {row["key"]: row for row in harness.evaluate_targets(results)}["upload"]
