@@ -65,9 +65,11 @@ def elapsed_ms(request: web.BaseRequest) -> float | None:
 
 
 def begin_request(request: web.BaseRequest) -> None:
-    """Start the request's clock and give it its id: the first step of every answer."""
-    request[STARTED_AT] = time.perf_counter()
-    assign_request_id(request)
+    """Start the request's clock and give it its id: the first step of every answer. Once:
+    a request the hot path began and then handed to the Application keeps both."""
+    if STARTED_AT not in request:
+        request[STARTED_AT] = time.perf_counter()
+        assign_request_id(request)
 
 
 def assign_request_id(request: web.BaseRequest) -> str:

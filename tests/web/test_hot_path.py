@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from blockbuster import BlockBuster
 from yarl import URL
 
@@ -28,8 +29,9 @@ from artifactd.store.memory import MemoryStore
 from artifactd.web import middlewares as middlewares_module
 from artifactd.web.app import FILES_ROUTE_LABEL, create_app
 from artifactd.web.hotpath import HotPath, install_hot_path
-from artifactd.web.keys import METRICS
+from artifactd.web.keys import METRICS, REQUEST_ID, STARTED_AT
 from artifactd.web.metrics import metrics_middleware
+from artifactd.web.middlewares import begin_request
 from tests.web.conftest import store_bytes
 
 SMALL = bytes(range(256)) * 16  # 4 KiB: kept in memory by the hot cache
@@ -252,3 +254,13 @@ async def test_a_failing_store_is_reported_by_the_application(
             assert response.status == 500
             assert await response.json() == {"error": "internal error", "status": 500}
         assert hot.reached_application == ["GET /files/small.bin"]
+
+
+def test_a_request_handed_on_keeps_its_clock_and_id() -> None:
+    # The hot path begins a request before it knows whether it can answer it; the errors
+    # middleware, if the request is handed on, must not start a second clock or id.
+    request = make_mocked_request("GET", "/files/notes.txt")
+    begin_request(request)
+    started, request_id = request[STARTED_AT], request[REQUEST_ID]
+    begin_request(request)
+    assert (request[STARTED_AT], request[REQUEST_ID]) == (started, request_id)
