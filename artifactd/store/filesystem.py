@@ -171,13 +171,13 @@ class FilesystemStore(Store):
 
     def open_now(self, path: str) -> ArtifactReader | None:
         """From the hot cache: no worker thread, and no syscall for small files."""
-        hot = self.hot.get(path)
-        if hot is None:
+        checked_out = self.hot.checkout(path)
+        if checked_out is None:
             return None
-        if hot.data is not None:
-            return MemoryReader(hot.data, hot.info)
-        pinned = self.hot.open_fd(path)
-        return None if pinned is None else FileReader(pinned[1], pinned[0])
+        entry, fd = checked_out
+        if fd is not None:
+            return FileReader(fd, entry.info)
+        return None if entry.data is None else MemoryReader(entry.data, entry.info)
 
     async def info(self, path: str) -> ArtifactInfo:
         async with await self.open(path) as reader:

@@ -76,8 +76,10 @@ class HotCache:
     def current_generation(self) -> int:
         return self._generation.value if self._generation is not None else 0
 
-    def get(self, path: str) -> HotEntry | None:
-        """A still-valid entry (dup its fd before the lock is gone: see `open_fd`)."""
+    def checkout(self, path: str) -> tuple[HotEntry, int | None] | None:
+        """A still-valid entry and, when it keeps a descriptor, a private duplicate of it:
+        taken under the lock, so no concurrent eviction closes the original first. One
+        lock round for both, since this runs for every hot download."""
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
@@ -91,16 +93,7 @@ class HotCache:
                 self._drop(path)
                 return None
             self._entries.move_to_end(path)
-            return entry
-
-    def open_fd(self, path: str) -> tuple[ArtifactInfo, int] | None:
-        """A private duplicate of a cached descriptor, taken under the lock so that no
-        concurrent eviction closes the original first."""
-        with self._lock:
-            entry = self._entries.get(path)
-            if entry is None or entry.fd is None:
-                return None
-            return entry.info, os.dup(entry.fd)
+            return entry, None if entry.fd is None else os.dup(entry.fd)
 
     def put(self, path: str, entry: HotEntry) -> None:
         with self._lock:

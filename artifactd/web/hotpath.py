@@ -28,7 +28,7 @@ from artifactd.web.compression import is_compressible, wants_gzip
 from artifactd.web.download import immediate_answer
 from artifactd.web.files import FILES_PREFIX, requested_path
 from artifactd.web.keys import METRICS, SETTINGS, STORE
-from artifactd.web.middlewares import add_headers_of_every_response, begin_request
+from artifactd.web.middlewares import add_headers_of_every_response, begin_new_request
 
 LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -77,7 +77,7 @@ class HotPath:
             return None  # e.g. out of descriptors: the Application's open reports it as JSON
         if reader is None:
             return None
-        begin_request(request)
+        begin_new_request(request)
         try:
             info = reader.info
             compressible = is_compressible(info.content_type)
