@@ -288,6 +288,25 @@ def core_busy_seconds(cores: list[int]) -> dict[int, float]:
     return busy
 
 
+def timer_interrupts(cpu: int) -> int | None:
+    """Local timer interrupts on this CPU so far (/proc/interrupts, LOC). Per request they
+    show TCP pacing: with BBR on loopback every paced burst is a timer on the CPU that sent
+    it (docs/performance.md, "The 1 MiB workload")."""
+    try:
+        lines = Path("/proc/interrupts").read_text().splitlines()
+    except OSError:
+        return None
+    columns = lines[0].split()  # CPU0 CPU1 ...
+    name = f"CPU{cpu}"
+    if name not in columns:
+        return None
+    for line in lines[1:]:
+        fields = line.split()
+        if fields and fields[0] == "LOC:":
+            return int(fields[1 + columns.index(name)])
+    return None
+
+
 def read_chunks(path: Path, size: int = 8 * MiB) -> Iterator[memoryview]:
     buf = bytearray(size)
     view = memoryview(buf)
@@ -340,6 +359,7 @@ class Timing:
     foreign_cores: float = 0.0  # cores used by processes outside the bench meanwhile
     softirq_cpu: float = 0.0  # CPU seconds of the ksoftirqd threads meanwhile
     foreign_top: list[tuple[str, float]] = field(default_factory=list)
+    server_core_timer_irqs: int | None = None  # local timer interrupts on the server's core
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -350,6 +370,7 @@ class Timing:
             "foreign_cores": round(self.foreign_cores, 3),
             "ksoftirqd_cpu_s": self.softirq_cpu,
             "foreign_top": [(name, round(cpu, 2)) for name, cpu in self.foreign_top],
+            "server_core_timer_irqs": self.server_core_timer_irqs,
         }
 
 
@@ -382,6 +403,8 @@ class Bench:
         cpu_before = server.cpu_seconds()
         ticks_before = server.cpu_ticks_seconds()
         busy_before = core_busy_seconds(cores)
+        server_cpu = self.cfg.server_cpu
+        timers_before = None if server_cpu is None else timer_interrupts(server_cpu)
         started = time.monotonic()
         yield timing
         time.sleep(0.05)  # let the server finish the response's tail (logging, accounting)
@@ -389,6 +412,10 @@ class Bench:
         timing.server_cpu_ticks = server.cpu_ticks_seconds() - ticks_before
         timing.seconds = time.monotonic() - started
         busy_after = core_busy_seconds(cores)
+        if server_cpu is not None and timers_before is not None:
+            timers_after = timer_interrupts(server_cpu)
+            if timers_after is not None:
+                timing.server_core_timer_irqs = timers_after - timers_before
         busy = [(busy_after[c] - busy_before[c]) / timing.seconds for c in cores]
         if len(busy) == 2:
             timing.server_core_busy, timing.client_core_busy = busy
@@ -456,6 +483,11 @@ class Bench:
                 **timing.as_dict(),
                 "server_cpu_busy": timing.server_cpu / result.seconds,
                 "client_cpu_busy": result.client_cpu_seconds / result.seconds,
+                "server_core_timer_irqs_per_request": (
+                    None
+                    if timing.server_core_timer_irqs is None or not result.requests
+                    else timing.server_core_timer_irqs / result.requests
+                ),
                 "checked_statuses": check.statuses,
             },
         )
@@ -841,8 +873,8 @@ def diagnostics_table(cfg: Config, results: Results, servers: list[str]) -> str:
     """Medians of latency and of how busy server and client were during the wrk phases."""
     lines = [
         "| wrk workload | server | p50 ms | p99 ms | server process CPU | server core busy "
-        "| wrk process CPU | client core busy |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| wrk process CPU | client core busy | server-core timer IRQs per request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"small": "small_rps", "medium": "medium_gbps", "ranges": "ranges_rps"}
     for phase, metric_key in titles.items():
@@ -857,13 +889,20 @@ def diagnostics_table(cfg: Config, results: Results, servers: list[str]) -> str:
                 values = [float(r[key]) for r in runs if r.get(key) is not None]
                 return f"{statistics.median(values):.0%}" if values else "–"
 
+            timers = [
+                float(r["server_core_timer_irqs_per_request"])
+                for r in runs
+                if r.get("server_core_timer_irqs_per_request") is not None
+            ]
+            timers_text = f"{statistics.median(timers):.2f}" if timers else "–"
+
             p50 = statistics.median(r["latency_us"]["p50"] for r in runs) / 1000
             p99 = statistics.median(r["latency_us"]["p99"] for r in runs) / 1000
             title = metric_title(METRIC_BY_KEY[metric_key], cfg) if first else ""
             lines.append(
                 f"| {title} | {SERVER_TITLES.get(server, server)} | {p50:.2f} | {p99:.2f} | "
                 f"{med('server_cpu_busy')} | {med('server_core_busy')} | "
-                f"{med('client_cpu_busy')} | {med('client_core_busy')} |"
+                f"{med('client_cpu_busy')} | {med('client_core_busy')} | {timers_text} |"
             )
             first = False
     return "\n".join(lines)
@@ -887,6 +926,12 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
     }
+    for setting in ("tcp_congestion_control", "default_qdisc"):
+        section = "core" if setting == "default_qdisc" else "ipv4"
+        try:
+            info[setting] = Path(f"/proc/sys/net/{section}/{setting}").read_text().strip()
+        except OSError:
+            info[setting] = None
     nginx = find_tool("nginx")
     info["nginx"] = nginx_version(nginx) if nginx else None
     for tool in ("wrk", "curl"):
@@ -912,6 +957,21 @@ def machine_info() -> dict[str, Any]:
 
 
 # --- entry point ----------------------------------------------------------------------------
+
+
+def note_pacing(results: Results) -> None:
+    """BBR paces every TCP socket with timers when the loopback has no fq qdisc; on this VM
+    those timers moved the 1 MiB workload between two speeds (docs/performance.md)."""
+    try:
+        congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    except OSError:
+        return
+    if congestion == "bbr":
+        results.notes.append(
+            "TCP congestion control is bbr: it paces each connection with timers, which fire "
+            "on the core that sent (see 'server-core timer IRQs per request'); where the "
+            "server's core takes them, the 1 MiB workload runs at about half speed"
+        )
 
 
 def note_noise(cfg: Config, results: Results) -> None:
@@ -1093,6 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [srv.name for srv in servers]
     note_noise(cfg, results)
+    note_pacing(results)
     targets = evaluate_targets(results)
     tables = render_tables(cfg, results, names)
     target_table = render_targets(targets)

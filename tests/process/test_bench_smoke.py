@@ -214,3 +214,14 @@ def test_harness_help_runs() -> None:
         check=True,
     )
     assert "--scale" in out.stdout
+
+
+def test_timer_interrupts_are_read_per_cpu_and_only_grow() -> None:
+    """The diagnostics column 'server-core timer IRQs per request' reads /proc/interrupts:
+    each CPU's LOC count, a counter; a CPU that does not exist has none."""
+    first = harness.timer_interrupts(0)
+    assert first is not None and first > 0
+    subprocess.run([sys.executable, "-c", "sum(range(3_000_000))"], check=True, timeout=30)
+    second = harness.timer_interrupts(0)
+    assert second is not None and second >= first
+    assert harness.timer_interrupts(os.cpu_count() or 1) is None  # CPUn is one past the last
