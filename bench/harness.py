@@ -675,6 +675,10 @@ def last_value(results: Results, phase: str, server: str) -> str:
             values = results.samples.get(metric.key, {}).get(server)
             if values:
                 parts.append(f"{fmt(values[-1], metric)} {metric.unit}")
+    runs = results.details.get(phase, {}).get(server)
+    timers = runs[-1].get("server_core_timer_irqs_per_request") if runs else None
+    if timers is not None:  # where TCP pacing ran: see docs/performance.md
+        parts.append(f"{timers:.2f} timer IRQs/request on the server's core")
     return ", ".join(parts)
 
 
