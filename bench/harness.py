@@ -1158,6 +1158,14 @@ def main(argv: list[str] | None = None) -> int:
     names = [srv.name for srv in servers]
     note_noise(cfg, results)
     note_pacing(results)
+    if cfg.scale_name != "full":
+        rounds = cfg.scale.rounds
+        results.notes.append(
+            f"a quick run (scale {cfg.scale_name}: large file {human_size(cfg.scale.large)}, "
+            f"{rounds} round{'s' if rounds != 1 else ''}): the targets are set for the full "
+            "scale (`make bench`); short transfers and few samples make these verdicts "
+            "indicative only"
+        )
     targets = evaluate_targets(results)
     tables = render_tables(cfg, results, names)
     target_table = render_targets(targets)
