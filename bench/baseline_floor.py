@@ -184,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         load_files(args.root.resolve())
 
         async def serve_low_level() -> None:  # web.Server wants the running loop
-            server = web.Server(low_level_handler)
-            await serve(server, args.host, args.port, access_log_class=AccessLog)
+            # The access logger is the Server's own option: a ServerRunner, unlike an
+            # AppRunner, passes none of its keyword arguments on to the Server.
+            server = web.Server(low_level_handler, access_log_class=AccessLog)
+            await serve(server, args.host, args.port)
 
         uvloop.run(serve_low_level())
     else:

@@ -162,6 +162,12 @@ def test_the_aiohttp_floors_answer_small_files_and_ranges_byte_exact(
         assert clients.http_request(floor.files_url("missing.bin"))[0] == 404
     finally:
         floor.stop()
+    # Like artifactd, both floors write an access-log line per request: it is part of
+    # the per-request cost they stand for.
+    log = floor.log_path.read_text()
+    assert '"GET /files/small.bin" 200 ' in log
+    assert '"GET /files/missing.bin" 404 ' in log
+    assert log.count(" 206 ") >= 5
 
 
 def test_targets_read_ratios_from_the_medians() -> None:
