@@ -930,8 +930,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
     }
-    for setting in ("tcp_congestion_control", "default_qdisc"):
-        section = "core" if setting == "default_qdisc" else "ipv4"
+    for section, setting in (("ipv4", "tcp_congestion_control"), ("core", "default_qdisc")):
         try:
             info[setting] = Path(f"/proc/sys/net/{section}/{setting}").read_text().strip()
         except OSError:
@@ -976,6 +975,20 @@ def note_pacing(results: Results) -> None:
             "on the core that sent (see 'server-core timer IRQs per request'); where the "
             "server's core takes them, the 1 MiB workload runs at about half speed"
         )
+
+
+def note_quick_scale(cfg: Config, results: Results) -> None:
+    """The targets are set for the full scale: a 64 MiB stream, say, is too short to judge
+    a large-file target by."""
+    if cfg.scale_name == "full":
+        return
+    rounds = cfg.scale.rounds
+    results.notes.append(
+        f"a quick run (scale {cfg.scale_name}: large file {human_size(cfg.scale.large)}, "
+        f"{rounds} round{'s' if rounds != 1 else ''}): the targets are set for the full "
+        "scale (`make bench`); short transfers and few samples make these verdicts "
+        "indicative only"
+    )
 
 
 def note_noise(cfg: Config, results: Results) -> None:
@@ -1158,14 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [srv.name for srv in servers]
     note_noise(cfg, results)
     note_pacing(results)
-    if cfg.scale_name != "full":
-        rounds = cfg.scale.rounds
-        results.notes.append(
-            f"a quick run (scale {cfg.scale_name}: large file {human_size(cfg.scale.large)}, "
-            f"{rounds} round{'s' if rounds != 1 else ''}): the targets are set for the full "
-            "scale (`make bench`); short transfers and few samples make these verdicts "
-            "indicative only"
-        )
+    note_quick_scale(cfg, results)
     targets = evaluate_targets(results)
     tables = render_tables(cfg, results, names)
     target_table = render_targets(targets)
