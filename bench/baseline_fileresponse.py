@@ -41,10 +41,13 @@ async def serve(
     app: web.Application | web.Server, host: str, port: int, **runner_options: Any
 ) -> None:
     """Serve `app` (or a low-level server) until SIGTERM or SIGINT, announcing the bound
-    address (also used by bench/baseline_floor.py)."""
+    address (also used by bench/baseline_floor.py). `runner_options` are for an
+    Application; a low-level server takes its own when it is built."""
     runner: web.BaseRunner[Any]
     if isinstance(app, web.Server):
-        runner = web.ServerRunner(app, handle_signals=False, **runner_options)
+        if runner_options:  # a ServerRunner would drop them without a word
+            raise TypeError(f"give {sorted(runner_options)} to web.Server, not to serve()")
+        runner = web.ServerRunner(app, handle_signals=False)
     else:
         runner = web.AppRunner(app, handle_signals=False, **runner_options)
     await runner.setup()

@@ -962,14 +962,10 @@ def machine_info() -> dict[str, Any]:
 # --- entry point ----------------------------------------------------------------------------
 
 
-def note_pacing(results: Results) -> None:
+def note_pacing(results: Results, machine: dict[str, Any]) -> None:
     """BBR paces every TCP socket with timers when the loopback has no fq qdisc; on this VM
     those timers moved the 1 MiB workload between two speeds (docs/performance.md)."""
-    try:
-        congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
-    except OSError:
-        return
-    if congestion == "bbr":
+    if machine.get("tcp_congestion_control") == "bbr":
         results.notes.append(
             "TCP congestion control is bbr: it paces each connection with timers, which fire "
             "on the core that sent (see 'server-core timer IRQs per request'); where the "
@@ -1170,7 +1166,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [srv.name for srv in servers]
     note_noise(cfg, results)
-    note_pacing(results)
+    machine = machine_info()
+    note_pacing(results, machine)
     note_quick_scale(cfg, results)
     targets = evaluate_targets(results)
     tables = render_tables(cfg, results, names)
@@ -1201,7 +1198,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_cpu": cfg.server_cpu,
             "client_cpu": cfg.client_cpu,
         },
-        "machine": machine_info(),
+        "machine": machine,
         "servers": {srv.name: srv.description for srv in servers},
         "metrics": {
             m.key: {
