@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from artifactd.digests import etag_for_digest
+from artifactd.http.digests import etag_for_digest
 
 EntryType = Literal["file", "dir"]
 

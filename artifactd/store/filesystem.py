@@ -30,7 +30,7 @@ from artifactd.errors import (
     NotFoundError,
     StorageFullError,
 )
-from artifactd.mediatypes import guess_content_type
+from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import INTERNAL_DIR
 from artifactd.store.base import (
     ArtifactInfo,

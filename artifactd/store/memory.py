@@ -14,7 +14,7 @@ from artifactd.errors import (
     NotDirectoryError,
     NotFoundError,
 )
-from artifactd.mediatypes import guess_content_type
+from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,

@@ -80,7 +80,7 @@ from artifactd.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from artifactd.mediatypes import guess_content_type
+from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import INTERNAL_DIR, is_internal, parse_artifact_path
 from artifactd.store.base import (
     ArtifactInfo,

@@ -9,8 +9,8 @@ import zlib
 
 from aiohttp import hdrs, web
 
-from artifactd.conditional import format_http_date
-from artifactd.negotiation import coding_accepted
+from artifactd.http.conditional import format_http_date
+from artifactd.http.negotiation import coding_accepted
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.download import not_modified_or_failed
 

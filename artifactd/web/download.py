@@ -14,22 +14,22 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from artifactd.byteranges import (
+from artifactd.errors import PreconditionFailedError
+from artifactd.http.byteranges import (
     closing_delimiter,
     make_boundary,
     multipart_content_length,
     multipart_content_type,
     part_header,
 )
-from artifactd.conditional import (
+from artifactd.http.conditional import (
     Precondition,
     evaluate_preconditions,
     format_http_date,
     if_range_matches,
 )
-from artifactd.digests import repr_digest_header
-from artifactd.errors import PreconditionFailedError
-from artifactd.ranges import ByteRange, RangeDecision, RangeKind, evaluate_range
+from artifactd.http.digests import repr_digest_header
+from artifactd.http.ranges import ByteRange, RangeDecision, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.errors import json_error
 from artifactd.web.zerocopy import ZeroCopyUnavailableError, send_file_range

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from artifactd.negotiation import media_type_quality
+from artifactd.http.negotiation import media_type_quality
 from artifactd.store.base import DirEntry
 from artifactd.timestamps import isoformat_utc
 

@@ -9,8 +9,6 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
 
-from artifactd.conditional import Precondition, evaluate_preconditions
-from artifactd.digests import expected_sha256
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
 from artifactd.errors import (
@@ -23,6 +21,8 @@ from artifactd.errors import (
     PreconditionFailedError,
     UploadTooLargeError,
 )
+from artifactd.http.conditional import Precondition, evaluate_preconditions
+from artifactd.http.digests import expected_sha256
 from artifactd.paths import is_internal, join_path, parse_artifact_path
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Requirement

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifactd.byteranges import (
+from artifactd.http.byteranges import (
     closing_delimiter,
     make_boundary,
     multipart_content_length,
     multipart_content_type,
     part_header,
 )
-from artifactd.ranges import ByteRange, RangeKind, evaluate_range
+from artifactd.http.ranges import ByteRange, RangeKind, evaluate_range
 
 CONTENT_TYPE = "application/octet-stream"
 

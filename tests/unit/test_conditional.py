@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifactd.conditional import (
+from artifactd.http.conditional import (
     Precondition,
     evaluate_preconditions,
     format_http_date,

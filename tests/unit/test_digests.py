@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from artifactd.digests import etag_for_digest, expected_sha256, repr_digest_header
 from artifactd.errors import InvalidDigestError
+from artifactd.http.digests import etag_for_digest, expected_sha256, repr_digest_header
 
 HEX = hashlib.sha256(b"hello").hexdigest()
 B64 = base64.b64encode(bytes.fromhex(HEX)).decode()

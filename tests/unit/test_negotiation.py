@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifactd.negotiation import coding_accepted, media_type_quality, parse_weighted
+from artifactd.http.negotiation import coding_accepted, media_type_quality, parse_weighted
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifactd.ranges import ByteRange, RangeDecision, RangeKind, evaluate_range
+from artifactd.http.ranges import ByteRange, RangeDecision, RangeKind, evaluate_range
 
 FULL = RangeDecision(RangeKind.FULL)
 UNSATISFIABLE = RangeDecision(RangeKind.UNSATISFIABLE)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from artifactd import tokens as tokens_module
-from artifactd.cli_tokens import token
+from artifactd.cli.tokens import token
 from artifactd.errors import ArtifactdError, InvalidValueError
 from artifactd.tokens import (
     DuplicateTokenError,

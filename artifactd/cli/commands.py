@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from artifactd import admin
-from artifactd.cli_client import CLIENT_COMMANDS
-from artifactd.cli_params import DurationParam, F, SizeParam, option
-from artifactd.cli_tokens import token_group
+from artifactd.cli.client import CLIENT_COMMANDS
+from artifactd.cli.params import DurationParam, F, SizeParam, option
+from artifactd.cli.tokens import token_group
 from artifactd.config import format_toml, load_config
 from artifactd.documents import artifact_document
 from artifactd.durations import format_duration, format_size

@@ -17,7 +17,7 @@ import aiohttp
 import click
 
 from artifactd import client
-from artifactd.cli_params import DurationParam, option
+from artifactd.cli.params import DurationParam, option
 from artifactd.durations import format_duration, parse_duration
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 
-from artifactd.ranges import ByteRange
+from artifactd.http.ranges import ByteRange
 
 
 def make_boundary() -> str:
