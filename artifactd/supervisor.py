@@ -154,12 +154,20 @@ class Supervisor:
 
 @contextlib.contextmanager
 def _reserved_port(host: str, port: int):  # type: ignore[no-untyped-def]
-    """Pick the port (resolving 0) and hold it, not listening, until the workers bind it."""
+    """Pick the port (resolving 0) and hold it, not listening, until the workers bind it.
+
+    The holder binds without SO_REUSEPORT, so the bind fails (EADDRINUSE) while any other
+    socket holds the port, another artifactd's workers included: with SO_REUSEPORT set
+    before the bind, a second `serve --workers N` on the same port would start too and the
+    kernel would split requests between two stores. Set after the bind, SO_REUSEPORT lets
+    this supervisor's own workers join the port (Linux checks it at each later bind), while
+    every later exclusive bind, such as another supervisor's holder, still fails.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     holder = socket.socket(family, socket.SOCK_STREAM)
     try:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind((host, port))
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         yield holder.getsockname()[1]
     finally:
         holder.close()

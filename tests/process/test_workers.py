@@ -162,3 +162,31 @@ def test_gunicorn_serves_the_app_factory_configured_from_environment(
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("second_workers", ["2", "1"])
+def test_a_second_server_on_a_port_held_by_workers_fails_to_start(
+    tmp_path: Path, second_workers: str
+) -> None:
+    """SO_REUSEPORT must not let a second server (another root) share the port: the kernel
+    would split requests between two stores."""
+    first_root, second_root = tmp_path / "first", tmp_path / "second"
+    first_root.mkdir()
+    second_root.mkdir()
+    (first_root / "a.txt").write_bytes(b"first")
+    proc = ServerProcess(first_root, "--workers", "2")
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "artifactd", "serve", "--root", str(second_root)]
+            + ["--host", "127.0.0.1", "--port", str(proc.port), "--workers", second_workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert "address already in use" in second.stderr.lower(), second.stderr
+        assert second.stdout == ""  # no readiness line
+        for _ in range(10):
+            assert fetch(proc.files_url("a.txt")) == b"first"
+    finally:
+        proc.terminate()  # SIGTERM: the supervisor stops its workers (kill would orphan them)
