@@ -1,0 +1,317 @@
+"""What an option is: its kind of value, read the same way from a flag, an ARTIFACTD_*
+variable and a config-file key, and the `option()` that declares one on Settings.
+
+A kind reads text (a flag, an environment variable, a TOML string) with `from_text` and
+checks a typed value (a TOML number or boolean, a Settings field set in code) with `check`;
+`read` is both, so a value means the same thing whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from artifactd.durations import format_duration, parse_duration, parse_rate, parse_size
+from artifactd.errors import InvalidValueError
+from artifactd.ratelimit import parse_networks
+
+# Which commands take an option: `serve` (and `config`, which prints what serve would use),
+# or every command that opens the store (the storage root and backend).
+Scope = Literal["serve", "storage"]
+SERVE: Scope = "serve"
+STORAGE: Scope = "storage"
+
+TomlValue = str | int | float | bool
+
+
+class Kind:
+    """One kind of value: how it is read from text, checked, and written back as TOML."""
+
+    metavar = "TEXT"
+
+    def from_text(self, text: str) -> object:
+        """The typed value `text` stands for; `check` validates it afterwards."""
+        return text
+
+    def check(self, value: object) -> Any:
+        """`value` if it is acceptable, else InvalidValueError saying why."""
+        raise NotImplementedError
+
+    def read(self, raw: object) -> Any:
+        """A flag, environment or TOML value: text is parsed first, anything else checked."""
+        return self.check(self.from_text(raw) if isinstance(raw, str) else raw)
+
+    def to_toml(self, value: Any) -> TomlValue | None:
+        """The value as `artifactd config` prints it, in a form `read` takes back."""
+        shown: TomlValue | None = value
+        return shown
+
+    def describe(self, value: Any) -> str | None:
+        """The value as `--help` shows a default, in a form `read` takes back; None if
+        there is nothing to show."""
+        shown = self.to_toml(value)
+        return None if shown in (None, "") else str(shown)
+
+
+class Text(Kind):
+    def __init__(self, optional: bool = False) -> None:
+        self.optional = optional
+
+    def check(self, value: object) -> Any:
+        if value is None and self.optional:
+            return value
+        if not isinstance(value, str):
+            raise InvalidValueError(f"{value!r} is not a string")
+        return value
+
+
+class Choice(Kind):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.metavar = "[" + "|".join(choices) + "]"
+
+    def check(self, value: object) -> Any:
+        if value not in self.choices:
+            raise InvalidValueError(f"{value!r} is not one of {', '.join(self.choices)}")
+        return value
+
+
+class Directory(Kind):
+    """A directory path; it need not exist yet, but must not be a file."""
+
+    metavar = "DIR"
+
+    def __init__(self, optional: bool = False) -> None:
+        self.optional = optional
+
+    def from_text(self, text: str) -> object:
+        return Path(text)
+
+    def check(self, value: object) -> Any:
+        if value is None and self.optional:
+            return value
+        if not isinstance(value, Path):
+            raise InvalidValueError(f"{value!r} is not a path")
+        if value.exists() and not value.is_dir():
+            raise InvalidValueError(f"{value} is not a directory")
+        return value
+
+    def to_toml(self, value: Any) -> TomlValue | None:
+        return None if value is None else str(value)
+
+
+class Integer(Kind):
+    metavar = "INTEGER"
+
+    def __init__(self, low: int, high: int | None = None) -> None:
+        self.low, self.high = low, high
+
+    def from_text(self, text: str) -> object:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise InvalidValueError(f"{text!r} is not an integer") from None
+
+    def check(self, value: object) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValueError(f"{value!r} is not an integer")
+        if value < self.low or (self.high is not None and value > self.high):
+            bound = f"{self.low}-{self.high}" if self.high is not None else f">= {self.low}"
+            raise InvalidValueError(f"{value} is not in the range {bound}")
+        return value
+
+
+class Size(Kind):
+    """Bytes, as `parse_size` reads them; if optional, `unlimited` or `none` is None."""
+
+    metavar = "SIZE"
+
+    def __init__(self, low: int = 0, high: int | None = None, optional: bool = False) -> None:
+        self.low, self.high, self.optional = low, high, optional
+
+    def from_text(self, text: str) -> object:
+        if self.optional and text.strip().lower() in ("unlimited", "none"):
+            return None
+        return parse_size(text)
+
+    def check(self, value: object) -> Any:
+        if value is None and self.optional:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValueError(f"{value!r} is not a whole number of bytes")
+        if value < self.low or (self.high is not None and value > self.high):
+            if self.high is None:
+                raise InvalidValueError(f"size must be at least {describe_size(self.low)}")
+            raise InvalidValueError(
+                f"size must be between {describe_size(self.low)} and {describe_size(self.high)}"
+            )
+        return value
+
+    def describe(self, value: Any) -> str | None:
+        return "unlimited" if value is None else describe_size(value)
+
+
+def describe_size(n: int) -> str:
+    """`64KiB`, `10GiB`: the largest unit that divides `n` exactly."""
+    for power, unit in reversed(list(enumerate(("", "KiB", "MiB", "GiB", "TiB")))):
+        if n and n % 1024**power == 0:
+            return f"{n // 1024**power}{unit}"
+    return str(n)
+
+
+class Duration(Kind):
+    """Seconds, as `parse_duration` reads them; `never` (None) only where allowed."""
+
+    metavar = "DURATION"
+
+    def __init__(self, allow_never: bool = True, positive: bool = False) -> None:
+        self.allow_never, self.positive = allow_never, positive
+
+    def from_text(self, text: str) -> object:
+        seconds = parse_duration(text)
+        if seconds is None and not self.allow_never:
+            raise InvalidValueError("'never' is not allowed here")
+        return seconds
+
+    def check(self, value: object) -> Any:
+        if value is None and self.allow_never:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidValueError(f"{value!r} is not a duration")
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InvalidValueError(f"{value!r} is not a duration")
+        if self.positive and seconds == 0:
+            raise InvalidValueError("the duration must be more than 0")
+        return seconds
+
+    def to_toml(self, value: Any) -> TomlValue | None:
+        return format_duration(value)
+
+
+class Boolean(Kind):
+    metavar = "BOOLEAN"
+
+    def from_text(self, text: str) -> object:
+        return parse_bool(text)
+
+    def check(self, value: object) -> Any:
+        if not isinstance(value, bool):
+            raise InvalidValueError(f"{value!r} is not a boolean")
+        return value
+
+    def describe(self, value: Any) -> str | None:
+        return "on" if value else "off"
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise InvalidValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+class Rate(Kind):
+    """`600/min` (kept as text, checked with `parse_rate`); `off` or `none` is None."""
+
+    metavar = "N/PERIOD"
+
+    def from_text(self, text: str) -> object:
+        stripped = text.strip()
+        return None if stripped.lower() in ("off", "none") else stripped
+
+    def check(self, value: object) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, str):
+            raise InvalidValueError(f"{value!r} is not a rate")
+        parse_rate(value)
+        return value
+
+    def describe(self, value: Any) -> str | None:
+        return "off" if value is None else str(value)
+
+
+class Networks(Kind):
+    """Addresses or CIDRs, separated by commas and/or spaces; a repeated flag adds more."""
+
+    metavar = "CIDR"
+
+    def from_text(self, text: str) -> object:
+        return tuple(text.replace(",", " ").split())
+
+    def check(self, value: object) -> Any:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise InvalidValueError(f"{value!r} is not a list of addresses")
+        parse_networks(value)
+        return value
+
+    def to_toml(self, value: Any) -> TomlValue | None:
+        return " ".join(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of Settings: its flag, ARTIFACTD_* variable and config key follow its name."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    scope: Scope
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "ARTIFACTD_" + self.name.upper()
+
+    @property
+    def key(self) -> str:
+        """Its key in the config file (a dash spelling, `max-size`, is read as the same)."""
+        return self.name
+
+    def read(self, raw: object, source: str) -> Any:
+        """The value `raw` (text or a TOML value) stands for; InvalidValueError names
+        `source` (a flag, variable or config key)."""
+        try:
+            return self.kind.read(raw)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{source}: {exc}") from exc
+
+    def check(self, value: object) -> None:
+        """Refuse a typed value (a Settings field) that no flag, variable or key could give."""
+        try:
+            self.kind.check(value)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{self.name}: {exc}") from exc
+
+
+def option(kind: Kind, help: str, scope: Scope = SERVE) -> dict[str, Any]:
+    """The metadata that makes a Settings field an option:
+    `port: int = field(default=8080, metadata=option(Integer(0, 65535), "Port to bind."))`."""
+    return {"option": {"kind": kind, "help": help, "scope": scope}}
+
+
+def options_of(settings_class: type[Any]) -> tuple[Option, ...]:
+    """The options declared with `option()` on a dataclass, in field order."""
+    return tuple(
+        Option(name=f.name, default=f.default, **f.metadata["option"])
+        for f in dataclasses.fields(settings_class)
+    )
+
+
+def values_from_env(options: Sequence[Option], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The values ARTIFACTD_* variables set; an empty variable counts as unset, as for flags."""
+    return {
+        option.name: option.read(environ[option.env], option.env)
+        for option in options
+        if environ.get(option.env)
+    }
