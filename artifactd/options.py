@@ -189,7 +189,9 @@ class Duration(Kind):
         return seconds
 
     def to_toml(self, value: Any) -> TomlValue | None:
-        return format_duration(value)
+        text = format_duration(value)
+        # `7d` where it reads back exactly; plain seconds where the text would round.
+        return text if value is None or parse_duration(text) == value else value
 
 
 class Boolean(Kind):
