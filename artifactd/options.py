@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,22 +28,36 @@ STORAGE: Scope = "storage"
 TomlValue = str | int | float | bool
 
 
-class Kind:
+class Kind(ABC):
     """One kind of value: how it is read from text, checked, and written back as TOML."""
 
     metavar = "TEXT"
+    none_words: tuple[str, ...] = ()  # text meaning "not set" (None), if the option may be
+
+    def __init__(self, optional: bool = False) -> None:
+        self.optional = optional  # None is a value (no bound, no cache, never)
+
+    def read(self, raw: object) -> Any:
+        """A flag, environment or TOML value: text is parsed first, anything else checked."""
+        if isinstance(raw, str):
+            if self.optional and raw.strip().lower() in self.none_words:
+                return None
+            raw = self.from_text(raw)
+        return self.check(raw)
+
+    def check(self, value: object) -> Any:
+        """`value` if it is acceptable, else InvalidValueError saying why."""
+        if value is None and self.optional:
+            return None
+        return self.check_value(value)
 
     def from_text(self, text: str) -> object:
         """The typed value `text` stands for; `check` validates it afterwards."""
         return text
 
-    def check(self, value: object) -> Any:
-        """`value` if it is acceptable, else InvalidValueError saying why."""
-        raise NotImplementedError
-
-    def read(self, raw: object) -> Any:
-        """A flag, environment or TOML value: text is parsed first, anything else checked."""
-        return self.check(self.from_text(raw) if isinstance(raw, str) else raw)
+    @abstractmethod
+    def check_value(self, value: object) -> Any:
+        """`check` for anything but an optional option's None."""
 
     def to_toml(self, value: Any) -> TomlValue | None:
         """The value as `artifactd config` prints it, in a form `read` takes back."""
@@ -52,17 +67,20 @@ class Kind:
     def describe(self, value: Any) -> str | None:
         """The value as `--help` shows a default, in a form `read` takes back; None if
         there is nothing to show."""
+        if value is None:
+            return self.none_words[0] if self.none_words else None
         shown = self.to_toml(value)
-        return None if shown in (None, "") else str(shown)
+        return None if shown == "" else str(shown)
+
+
+def _check_range(value: int | float, low: float, high: float | None, show: Any = str) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"between {show(low)} and {show(high)}" if high is not None else f">= {show(low)}"
+        raise InvalidValueError(f"{show(value)} is not {bound}")
 
 
 class Text(Kind):
-    def __init__(self, optional: bool = False) -> None:
-        self.optional = optional
-
-    def check(self, value: object) -> Any:
-        if value is None and self.optional:
-            return value
+    def check_value(self, value: object) -> Any:
         if not isinstance(value, str):
             raise InvalidValueError(f"{value!r} is not a string")
         return value
@@ -70,10 +88,11 @@ class Text(Kind):
 
 class Choice(Kind):
     def __init__(self, *choices: str) -> None:
+        super().__init__()
         self.choices = choices
         self.metavar = "[" + "|".join(choices) + "]"
 
-    def check(self, value: object) -> Any:
+    def check_value(self, value: object) -> Any:
         if value not in self.choices:
             raise InvalidValueError(f"{value!r} is not one of {', '.join(self.choices)}")
         return value
@@ -84,15 +103,10 @@ class Directory(Kind):
 
     metavar = "DIR"
 
-    def __init__(self, optional: bool = False) -> None:
-        self.optional = optional
-
     def from_text(self, text: str) -> object:
         return Path(text)
 
-    def check(self, value: object) -> Any:
-        if value is None and self.optional:
-            return value
+    def check_value(self, value: object) -> Any:
         if not isinstance(value, Path):
             raise InvalidValueError(f"{value!r} is not a path")
         if value.exists() and not value.is_dir():
@@ -107,6 +121,7 @@ class Integer(Kind):
     metavar = "INTEGER"
 
     def __init__(self, low: int, high: int | None = None) -> None:
+        super().__init__()
         self.low, self.high = low, high
 
     def from_text(self, text: str) -> object:
@@ -115,43 +130,35 @@ class Integer(Kind):
         except ValueError:
             raise InvalidValueError(f"{text!r} is not an integer") from None
 
-    def check(self, value: object) -> Any:
+    def check_value(self, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidValueError(f"{value!r} is not an integer")
-        if value < self.low or (self.high is not None and value > self.high):
-            bound = f"{self.low}-{self.high}" if self.high is not None else f">= {self.low}"
-            raise InvalidValueError(f"{value} is not in the range {bound}")
+        _check_range(value, self.low, self.high)
         return value
 
 
 class Size(Kind):
-    """Bytes, as `parse_size` reads them; if optional, `unlimited` or `none` is None."""
+    """Bytes, as `parse_size` reads them (`64KiB`, `1.5G`); if optional, `unlimited` or
+    `none` is None."""
 
     metavar = "SIZE"
+    none_words = ("unlimited", "none")
 
     def __init__(self, low: int = 0, high: int | None = None, optional: bool = False) -> None:
-        self.low, self.high, self.optional = low, high, optional
+        super().__init__(optional)
+        self.low, self.high = low, high
 
     def from_text(self, text: str) -> object:
-        if self.optional and text.strip().lower() in ("unlimited", "none"):
-            return None
         return parse_size(text)
 
-    def check(self, value: object) -> Any:
-        if value is None and self.optional:
-            return value
+    def check_value(self, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidValueError(f"{value!r} is not a whole number of bytes")
-        if value < self.low or (self.high is not None and value > self.high):
-            if self.high is None:
-                raise InvalidValueError(f"size must be at least {describe_size(self.low)}")
-            raise InvalidValueError(
-                f"size must be between {describe_size(self.low)} and {describe_size(self.high)}"
-            )
+        _check_range(value, self.low, self.high, describe_size)
         return value
 
     def describe(self, value: Any) -> str | None:
-        return "unlimited" if value is None else describe_size(value)
+        return super().describe(value) if value is None else describe_size(value)
 
 
 def describe_size(n: int) -> str:
@@ -163,30 +170,27 @@ def describe_size(n: int) -> str:
 
 
 class Duration(Kind):
-    """Seconds, as `parse_duration` reads them; `never` (None) only where allowed."""
+    """Seconds, as `parse_duration` reads them (`90s`, `7d`); `never` (None) where allowed."""
 
     metavar = "DURATION"
+    none_words = ("never",)
 
     def __init__(self, allow_never: bool = True, positive: bool = False) -> None:
-        self.allow_never, self.positive = allow_never, positive
+        super().__init__(optional=allow_never)
+        self.positive = positive
 
     def from_text(self, text: str) -> object:
         seconds = parse_duration(text)
-        if seconds is None and not self.allow_never:
+        if seconds is None:  # `never` where the option must have a duration
             raise InvalidValueError("'never' is not allowed here")
         return seconds
 
-    def check(self, value: object) -> Any:
-        if value is None and self.allow_never:
-            return value
+    def check_value(self, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidValueError(f"{value!r} is not a duration")
-        seconds = float(value)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise InvalidValueError(f"{value!r} is not a duration")
-        if self.positive and seconds == 0:
-            raise InvalidValueError("the duration must be more than 0")
-        return seconds
+        if not math.isfinite(value) or value < 0 or (self.positive and value == 0):
+            raise InvalidValueError(f"{value!r} is not a duration above 0")
+        return float(value)
 
     def to_toml(self, value: Any) -> TomlValue | None:
         text = format_duration(value)
@@ -198,9 +202,14 @@ class Boolean(Kind):
     metavar = "BOOLEAN"
 
     def from_text(self, text: str) -> object:
-        return parse_bool(text)
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise InvalidValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
 
-    def check(self, value: object) -> Any:
+    def check_value(self, value: object) -> Any:
         if not isinstance(value, bool):
             raise InvalidValueError(f"{value!r} is not a boolean")
         return value
@@ -209,34 +218,20 @@ class Boolean(Kind):
         return "on" if value else "off"
 
 
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise InvalidValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
-
-
 class Rate(Kind):
     """`600/min` (kept as text, checked with `parse_rate`); `off` or `none` is None."""
 
     metavar = "N/PERIOD"
+    none_words = ("off", "none")
 
     def from_text(self, text: str) -> object:
-        stripped = text.strip()
-        return None if stripped.lower() in ("off", "none") else stripped
+        return text.strip()
 
-    def check(self, value: object) -> Any:
-        if value is None:
-            return value
+    def check_value(self, value: object) -> Any:
         if not isinstance(value, str):
             raise InvalidValueError(f"{value!r} is not a rate")
         parse_rate(value)
         return value
-
-    def describe(self, value: Any) -> str | None:
-        return "off" if value is None else str(value)
 
 
 class Networks(Kind):
@@ -247,7 +242,7 @@ class Networks(Kind):
     def from_text(self, text: str) -> object:
         return tuple(text.replace(",", " ").split())
 
-    def check(self, value: object) -> Any:
+    def check_value(self, value: object) -> Any:
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
             raise InvalidValueError(f"{value!r} is not a list of addresses")
         parse_networks(value)

@@ -41,6 +41,8 @@ _KIB, _MIB, _GIB = 1024, 1024**2, 1024**3
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Everything a server or a store command runs with; checked on construction."""
+
     root: Path = field(
         default=Path("./storage"), metadata=option(Directory(), "Storage root directory.", STORAGE)
     )
@@ -130,7 +132,9 @@ class Settings:
     )
     rate_limit: str | None = field(
         default=None,
-        metadata=option(Rate(), "Requests per client address, e.g. 600/min (N/s, N/min, N/h)."),
+        metadata=option(
+            Rate(optional=True), "Requests per client address, e.g. 600/min (N/s, N/min, N/h)."
+        ),
     )
     trusted_proxy: tuple[str, ...] = field(
         default=(),

@@ -40,17 +40,9 @@ class KindParam(click.ParamType[Any, Any]):
         return value if self.keep_text else parsed
 
 
-class BooleanParam(click.types.BoolParamType):
-    """Boolean flags: click sees a boolean type; ARTIFACTD_* text is read by `parse_bool`."""
-
-    def __init__(self, kind: Kind) -> None:
-        self.kind = kind
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return self.kind.read(value)
-        except InvalidValueError as exc:
-            self.fail(str(exc), param, ctx)
+class BooleanParam(KindParam, click.types.BoolParamType):
+    """For switches: click treats an option of a boolean type as a flag (`--immutable`,
+    `--sendfile/--no-sendfile`); ARTIFACTD_* text is still read by the kind's parser."""
 
 
 DURATION = KindParam(Duration())
@@ -67,15 +59,15 @@ def env_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*names, **kwargs)
 
 
-def _flatten(ctx: click.Context, param: click.Parameter, value: Iterable[tuple[str, ...]]) -> Any:
-    """A repeated list flag: `--trusted-proxy a,b --trusted-proxy c` is (a, b, c)."""
-    return tuple(itertools.chain.from_iterable(value))
-
-
-def _remember_storage(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Storage flags are not passed to the command: they go into the context for
-    `command_settings`, so every store command takes them without listing them."""
-    ctx.meta.setdefault(STORAGE_KEY, {})[param.name] = value
+def _settle(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Every generated flag's callback. A repeated list flag is one tuple
+    (`--trusted-proxy a,b --trusted-proxy c` is (a, b, c)); a storage flag is not passed to
+    the command but kept for `command_settings`, so every store command takes them all
+    without listing them."""
+    if param.multiple:
+        value = tuple(itertools.chain.from_iterable(value))
+    if not param.expose_value:
+        ctx.meta.setdefault(STORAGE_KEY, {})[param.name] = value
     return value
 
 
@@ -90,9 +82,8 @@ def click_option(
         "show_envvar": True,
         "help": help or option.help,
         "expose_value": to_command,
+        "callback": _settle,
     }
-    if not to_command:
-        kwargs["callback"] = _remember_storage
     decls = [option.flag]
     if isinstance(option.kind, Boolean):
         kwargs["type"] = BooleanParam(option.kind)
@@ -110,15 +101,8 @@ def click_option(
     if isinstance(option.kind, Networks):
         # Repeatable; each occurrence (and the variable) may hold several, comma-separated.
         kwargs["multiple"] = True
-        kwargs["default"] = [option.default] if option.default else []
-        kwargs["callback"] = _chain(_flatten, kwargs.get("callback"))
+        kwargs["default"] = [kwargs["default"]] if option.default else []
     return click.option(*decls, **kwargs)
-
-
-def _chain(first: Callable[..., Any], then: Callable[..., Any] | None) -> Callable[..., Any]:
-    if then is None:
-        return first
-    return lambda ctx, param, value: then(ctx, param, first(ctx, param, value))
 
 
 def _apply_config_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
