@@ -16,8 +16,9 @@ import click
 
 from artifactd import client
 from artifactd.cli.exitcodes import FAILED, Command
-from artifactd.cli.options import DURATION_NOT_NEVER, DURATION_TEXT, env_option
+from artifactd.cli.options import DURATION_NOT_NEVER, DURATION_TEXT, CheckedParam, env_option
 from artifactd.durations import format_duration
+from artifactd.errors import InvalidValueError
 
 token_option = env_option(
     "--token", default=None, help="Bearer token (prefer the ARTIFACTD_TOKEN variable)."
@@ -53,12 +54,15 @@ class LazyProgressBar:
 
 def check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
-        raise click.BadParameter("must be an http:// or https:// URL", param_hint="URL")
+        raise InvalidValueError("must be an http:// or https:// URL")
     return url
 
 
+URL = CheckedParam("url", check_url)
+
+
 @click.command(cls=Command)
-@click.argument("url")
+@click.argument("url", type=URL)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @env_option("--ttl", type=DURATION_TEXT, default=None, help="Retention, e.g. 7d.")
 @token_option
@@ -66,14 +70,13 @@ def push(url: str, file: Path, ttl: str | None, token: str | None) -> None:
     """Upload FILE to URL (…/files/PATH) with its SHA-256; retries with backoff.
 
     Exit codes: 0 stored, 1 refused by the server, 2 bad input, 3 network failure."""
-    check_url(url)
     with byte_progress(f"pushing {file.name}", file.stat().st_size) as bar:
         document = asyncio.run(client.push(url, file, ttl=ttl, token=token, progress=bar.update))
     click.echo(f"stored {document['path']} ({document['size']} bytes, sha256 {document['sha256']})")
 
 
 @click.command(cls=Command)
-@click.argument("url")
+@click.argument("url", type=URL)
 @click.option(
     "-o",
     "--output",
@@ -86,7 +89,6 @@ def pull(url: str, output: Path | None, token: str | None) -> None:
     """Download URL, resuming a partial download and verifying the server's digest.
 
     Exit codes: 0 downloaded and verified, 1 refused or corrupt, 2 bad input, 3 network."""
-    check_url(url)
     if output is None:
         name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
         if not name or name in (".", ".."):
@@ -101,7 +103,7 @@ def pull(url: str, output: Path | None, token: str | None) -> None:
 
 
 @click.command(cls=Command, name="wait")
-@click.argument("url")
+@click.argument("url", type=URL)
 @env_option(
     "--timeout",
     "timeout",
@@ -112,7 +114,6 @@ def pull(url: str, output: Path | None, token: str | None) -> None:
 @token_option
 def wait_command(url: str, timeout: float, token: str | None) -> None:
     """Exit 0 once the artifact at URL exists, 1 if --timeout passes first."""
-    check_url(url)
     found = asyncio.run(client.wait_for(url, timeout_seconds=timeout, token=token))
     if not found:
         click.echo(f"Error: {url} did not appear within {format_duration(timeout)}", err=True)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from artifactd.config import load_config
-from artifactd.errors import InvalidValueError
+from artifactd.errors import InvalidPathError, InvalidValueError
 from artifactd.options import SERVE, STORAGE, Boolean, Duration, Kind, Networks, Option
 from artifactd.settings import OPTIONS, OPTIONS_BY_NAME, Settings
 
@@ -21,23 +21,38 @@ F = TypeVar("F", bound=Callable[..., Any])
 STORAGE_KEY = "artifactd.storage"
 
 
-class KindParam(click.ParamType[Any, Any]):
-    """A click type that reads values with an option kind's parser."""
+class CheckedParam(click.ParamType[Any, Any]):
+    """A click type whose values a library function checks (and converts): the error it
+    raises for bad input becomes click's `Invalid value for '--flag'` and exit code 2."""
 
-    def __init__(self, kind: Kind, keep_text: bool = False) -> None:
-        self.kind = kind
-        self.name = kind.metavar.lower()
+    def __init__(
+        self,
+        name: str,
+        check: Callable[[Any], Any],
+        keep_text: bool = False,
+        metavar: str | None = None,
+    ) -> None:
+        self.name = name
+        self.check = check
         self.keep_text = keep_text  # check the value, but pass it on as it was written
+        self.metavar = metavar
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
-        return self.kind.metavar
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self.metavar
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            parsed = self.kind.read(value)
-        except InvalidValueError as exc:
+            checked = self.check(value)
+        except (InvalidValueError, InvalidPathError) as exc:
             self.fail(str(exc), param, ctx)
-        return value if self.keep_text else parsed
+        return value if self.keep_text else checked
+
+
+class KindParam(CheckedParam):
+    """Values read by an option kind's parser, the one flags, variables and keys share."""
+
+    def __init__(self, kind: Kind, keep_text: bool = False) -> None:
+        super().__init__(kind.metavar.lower(), kind.read, keep_text, kind.metavar)
 
 
 class BooleanParam(KindParam, click.types.BoolParamType):

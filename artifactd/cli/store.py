@@ -15,6 +15,7 @@ from artifactd import admin
 from artifactd.cli.exitcodes import FAILED, Command
 from artifactd.cli.options import (
     DURATION,
+    CheckedParam,
     command_settings,
     env_option,
     settings_option,
@@ -22,26 +23,13 @@ from artifactd.cli.options import (
 )
 from artifactd.documents import artifact_document
 from artifactd.durations import format_size
-from artifactd.errors import InvalidPathError
 from artifactd.evictor import Evictor
 from artifactd.store.base import Store
 from artifactd.store.factory import build_store
 from artifactd.timestamps import isoformat_utc
 
-
-class ArtifactPathParam(click.ParamType[str, Any]):
-    """An artifact path typed by a person, checked as admin.checked_path checks it."""
-
-    name = "artifact_path"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            return admin.checked_path(value)
-        except InvalidPathError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-ARTIFACT_PATH = ArtifactPathParam()
+# An artifact path typed by a person, checked as the URLs are.
+ARTIFACT_PATH = CheckedParam("artifact_path", admin.checked_path)
 
 
 def run_store_command(root: Path, work: Callable[[Store], Any]) -> Any:

@@ -8,34 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from artifactd.cli.exitcodes import Command, Group
-from artifactd.cli.options import store_options
-from artifactd.errors import InvalidValueError
+from artifactd.cli.options import CheckedParam, store_options
 from artifactd.timestamps import isoformat_utc
 from artifactd.tokens import SCOPES, TokenInfo, TokenStore, check_name, normalise_prefix
 
-
-class _CheckedParam(click.ParamType[str, Any]):
-    """A value checked by a function of artifactd.tokens (which raises InvalidValueError)."""
-
-    def __init__(self, name: str, check: Any) -> None:
-        self.name = name
-        self.check = check
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            self.check(value)
-        except InvalidValueError as exc:
-            self.fail(str(exc), param, ctx)
-        return str(value)
-
-
-TOKEN_NAME = _CheckedParam("name", check_name)
-TOKEN_PREFIX = _CheckedParam("prefix", normalise_prefix)
+TOKEN_NAME = CheckedParam("name", check_name)
+TOKEN_PREFIX = CheckedParam("prefix", normalise_prefix, keep_text=True)
 
 
 def token_document(info: TokenInfo) -> dict[str, str | None]:
