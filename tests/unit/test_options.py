@@ -228,6 +228,20 @@ def test_serve_runs_with_the_values_gunicorn_took(
     assert served[0].max_size is None and served[0].rate_limit is None
 
 
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
+def test_each_option_is_tried_with_values_it_takes_and_values_it_refuses(option: Option) -> None:
+    taken = set()
+    for value in samples(option):
+        try:
+            option.kind.read(value)
+        except InvalidValueError:
+            taken.add(False)
+        else:
+            taken.add(True)
+    # Any text is a host name, bucket or prefix as far as parsing goes.
+    assert taken == ({True} if isinstance(option.kind, Text) else {True, False})
+
+
 def test_every_option_is_exercised_and_every_settings_field_is_an_option() -> None:
     assert {o.name for o in OPTIONS} == set(Settings.__dataclass_fields__)
     assert {o.name for o in OPTIONS} == CONFIG_KEYS
