@@ -99,18 +99,21 @@ class Choice(Kind):
 
 
 class Directory(Kind):
-    """A directory path; it need not exist yet, but must not be a file."""
+    """A directory path; as text it may name no directory yet, but not a file."""
 
     metavar = "DIR"
 
     def from_text(self, text: str) -> object:
-        return Path(text)
+        # Checked when read from a flag, variable or key, not when Settings are built in
+        # code: a value object does no I/O (it may be built on the event loop).
+        path = Path(text)
+        if path.exists() and not path.is_dir():
+            raise InvalidValueError(f"{path} is not a directory")
+        return path
 
     def check_value(self, value: object) -> Any:
         if not isinstance(value, Path):
             raise InvalidValueError(f"{value!r} is not a path")
-        if value.exists() and not value.is_dir():
-            raise InvalidValueError(f"{value} is not a directory")
         return value
 
     def to_toml(self, value: Any) -> TomlValue | None:
