@@ -1,4 +1,5 @@
-"""The `--config FILE.toml` file: the same keys as the command-line flags.
+"""The `--config FILE.toml` file: one key per option of Settings (`port = 8080`,
+`default_ttl = "7d"`), read by the same parsers as the flags, and `artifactd config`'s output.
 
 Precedence, highest first: flags, ARTIFACTD_* environment variables, the config file,
 built-in defaults (click's `default_map` gives exactly that order).
@@ -7,15 +8,22 @@ built-in defaults (click's `default_map` gives exactly that order).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from artifactd.errors import InvalidValueError
+from artifactd.settings import OPTIONS, OPTIONS_BY_NAME, Settings
+
+CONFIG_KEYS = frozenset(option.key for option in OPTIONS)
 
 
-def load_config(path: Path, known_keys: Iterable[str]) -> dict[str, Any]:
-    """Read and check a config file; every key must be a flag's name (`default_ttl`)."""
+def load_config(path: Path) -> dict[str, Any]:
+    """Read and check a config file: its values as written, under their option's name.
+
+    Every value is read by its option's parser here, so a bad one is refused (naming the
+    key and the file) even when the command at hand does not use it.
+    """
     try:
         with path.open("rb") as f:
             values = tomllib.load(f)
@@ -23,20 +31,28 @@ def load_config(path: Path, known_keys: Iterable[str]) -> dict[str, Any]:
         raise InvalidValueError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidValueError(f"config file {path} is not valid TOML: {exc}") from exc
-    return check_keys(values, known_keys, str(path))
+    except OSError as exc:
+        raise InvalidValueError(f"cannot read config file {path}: {exc}") from exc
+    return check_keys(values, str(path))
 
 
-def check_keys(values: Mapping[str, Any], known_keys: Iterable[str], source: str) -> dict[str, Any]:
-    known = set(known_keys)
-    normalised: dict[str, Any] = {}
+def check_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
-        if name not in known:
+        option = OPTIONS_BY_NAME.get(name)
+        if option is None:
             raise InvalidValueError(f"unknown key {key!r} in {source}")
         if isinstance(value, dict | list):
             raise InvalidValueError(f"key {key!r} in {source} must be a single value")
-        normalised[name] = value
-    return normalised
+        option.read(value, f"{key} in {source}")
+        checked[name] = value
+    return checked
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """Settings as config-file values, in the forms the options take (`7d`, not 604800)."""
+    return {option.key: option.kind.to_toml(getattr(settings, option.name)) for option in OPTIONS}
 
 
 def format_toml(values: Mapping[str, Any]) -> str:

@@ -1,134 +1,195 @@
-"""One frozen Settings object, built once from CLI flags or ARTIFACTD_* environment variables."""
+"""The frozen Settings object and OPTIONS, the table of every server and storage option.
+
+Each field is declared once: its default, and in `option()` its kind of value, help and which
+commands take it. From that come the click flags (artifactd.cli.options), `Settings.from_env`
+(gunicorn), and the keys the config file accepts (artifactd.config). A field `max_size` is the
+flag `--max-size`, the variable `ARTIFACTD_MAX_SIZE` and the config key `max_size`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from artifactd.durations import parse_duration, parse_rate, parse_size
 from artifactd.errors import InvalidValueError
-from artifactd.ratelimit import parse_networks
+from artifactd.options import (
+    STORAGE,
+    Boolean,
+    Choice,
+    Directory,
+    Duration,
+    Integer,
+    Networks,
+    Option,
+    Rate,
+    Size,
+    Text,
+    option,
+    options_of,
+    values_from_env,
+)
 
 LogFormat = Literal["text", "json"]
 LoopName = Literal["uvloop", "asyncio"]
 BackendName = Literal["filesystem", "s3"]
 
+_KIB, _MIB, _GIB = 1024, 1024**2, 1024**3
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    root: Path = Path("./storage")
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    chunk_size: int = 64 * 1024
-    sendfile: bool = True  # zero-copy for local files; False streams every body in chunks
-    max_ranges: int = 16
-    default_ttl: float | None = None  # seconds; None = never expire
-    max_size: int | None = None  # bytes for all artifacts; None = unbounded
-    max_upload_size: int = 10 * 1024**3
-    evict_interval: float = 60.0
-    immutable: bool = False
-    keepalive_timeout: float = 75.0
-    body_timeout: float = 60.0
-    shutdown_timeout: float = 30.0
-    log_format: LogFormat = "text"
-    loop: LoopName = "uvloop"
-    private: bool = False  # reads need a `read` token too
-    rate_limit: str | None = None  # "600/min" per client address; None = off
-    trusted_proxy: tuple[str, ...] = ()
+    """Everything a server or a store command runs with; checked on construction."""
+
+    root: Path = field(
+        default=Path("./storage"), metadata=option(Directory(), "Storage root directory.", STORAGE)
+    )
+    host: str = field(default="127.0.0.1", metadata=option(Text(), "Address to bind."))
+    port: int = field(
+        default=8080,
+        metadata=option(
+            Integer(0, 65535), "Port to bind (0 picks a free one; the readiness line tells which)."
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=option(
+            Integer(1, 256), "Server processes sharing the port (SO_REUSEPORT), supervised."
+        ),
+    )
+    chunk_size: int = field(
+        default=64 * _KIB,
+        metadata=option(Size(_KIB, 16 * _MIB), "Bytes read and sent per step of a download."),
+    )
+    sendfile: bool = field(
+        default=True,
+        metadata=option(
+            Boolean(), "Send local files with zero-copy sendfile (else in --chunk-size steps)."
+        ),
+    )
+    max_ranges: int = field(
+        default=16,
+        metadata=option(
+            Integer(1), "More ranges than this in one request get the whole file (200)."
+        ),
+    )
+    default_ttl: float | None = field(
+        default=None, metadata=option(Duration(), "Retention of uploads that ask for none.")
+    )
+    max_size: int | None = field(
+        default=None,
+        metadata=option(
+            Size(optional=True), "Evict least recently accessed artifacts beyond this total size."
+        ),
+    )
+    max_upload_size: int = field(
+        default=10 * _GIB, metadata=option(Size(), "Larger uploads are refused with 413.")
+    )
+    evict_interval: float = field(
+        default=60.0,
+        metadata=option(
+            Duration(allow_never=False, positive=True),
+            "How often expired and over-size artifacts are evicted.",
+        ),
+    )
+    immutable: bool = field(
+        default=False, metadata=option(Boolean(), "Refuse to overwrite an existing artifact (409).")
+    )
+    keepalive_timeout: float = field(
+        default=75.0,
+        metadata=option(
+            Duration(allow_never=False), "Idle keep-alive connections are closed after this."
+        ),
+    )
+    body_timeout: float = field(
+        default=60.0,
+        metadata=option(
+            Duration(allow_never=False),
+            "An upload whose body sends nothing for this long is dropped.",
+        ),
+    )
+    shutdown_timeout: float = field(
+        default=30.0,
+        metadata=option(
+            Duration(allow_never=False),
+            "On SIGTERM, how long requests in flight may take to finish.",
+        ),
+    )
+    log_format: LogFormat = field(
+        default="text", metadata=option(Choice("text", "json"), "Access log format.")
+    )
+    loop: LoopName = field(
+        default="uvloop", metadata=option(Choice("uvloop", "asyncio"), "Event loop.")
+    )
+    private: bool = field(
+        default=False,
+        metadata=option(
+            Boolean(),
+            "Downloads and the API need a token with scope read (uploads always need write).",
+        ),
+    )
+    rate_limit: str | None = field(
+        default=None,
+        metadata=option(
+            Rate(optional=True), "Requests per client address, e.g. 600/min (N/s, N/min, N/h)."
+        ),
+    )
+    trusted_proxy: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            Networks(),
+            "A reverse proxy whose X-Forwarded-For is believed (repeatable; commas or spaces "
+            "separate several).",
+        ),
+    )
     # Storage backend: the root's files, or an S3-compatible bucket (credentials from the
     # standard AWS_* environment) with an optional local disk cache.
-    backend: BackendName = "filesystem"
-    s3_endpoint: str | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = ""
-    s3_region: str | None = None
-    cache_dir: Path | None = None
-    cache_max_size: int | None = None  # CIDRs whose X-Forwarded-For is believed
+    backend: BackendName = field(
+        default="filesystem",
+        metadata=option(
+            Choice("filesystem", "s3"),
+            "Where artifacts live: the root's files, or an S3-compatible bucket.",
+            STORAGE,
+        ),
+    )
+    s3_endpoint: str | None = field(
+        default=None,
+        metadata=option(Text(optional=True), "S3 endpoint URL (default: AWS).", STORAGE),
+    )
+    s3_bucket: str | None = field(
+        default=None, metadata=option(Text(optional=True), "Bucket for --backend s3.", STORAGE)
+    )
+    s3_prefix: str = field(
+        default="", metadata=option(Text(), "Key prefix inside the bucket.", STORAGE)
+    )
+    s3_region: str | None = field(
+        default=None, metadata=option(Text(optional=True), "Region (default us-east-1).", STORAGE)
+    )
+    cache_dir: Path | None = field(
+        default=None,
+        metadata=option(Directory(optional=True), "Local disk cache in front of S3.", STORAGE),
+    )
+    cache_max_size: int | None = field(
+        default=None, metadata=option(Size(optional=True), "Bound of --cache-dir.", STORAGE)
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise InvalidValueError(f"port {self.port} is out of range 0-65535")
-        if not 1 <= self.workers <= 256:
-            raise InvalidValueError("workers must be between 1 and 256")
-        if self.chunk_size < 1024 or self.chunk_size > 16 * 1024 * 1024:
-            raise InvalidValueError("chunk size must be between 1 KiB and 16 MiB")
-        if self.max_ranges < 1:
-            raise InvalidValueError("max ranges must be at least 1")
-        if min(self.keepalive_timeout, self.shutdown_timeout, self.body_timeout) < 0:
-            raise InvalidValueError("timeouts must not be negative")
-        if self.evict_interval <= 0:
-            raise InvalidValueError("evict interval must be positive")
-        if self.max_upload_size < 0 or (self.max_size is not None and self.max_size < 0):
-            raise InvalidValueError("sizes must not be negative")
-        if self.log_format not in ("text", "json"):
-            raise InvalidValueError(f"unknown log format {self.log_format!r}")
-        if self.loop not in ("uvloop", "asyncio"):
-            raise InvalidValueError(f"unknown event loop {self.loop!r}")
-        if self.backend not in ("filesystem", "s3"):
-            raise InvalidValueError(f"unknown backend {self.backend!r}")
+        # Every field is checked by its kind, so Settings built in code obey the same rules
+        # as flags, variables and config keys; then the rules that tie fields together.
+        for each in OPTIONS:
+            each.check(getattr(self, each.name))
         if self.backend == "s3" and not self.s3_bucket:
             raise InvalidValueError("--backend s3 needs --s3-bucket")
         if self.cache_max_size is not None and self.cache_dir is None:
             raise InvalidValueError("--cache-max-size needs --cache-dir")
-        if self.rate_limit is not None:
-            parse_rate(self.rate_limit)
-        parse_networks(self.trusted_proxy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ARTIFACTD_<FLAG> variables (for gunicorn, which passes no flags)."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = environ.get(f"ARTIFACTD_{field.name.upper()}")
-            if raw is not None:
-                values[field.name] = _convert(field.name, raw)
-        return cls(**values)
+        return cls(**values_from_env(OPTIONS, os.environ if environ is None else environ))
 
 
-_INTEGERS = {"port", "max_ranges", "workers"}
-_SIZES = {"chunk_size", "max_upload_size"}
-_OPTIONAL_SIZES = {"max_size", "cache_max_size"}
-_DURATIONS = {"keepalive_timeout", "body_timeout", "shutdown_timeout", "evict_interval"}
-_OPTIONAL_DURATIONS = {"default_ttl"}
-_BOOLEANS = {"immutable", "sendfile", "private"}
-
-
-def _convert(name: str, raw: str) -> Any:
-    """Parse one environment value with the same rules as the matching CLI flag."""
-    try:
-        if name in ("root", "cache_dir"):
-            return Path(raw)
-        if name in _INTEGERS:
-            return int(raw)
-        if name in _SIZES:
-            return parse_size(raw)
-        if name in _OPTIONAL_SIZES:
-            return None if raw.lower() in ("", "none", "unlimited") else parse_size(raw)
-        if name in _DURATIONS | _OPTIONAL_DURATIONS:
-            seconds = parse_duration(raw)
-            if seconds is None and name in _DURATIONS:
-                raise InvalidValueError("'never' is not allowed here")
-            return seconds
-        if name in _BOOLEANS:
-            return parse_bool(raw)
-        if name == "rate_limit":
-            return None if raw.strip().lower() in ("", "off", "none") else raw
-        if name == "trusted_proxy":
-            return tuple(raw.replace(",", " ").split())
-    except ValueError as exc:
-        raise InvalidValueError(f"ARTIFACTD_{name.upper()}: {exc}") from exc
-    return raw
-
-
-def parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise InvalidValueError(f"{raw!r} is not a boolean")
+OPTIONS: tuple[Option, ...] = options_of(Settings)
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -1,54 +1,23 @@
 """`artifactd token add|ls|rm`: manage the bearer tokens of a storage root.
 
-Exit codes as for every command: 0 success, 1 the operation failed (no such token, a name
-already taken, an unreadable tokens file), 2 bad input.
+Exit codes as for every command (artifactd.cli.exitcodes): 0 success, 1 the operation failed
+(no such token, a name already taken, an unreadable tokens file), 2 bad input.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 import click
 
-from artifactd.errors import InvalidValueError
+from artifactd.cli.exitcodes import Command, Group
+from artifactd.cli.options import CheckedParam, store_options
 from artifactd.timestamps import isoformat_utc
-from artifactd.tokens import (
-    SCOPES,
-    DuplicateTokenError,
-    TokenFileError,
-    TokenInfo,
-    TokenStore,
-    check_name,
-    normalise_prefix,
-)
+from artifactd.tokens import SCOPES, TokenInfo, TokenStore, check_name, normalise_prefix
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Decorator(Protocol):
-    def __call__(self, command: F, /) -> F: ...
-
-
-# Built as artifactd.cli's --root is. The main CLI passes its own root_option (which adds
-# --config) to token_group(): importing artifactd.cli here would be an import cycle.
-default_root_option: Decorator = click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("./storage"),
-    envvar="ARTIFACTD_ROOT",
-    show_envvar=True,
-    show_default=True,
-    help="Storage root directory.",
-)
-
-
-def token_store(root: Path) -> TokenStore:
-    if root.exists() and not root.is_dir():
-        raise click.BadParameter(f"{root} is not a directory", param_hint="--root")
-    return TokenStore(root)
+TOKEN_NAME = CheckedParam("name", check_name)
+TOKEN_PREFIX = CheckedParam("prefix", normalise_prefix, keep_text=True)
 
 
 def token_document(info: TokenInfo) -> dict[str, str | None]:
@@ -61,37 +30,49 @@ def token_document(info: TokenInfo) -> dict[str, str | None]:
     }
 
 
-def add_token(root: Path, name: str, scope: str, prefix: str | None) -> None:
-    store = token_store(root)
-    try:
-        check_name(name)
-    except InvalidValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="NAME") from exc
-    try:
-        shown_prefix = None if prefix is None else normalise_prefix(prefix) + "/"
-    except InvalidValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--prefix") from exc
-    try:
-        secret = store.add(name, scope, prefix)
-    except InvalidValueError as exc:  # e.g. an admin token limited to a prefix
-        raise click.UsageError(str(exc)) from exc
-    except (DuplicateTokenError, TokenFileError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the tokens file: {exc}") from exc
+@click.group(cls=Group, name="token")
+def token() -> None:
+    """Manage the bearer tokens clients send as `Authorization: Bearer <token>`.
+
+    Only a hash of each token is stored, under the storage root; a running server
+    picks up changes within a second.
+    """
+
+
+@token.command(name="add", cls=Command, doing="write the tokens file")
+@store_options
+@click.argument("name", type=TOKEN_NAME)
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    required=True,
+    envvar="ARTIFACTD_SCOPE",
+    help="read: download (with --private); write: also upload and delete; admin: all.",
+)
+@click.option(
+    "--prefix",
+    type=TOKEN_PREFIX,
+    default=None,
+    envvar="ARTIFACTD_PREFIX",
+    help="Limit the token to artifacts under this path, e.g. myproj/.",
+)
+def add_command(root: Path, name: str, scope: str, prefix: str | None) -> None:
+    """Create the token NAME and print it (only this once)."""
+    secret = TokenStore(root).add(name, scope, prefix)
     click.echo(secret)  # alone on stdout: TOKEN=$(artifactd token add ...) works
-    limited = f", limited to {shown_prefix}" if shown_prefix else ""
+    limited = f", limited to {normalise_prefix(prefix)}/" if prefix is not None else ""
     click.echo(
         f"created {scope} token {name!r}{limited}; it is shown only now, keep it safe",
         err=True,
     )
 
 
-def list_tokens(root: Path, as_json: bool) -> None:
-    try:
-        infos = token_store(root).list()
-    except TokenFileError as exc:
-        raise click.ClickException(str(exc)) from exc
+@token.command(name="ls", cls=Command, doing="read the tokens file")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the tokens.")
+def ls_command(root: Path, as_json: bool) -> None:
+    """List tokens: name, scope, prefix and creation time (never the token itself)."""
+    infos = TokenStore(root).list()
     if as_json:
         click.echo(json.dumps([token_document(info) for info in infos], indent=2))
         return
@@ -106,64 +87,11 @@ def list_tokens(root: Path, as_json: bool) -> None:
         click.echo(f"{info.name:{width}}  {info.scope:5}  {created:20}  {prefix}")
 
 
-def remove_token(root: Path, name: str) -> None:
-    try:
-        removed = token_store(root).remove(name)
-    except TokenFileError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the tokens file: {exc}") from exc
-    if not removed:
+@token.command(name="rm", cls=Command, doing="write the tokens file")
+@store_options
+@click.argument("name")
+def rm_command(root: Path, name: str) -> None:
+    """Delete the token NAME; clients using it are refused within a second."""
+    if not TokenStore(root).remove(name):
         raise click.ClickException(f"no token named {name!r}")
     click.echo(f"removed token {name!r}")
-
-
-def token_group(root_option: Decorator = default_root_option) -> click.Group:
-    """The `token` command group; every subcommand takes `root_option`."""
-
-    @click.group(name="token")
-    def token() -> None:
-        """Manage the bearer tokens clients send as `Authorization: Bearer <token>`.
-
-        Only a hash of each token is stored, under the storage root; a running server
-        picks up changes within a second.
-        """
-
-    @token.command(name="add")
-    @root_option
-    @click.argument("name")
-    @click.option(
-        "--scope",
-        type=click.Choice(SCOPES),
-        required=True,
-        envvar="ARTIFACTD_SCOPE",
-        help="read: download (with --private); write: also upload and delete; admin: all.",
-    )
-    @click.option(
-        "--prefix",
-        default=None,
-        envvar="ARTIFACTD_PREFIX",
-        help="Limit the token to artifacts under this path, e.g. myproj/.",
-    )
-    def add_command(root: Path, name: str, scope: str, prefix: str | None) -> None:
-        """Create the token NAME and print it (only this once)."""
-        add_token(root, name, scope, prefix)
-
-    @token.command(name="ls")
-    @root_option
-    @click.option("--json", "as_json", is_flag=True, help="A JSON list of the tokens.")
-    def ls_command(root: Path, as_json: bool) -> None:
-        """List tokens: name, scope, prefix and creation time (never the token itself)."""
-        list_tokens(root, as_json)
-
-    @token.command(name="rm")
-    @root_option
-    @click.argument("name")
-    def rm_command(root: Path, name: str) -> None:
-        """Delete the token NAME; clients using it are refused within a second."""
-        remove_token(root, name)
-
-    return token
-
-
-token = token_group()
