@@ -33,7 +33,7 @@ def core_busy_seconds(cores: list[int]) -> dict[int, float]:
 def timer_interrupts(cpu: int) -> int | None:
     """Local timer interrupts on this CPU so far (/proc/interrupts, LOC). Per request they
     show TCP pacing: with BBR on loopback every paced burst is a timer on the CPU that sent
-    it (docs/performance.md, "The 1 MiB workload")."""
+    it (docs/performance.md, "1 MiB files and TCP pacing")."""
     try:
         lines = Path("/proc/interrupts").read_text().splitlines()
     except OSError:
