@@ -16,7 +16,7 @@ BENCH_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ serve: $(STAMP)
 
 test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: unit, storage (no S3), in-process app and CLI tests, well under a
+# minute. No real servers, SeaweedFS, Chromium or slow tests (markers: pyproject.toml).
+FAST_MARKERS := not (process or s3 or browser or slow)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check artifactd tests bench

@@ -43,7 +43,7 @@ async def serve(
     """Serve `app` (or a low-level server) until SIGTERM or SIGINT, announcing the bound
     address (also used by bench/baseline_floor.py). `runner_options` are for an
     Application; a low-level server takes its own when it is built."""
-    runner: web.BaseRunner[Any]
+    runner: web.BaseRunner
     if isinstance(app, web.Server):
         if runner_options:  # a ServerRunner would drop them without a word
             raise TypeError(f"give {sorted(runner_options)} to web.Server, not to serve()")

@@ -10,6 +10,34 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.serverproc import ServerProcess
 
+TESTS = Path(__file__).resolve().parent
+# Each folder of tests/ is a marker (pyproject.toml declares them), so `-m` selects groups
+# without every test file repeating its own folder's name.
+FOLDER_MARKERS = {"unit": "unit", "store": "store", "web": "web", "process": "process"}
+# Fixtures that start SeaweedFS: any test using one needs the S3 server.
+S3_FIXTURES = {"seaweed", "s3_bucket", "s3_versioned_bucket"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by where they live and what they start: folder, S3, browser."""
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[parts[0]])
+        if parts[-1] == "test_browser.py":
+            item.add_marker("browser")
+        if needs_s3(item):
+            item.add_marker("s3")
+
+
+def needs_s3(item: pytest.Item) -> bool:
+    """Uses a SeaweedFS fixture, directly or as the `s3` case of a parametrized backend
+    (the contract suite asks for its fixtures only in that case)."""
+    if S3_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "s3" in callspec.params.values()
+
 
 @pytest.fixture(autouse=True)
 def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import clients, harness, noise, servers
+from bench import clients, noise, servers
 from bench.clients import SlowConfig
+from bench.config import FLOOR, FLOORS, LOW_LEVEL_FLOOR
+from bench.machine import timer_interrupts
+from bench.results import Results
+from bench.targets import evaluate_targets
 from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
@@ -143,11 +147,11 @@ def test_baselines_serve_the_same_bytes(
             srv.stop()
 
 
-@pytest.mark.parametrize("name", harness.FLOORS)
+@pytest.mark.parametrize("name", FLOORS)
 def test_the_aiohttp_floors_answer_small_files_and_ranges_byte_exact(
     name: str, storage_root: Path, bench_files: dict[str, bytes], tmp_path: Path
 ) -> None:
-    low_level = name == harness.LOW_LEVEL_FLOOR
+    low_level = name == LOW_LEVEL_FLOOR
     floor = servers.start_floor(name, storage_root, tmp_path, cpu=None, low_level=low_level)
     try:
         small = bench_files["small.bin"]
@@ -171,7 +175,7 @@ def test_the_aiohttp_floors_answer_small_files_and_ranges_byte_exact(
 
 
 def test_targets_read_ratios_from_the_medians() -> None:
-    results = harness.Results()
+    results = Results()
     for value in (0.40, 0.50, 0.60):
         results.add("large_cpu_s_per_gib", "artifactd", value)
         results.add("large_cpu_s_per_gib", "nginx", 0.5)
@@ -179,7 +183,7 @@ def test_targets_read_ratios_from_the_medians() -> None:
     results.add("small_rps", "aiohttp", 10000.0)
     results.add("slow_peak_rss_mib", "artifactd", 70.0)
     results.add("growth_peak_rss_mib", "artifactd", 70.0)
-    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    rows = {row["key"]: row for row in evaluate_targets(results)}
     assert rows["large_cpu"]["compared"] == pytest.approx(1.0)
     assert rows["large_cpu"]["verdict"] == "PASS"
     assert rows["small_rps"]["verdict"] == "PASS"
@@ -187,17 +191,17 @@ def test_targets_read_ratios_from_the_medians() -> None:
     assert rows["slow_rss_growth"]["verdict"] == "PASS"
     assert rows["upload"]["verdict"] == rows["large_throughput"]["verdict"] == "SKIP"
     assert "ceiling" not in rows["small_rps"]
-    results.add("small_rps", harness.FLOOR, 40000.0)
-    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    results.add("small_rps", FLOOR, 40000.0)
+    rows = {row["key"]: row for row in evaluate_targets(results)}
     assert rows["small_rps"]["ceiling"] == pytest.approx(4.0)
     assert "aiohttp floor 4.00×" in rows["small_rps"]["detail"]
-    results.add("small_rps", harness.LOW_LEVEL_FLOOR, 55000.0)
-    rows = {row["key"]: row for row in harness.evaluate_targets(results)}
+    results.add("small_rps", LOW_LEVEL_FLOOR, 55000.0)
+    rows = {row["key"]: row for row in evaluate_targets(results)}
     assert rows["small_rps"]["low_level_ceiling"] == pytest.approx(5.5)
     assert "aiohttp floor 4.00×, low-level 5.50×" in rows["small_rps"]["detail"]
     results.add("upload_gbps", "artifactd", 0.4)
     results.upload_ceilings = {"disk write+fsync": 0.3, "sha256 on one core": 1.4}
-    upload = {row["key"]: row for row in harness.evaluate_targets(results)}["upload"]
+    upload = {row["key"]: row for row in evaluate_targets(results)}["upload"]
     assert (upload["verdict"], upload["ceiling"]) == ("FAIL", 0.3)
     assert "disk write+fsync 0.30 GB/s, sha256 on one core 1.40 GB/s" in upload["detail"]
 
@@ -225,9 +229,9 @@ def test_harness_help_runs() -> None:
 def test_timer_interrupts_are_read_per_cpu_and_only_grow() -> None:
     """The diagnostics column 'server-core timer IRQs per request' reads /proc/interrupts:
     each CPU's LOC count, a counter; a CPU that does not exist has none."""
-    first = harness.timer_interrupts(0)
+    first = timer_interrupts(0)
     assert first is not None and first > 0
     subprocess.run([sys.executable, "-c", "sum(range(3_000_000))"], check=True, timeout=30)
-    second = harness.timer_interrupts(0)
+    second = timer_interrupts(0)
     assert second is not None and second >= first
-    assert harness.timer_interrupts(os.cpu_count() or 1) is None  # CPUn is one past the last
+    assert timer_interrupts(os.cpu_count() or 1) is None  # CPUn is one past the last

@@ -78,6 +78,7 @@ def test_listing_loads_and_form_upload_appears_in_it(
     assert (storage_root / "builds" / "from-browser.log").read_text() == (
         "uploaded through the form\n"
     )
+    assert row_text is not None
     assert "never" not in row_text  # the ttl field gave it an expiry
     assert "curl -fO" in row_text
 

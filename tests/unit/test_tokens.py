@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from artifactd import tokens as tokens_module
 from artifactd.cli.tokens import token
 from artifactd.errors import ArtifactdError, InvalidValueError
 from artifactd.tokens import (
@@ -80,7 +79,7 @@ def test_authenticate_compares_in_constant_time_whether_found_or_not(
         calls.append((a, b))
         return real_compare(a, b)
 
-    monkeypatch.setattr(tokens_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module artifactd.tokens calls
     assert store.authenticate(secret) is not None
     assert store.authenticate("adt_wrong") is None
     assert len(calls) == 2
@@ -97,7 +96,7 @@ def test_authenticate_compares_in_constant_time_whether_found_or_not(
 )
 def test_each_scope_implies_the_lower_ones(scope: str, allowed: set[str]) -> None:
     info = TokenInfo("t", scope, None, 0.0)  # type: ignore[arg-type]
-    assert {needed for needed in ("read", "write", "admin") if info.allows(needed)} == allowed  # type: ignore[arg-type]
+    assert {needed for needed in ("read", "write", "admin") if info.allows(needed)} == allowed
 
 
 @pytest.mark.parametrize(
@@ -281,7 +280,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
     def fail(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tokens_module.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)  # the module artifactd.tokens calls
     with pytest.raises(OSError):
         store.add("lost", "read")
     assert tokens_file(storage_root).read_bytes() == before

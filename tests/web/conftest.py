@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.app import create_app
 
-ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 
@@ -34,7 +36,7 @@ async def store_bytes(store: FilesystemStore, path: str, data: bytes, **kwargs: 
 @pytest.fixture
 async def client(
     aiohttp_client: ClientFactory, fs_store: FilesystemStore, storage_root: Path
-) -> TestClient:  # type: ignore[type-arg]
+) -> Client:
     await store_bytes(fs_store, "data.bin", DATA)
     await store_bytes(fs_store, "docs/readme.txt", b"read me\n")
     settings = Settings(root=storage_root, max_ranges=16)

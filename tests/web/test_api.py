@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from artifactd.web import api
-
-Client = TestClient  # type: ignore[type-arg]
+from tests.web.conftest import Client
 
 
 async def put_many(client: Client, paths: list[str]) -> None:

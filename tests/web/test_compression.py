@@ -5,13 +5,11 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.compression import accepts_gzip, gzip_etag, is_compressible
-from tests.web.conftest import store_bytes
+from tests.web.conftest import Client, store_bytes
 
-Client = TestClient  # type: ignore[type-arg]
 LOG = b"".join(b"line %d: something happened\n" % i for i in range(2000))
 
 

@@ -8,11 +8,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from tests.web.conftest import DATA, sha256_hex
-
-Client = TestClient  # type: ignore[type-arg]
+from tests.web.conftest import DATA, Client, sha256_hex
 
 
 async def test_get_returns_body_and_all_representation_headers(client: Client) -> None:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from artifactd.store.filesystem import FilesystemStore
-from tests.web.conftest import store_bytes
-
-Client = TestClient  # type: ignore[type-arg]
+from tests.web.conftest import Client, store_bytes
 
 
 async def test_root_redirects_to_files(client: Client) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aiohttp.test_utils import TestClient
-
-from tests.web.conftest import sha256_hex
-
-Client = TestClient  # type: ignore[type-arg]
+from tests.web.conftest import Client, sha256_hex
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
@@ -65,7 +61,7 @@ async def test_eviction_and_store_gauges_are_exported(client: Client) -> None:
     await client.put("/files/gone", data=b"x", headers={"X-Artifact-TTL": "0s"})
     from artifactd.web.keys import EVICTOR
 
-    evictor = client.app[EVICTOR]  # type: ignore[index]
+    evictor = client.app[EVICTOR]
     await evictor.run_once()
     text = await scrape(client)
     assert sample(text, "artifactd_evictions_total", 'reason="ttl"') == 1

@@ -16,10 +16,9 @@ from unittest import mock
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, make_mocked_request
+from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
-from artifactd import tokens as tokens_module
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.tokens import TokenFileError, TokenStore
@@ -34,9 +33,8 @@ from artifactd.web.security import (
     install_security,
     warn_if_writes_refused,
 )
-from tests.web.conftest import ClientFactory, store_bytes
+from tests.web.conftest import Client, ClientFactory, store_bytes
 
-Client = TestClient  # type: ignore[type-arg]
 MakeClient = Callable[..., Awaitable[Client]]
 CHALLENGE = 'Bearer realm="artifactd"'
 BAD_PATH = URL("/files/a/%2e%2e/b", encoded=True)
@@ -65,8 +63,10 @@ def make_client(
         await store_bytes(fs_store, "public.txt", b"hello\n")
         await store_bytes(fs_store, "myproj/1/app.bin", b"app")
         await store_bytes(fs_store, "other/1/app.bin", b"other")
-        flags = {"private": private, "rate_limit": rate_limit, "trusted_proxy": trusted}
-        return await aiohttp_client(create_app(Settings(root=storage_root, **flags), fs_store))
+        settings = Settings(
+            root=storage_root, private=private, rate_limit=rate_limit, trusted_proxy=trusted
+        )
+        return await aiohttp_client(create_app(settings, fs_store))
 
     return make
 
@@ -383,7 +383,7 @@ async def test_tokens_are_compared_in_constant_time(
         calls.append((a, b))
         return real_compare(a, b)
 
-    monkeypatch.setattr(tokens_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module artifactd.tokens calls
     assert (await client.put("/files/x", data=b"x", headers=bearer(tokens["write"]))).status == 201
     assert (await client.put("/files/x", data=b"x", headers=bearer("adt_nope"))).status == 401
     assert len(calls) == 2

@@ -46,7 +46,7 @@ async def test_a_peer_that_keeps_up_does_not_hold_the_loop_for_the_whole_body(
         calls.append(count)
         return count
 
-    monkeypatch.setattr(zerocopy.os, "sendfile", sendfile_taking_all)
+    monkeypatch.setattr(os, "sendfile", sendfile_taking_all)  # what zerocopy calls
     monkeypatch.setattr(zerocopy, "_probably_cached", lambda fd, offset, count: True)
     writer = SimpleNamespace(send_headers=lambda: None, buffer_size=0, output_size=0, length=size)
     left, right = socket.socketpair()

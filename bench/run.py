@@ -1,0 +1,125 @@
+"""One run: start every server on its own storage root, then the rounds of workloads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.clients import BenchError
+from bench.config import (
+    FLOORS,
+    LOW_LEVEL_FLOOR,
+    METRICS,
+    PHASE_SERVERS,
+    REFERENCE,
+    WRK_PHASES,
+    Config,
+    fmt,
+)
+from bench.files import TestFiles, link_root
+from bench.results import Results
+from bench.servers import (
+    Server,
+    find_tool,
+    start_artifactd,
+    start_fileresponse,
+    start_floor,
+    start_nginx,
+)
+from bench.workloads import Bench, prime
+
+
+def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results) -> list[Server]:
+    started: list[Server] = []
+    nginx = find_tool("nginx")
+    for name in cfg.servers:
+        try:
+            if name.startswith("artifactd"):
+                root = workdir / f"root-{name}"
+                link_root(files, root)
+                loop = "asyncio" if name.endswith("asyncio") else "uvloop"
+                src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
+                server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
+            elif name in FLOORS:
+                low_level = name == LOW_LEVEL_FLOOR
+                server = start_floor(name, files.data_dir, workdir, cfg.server_cpu, low_level)
+            elif name.startswith("aiohttp"):
+                loop = "asyncio" if name.endswith("asyncio") else "uvloop"
+                server = start_fileresponse(name, files.data_dir, workdir, cfg.server_cpu, loop)
+            elif name == "nginx":
+                if nginx is None:
+                    results.notes.append(
+                        "nginx is not installed: its baseline and the targets against it are "
+                        "omitted (`make bench` installs it with apt-get when run as root)"
+                    )
+                    continue
+                server = start_nginx(name, nginx, files.data_dir, workdir, cfg.server_cpu)
+            else:
+                raise ValueError(name)
+            prime(server, files)
+        except (RuntimeError, OSError) as exc:
+            results.errors.append(f"{name}: could not start: {exc}")
+            print(f"!! {name} could not start: {exc}", file=sys.stderr)
+            continue
+        print(f"   {name}: {server.description} at {server.url} (pid {server.pid})")
+        started.append(server)
+    return started
+
+
+def run_rounds(cfg: Config, bench: Bench, servers: list[Server]) -> None:
+    have_wrk = find_tool("wrk") is not None
+    have_curl = find_tool("curl") is not None
+    if not have_wrk:
+        bench.results.notes.append(
+            "wrk is not installed: the 4 KiB, 1 MiB and range workloads are omitted "
+            "(`make bench` installs it with apt-get when run as root)"
+        )
+    if not have_curl:
+        bench.results.notes.append("curl is not installed: single-stream and upload omitted")
+    for round_no in range(cfg.scale.rounds):
+        shift = round_no % len(servers)
+        order = servers[shift:] + servers[:shift]
+        for phase in cfg.phases:
+            if (phase in WRK_PHASES and not have_wrk) or (
+                phase in ("large", "upload") and not have_curl
+            ):
+                continue
+            allowed = PHASE_SERVERS[phase]
+            for server in order:
+                if allowed is not None and server.name not in allowed:
+                    continue
+                if not server.alive():
+                    bench.results.errors.append(f"round {round_no + 1}: {server.name} has exited")
+                    continue
+                label = f"round {round_no + 1}/{cfg.scale.rounds} {phase:<6} {server.name}"
+                print(f"   {label} ...", end="", flush=True)
+                bench.wait_for_quiet()
+                started = time.monotonic()
+                try:
+                    getattr(bench, phase)(server)
+                except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                    message = f"{label}: {type(exc).__name__}: {exc}"
+                    bench.results.errors.append(message)
+                    print(f" FAILED: {exc}", flush=True)
+                    continue
+                print(
+                    f" {last_value(bench.results, phase, server.name)} "
+                    f"({time.monotonic() - started:.1f}s)",
+                    flush=True,
+                )
+
+
+def last_value(results: Results, phase: str, server: str) -> str:
+    parts = []
+    for metric in METRICS:
+        if metric.key.startswith(phase + "_"):
+            values = results.samples.get(metric.key, {}).get(server)
+            if values:
+                parts.append(f"{fmt(values[-1], metric)} {metric.unit}")
+    runs = results.details.get(phase, {}).get(server)
+    timers = runs[-1].get("server_core_timer_irqs_per_request") if runs else None
+    if timers is not None:  # where TCP pacing ran: see docs/performance.md
+        parts.append(f"{timers:.2f} timer IRQs/request on the server's core")
+    return ", ".join(parts)

@@ -1,0 +1,162 @@
+"""The performance targets: each a metric's median against a baseline's, or a bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import (
+    BASELINES,
+    FLOOR,
+    LOW_LEVEL_FLOOR,
+    METRIC_BY_KEY,
+    fmt,
+    fmt_ratio,
+)
+from bench.results import Results
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    title: str
+    metric: str
+    baseline: str | None  # None: absolute threshold
+    threshold: float
+    at_most: bool  # value (or ratio) must be <= threshold
+
+
+TARGETS = (
+    Target(
+        "large_cpu",
+        "large files: server CPU per GiB ≤ 1.0× nginx",
+        "large_cpu_s_per_gib",
+        "nginx",
+        1.0,
+        True,
+    ),
+    Target(
+        "large_throughput",
+        "large files: throughput ≥ 0.95× nginx",
+        "large_gbps",
+        "nginx",
+        0.95,
+        False,
+    ),
+    Target(
+        "medium_throughput",
+        "1 MiB files: throughput ≥ 1.2× nginx",
+        "medium_gbps",
+        "nginx",
+        1.2,
+        False,
+    ),
+    Target(
+        "small_rps",
+        "4 KiB files: req/s ≥ 2.5× aiohttp FileResponse",
+        "small_rps",
+        "aiohttp",
+        2.5,
+        False,
+    ),
+    Target(
+        "ranges_rps",
+        "random 64 KiB ranges: req/s ≥ 2.5× aiohttp FileResponse",
+        "ranges_rps",
+        "aiohttp",
+        2.5,
+        False,
+    ),
+    Target(
+        "slow_rss", "500 slow downloads: peak RSS ≤ 64 MiB", "slow_peak_rss_mib", None, 64.0, True
+    ),
+    Target(
+        "slow_rss_growth",
+        "500 slow downloads: no RSS growth with file size (≤ 1.1×)",
+        "slow_peak_rss_mib",
+        "growth",
+        1.1,
+        True,
+    ),
+    Target(
+        "upload",
+        "uploads: curl -T 1 GiB ≥ 1 GB/s including hashing",
+        "upload_gbps",
+        None,
+        1.0,
+        False,
+    ),
+)
+
+
+def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for target in TARGETS:
+        metric = METRIC_BY_KEY[target.metric]
+        value = results.median(target.metric, server)
+        row: dict[str, Any] = {
+            "key": target.key,
+            "target": target.title,
+            "metric": target.metric,
+            "value": value,
+            "threshold": target.threshold,
+            "baseline": target.baseline,
+        }
+        if target.baseline == "growth":
+            base = results.median("growth_peak_rss_mib", server)
+            compared = value / base if value is not None and base else None
+            detail = (
+                f"{fmt(value, metric)} MiB with the large file vs {fmt(base, metric)} MiB "
+                f"with the smaller one"
+            )
+        elif target.baseline is not None:
+            base = results.median(target.metric, target.baseline)
+            compared = results.ratio(target.metric, server, target.baseline)
+            detail = (
+                f"{fmt(value, metric)} vs {fmt(base, metric)} {metric.unit} "
+                f"({BASELINES.get(target.baseline, target.baseline)})"
+            )
+            ceiling = results.ratio(target.metric, FLOOR, target.baseline)
+            if ceiling is not None:
+                row["ceiling"] = ceiling
+                detail += f"; aiohttp floor {fmt_ratio(ceiling)}"
+            low_level = results.ratio(target.metric, LOW_LEVEL_FLOOR, target.baseline)
+            if low_level is not None:
+                row["low_level_ceiling"] = low_level
+                detail += f", low-level {fmt_ratio(low_level)}"
+        else:
+            base, compared = None, value
+            detail = f"{fmt(value, metric)} {metric.unit}"
+            if target.key == "upload":
+                cpu = results.median("upload_cpu_s_per_gib", server)
+                detail += f", server CPU {fmt(cpu, METRIC_BY_KEY['upload_cpu_s_per_gib'])} s/GiB"
+                if results.upload_ceilings:
+                    row["ceiling"] = min(results.upload_ceilings.values())
+                    detail += "; this machine: " + ", ".join(
+                        f"{name} {gbps:.2f} GB/s" for name, gbps in results.upload_ceilings.items()
+                    )
+        row["baseline_value"] = base
+        row["compared"] = compared
+        if compared is None:
+            row["verdict"] = "SKIP"
+        else:
+            ok = compared <= target.threshold if target.at_most else compared >= target.threshold
+            row["verdict"] = "PASS" if ok else "FAIL"
+        row["detail"] = detail
+        row["ratio_text"] = (
+            "–"
+            if compared is None
+            else (fmt_ratio(compared) if target.baseline is not None else fmt(compared, metric))
+        )
+        rows.append(row)
+    return rows
+
+
+def render_targets(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target (artifactd, default config) | measured | ratio or value | verdict |"]
+    lines.append("|---|---|---:|---|")
+    for row in rows:
+        lines.append(
+            f"| {row['target']} | {row['detail']} | {row['ratio_text']} | {row['verdict']} |"
+        )
+    return "\n".join(lines)
