@@ -177,8 +177,20 @@ def test_a_second_server_on_a_port_held_by_workers_fails_to_start(
     proc = ServerProcess(first_root, "--workers", "2")
     try:
         second = subprocess.run(
-            [sys.executable, "-m", "artifactd", "serve", "--root", str(second_root)]
-            + ["--host", "127.0.0.1", "--port", str(proc.port), "--workers", second_workers],
+            [
+                sys.executable,
+                "-m",
+                "artifactd",
+                "serve",
+                "--root",
+                str(second_root),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(proc.port),
+                "--workers",
+                second_workers,
+            ],
             capture_output=True,
             text=True,
             timeout=60,
