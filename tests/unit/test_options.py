@@ -351,3 +351,21 @@ def test_any_text_is_read_or_refused_with_invalid_value_error(option: Option, te
         return
     # What was read prints as a config value that reads back the same.
     assert option.kind.read(option.kind.to_toml(value)) == value
+
+
+def test_gunicorn_reads_the_config_file_named_by_artifactd_config_below_variables(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "artifactd.toml"
+    config.write_text('port = 9000\nmax_size = "1GiB"\nrate_limit = "off"\n')
+    settings = Settings.from_env({"ARTIFACTD_CONFIG": str(config), "ARTIFACTD_PORT": "9001"})
+    assert settings.port == 9001  # the variable wins over the file, as with `serve`
+    assert settings.max_size == 1024**3
+    assert settings.rate_limit is None
+
+
+def test_gunicorn_refuses_a_bad_config_file_as_serve_does(tmp_path: Path) -> None:
+    config = tmp_path / "artifactd.toml"
+    config.write_text("no_such_key = 1\n")
+    with pytest.raises(InvalidValueError, match="no_such_key"):
+        Settings.from_env({"ARTIFACTD_CONFIG": str(config)})
