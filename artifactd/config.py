@@ -29,6 +29,8 @@ def load_config(path: Path) -> dict[str, Any]:
             values = tomllib.load(f)
     except FileNotFoundError as exc:
         raise InvalidValueError(f"config file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before parsing)
+        raise InvalidValueError(f"config file {path} is not UTF-8: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidValueError(f"config file {path} is not valid TOML: {exc}") from exc
     except OSError as exc:

@@ -46,6 +46,10 @@ class InvalidValueError(ArtifactdError, ValueError):
     """A bad duration, size, rate or similar configuration value."""
 
 
+class AddressInUseError(ArtifactdError):
+    """The address to serve on is bound already (another server, whatever its workers)."""
+
+
 class StorageFullError(ArtifactdError):
     """The store cannot take more bytes."""
 

@@ -7,14 +7,17 @@ is known and printed once the socket listens, and shutdown happens in documented
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
+from artifactd.errors import AddressInUseError
 from artifactd.hardening import MAX_HEADER_FIELD_BYTES, harden_process
 from artifactd.settings import Settings
 from artifactd.store.factory import build_store
@@ -107,7 +110,8 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         site = web.TCPSite(
             runner, settings.host, settings.port, backlog=1024, reuse_port=reuse_port or None
         )
-        await site.start()
+        with translated_bind_errors(settings.host, settings.port):
+            await site.start()
         host, port = _bound_address(runner)
         serving = await asyncio.to_thread(_describe, settings)  # realpath touches the disk
         announce(f"artifactd listening on http://{host}:{port}/ ({serving})")
@@ -123,6 +127,19 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         await runner.cleanup()
         flush_access_log()
     log.info("stopped")
+
+
+@contextlib.contextmanager
+def translated_bind_errors(host: str, port: int) -> Iterator[None]:
+    """A bind refused because the address is taken becomes AddressInUseError (exit 2)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise AddressInUseError(
+            f"{host}:{port} is already in use (is another server running there?)"
+        ) from exc
 
 
 def _describe(settings: Settings) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.context import SpawnProcess
 
-from artifactd.server import configure_logging, serve
+from artifactd.server import configure_logging, serve, translated_bind_errors
 from artifactd.settings import Settings
 
 log = logging.getLogger("artifactd.supervisor")
@@ -166,7 +166,8 @@ def _reserved_port(host: str, port: int):  # type: ignore[no-untyped-def]
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     holder = socket.socket(family, socket.SOCK_STREAM)
     try:
-        holder.bind((host, port))
+        with translated_bind_errors(host, port):
+            holder.bind((host, port))
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         yield holder.getsockname()[1]
     finally:

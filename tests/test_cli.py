@@ -24,6 +24,12 @@ def local_file(tmp_path: Path) -> Path:
     return path
 
 
+def existing_root(root: Path) -> Path:
+    """A storage root as `artifactd init` leaves it (only init and serve create one)."""
+    root.mkdir()
+    return root
+
+
 def test_init_creates_the_root_and_its_state(runner: CliRunner, tmp_path: Path) -> None:
     root = tmp_path / "new-root"
     result = runner.invoke(main, ["init", "--root", str(root)])
@@ -33,7 +39,7 @@ def test_init_creates_the_root_and_its_state(runner: CliRunner, tmp_path: Path) 
 
 
 def test_put_ls_du_rm_round_trip(runner: CliRunner, tmp_path: Path, local_file: Path) -> None:
-    root = str(tmp_path / "root")
+    root = str(existing_root(tmp_path / "root"))
     put = runner.invoke(
         main, ["put", "--root", root, str(local_file), "p/1/build.tar.gz", "--ttl", "7d"]
     )
@@ -66,7 +72,7 @@ def test_put_ls_du_rm_round_trip(runner: CliRunner, tmp_path: Path, local_file: 
 def test_put_replaces_atomically_and_says_so(
     runner: CliRunner, tmp_path: Path, local_file: Path
 ) -> None:
-    root = str(tmp_path / "root")
+    root = str(existing_root(tmp_path / "root"))
     assert runner.invoke(main, ["put", "--root", root, str(local_file), "x"]).exit_code == 0
     again = runner.invoke(main, ["put", "--root", root, str(local_file), "x"])
     assert again.output.startswith("replaced x")
@@ -107,7 +113,7 @@ def test_bad_input_exits_2_with_a_short_error(
 
 
 def test_flags_come_from_environment(runner: CliRunner, tmp_path: Path, local_file: Path) -> None:
-    root = tmp_path / "env-root"
+    root = existing_root(tmp_path / "env-root")
     result = runner.invoke(main, ["put", str(local_file), "e/x"], env={"ARTIFACTD_ROOT": str(root)})
     assert result.exit_code == 0, result.output
     assert (root / "e" / "x").exists()
@@ -172,7 +178,7 @@ def test_bad_config_file_exits_2_naming_the_problem(
 def test_config_keys_of_other_commands_are_accepted_by_gc(
     runner: CliRunner, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, f'port = 9000\nroot = "{tmp_path / "r"}"\n')
+    config = write_config(tmp_path, f'port = 9000\nroot = "{existing_root(tmp_path / "r")}"\n')
     result = runner.invoke(main, ["gc", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / ".artifactd").is_dir()
@@ -181,7 +187,7 @@ def test_config_keys_of_other_commands_are_accepted_by_gc(
 def test_gc_dry_run_reports_and_gc_removes_expired(
     runner: CliRunner, tmp_path: Path, local_file: Path
 ) -> None:
-    root = str(tmp_path / "root")
+    root = str(existing_root(tmp_path / "root"))
     assert runner.invoke(main, ["put", "--root", root, str(local_file), "old", "--ttl", "0s"])
     assert runner.invoke(main, ["put", "--root", root, str(local_file), "new"]).exit_code == 0
     dry = runner.invoke(main, ["gc", "--root", root, "--dry-run"])
@@ -197,8 +203,33 @@ def test_gc_dry_run_reports_and_gc_removes_expired(
 
 
 def test_verify_passes_on_intact_store(runner: CliRunner, tmp_path: Path, local_file: Path) -> None:
-    root = str(tmp_path / "root")
+    root = str(existing_root(tmp_path / "root"))
     runner.invoke(main, ["put", "--root", root, str(local_file), "a/b"])
     result = runner.invoke(main, ["verify", "--root", root])
     assert result.exit_code == 0, result.output
     assert "all artifacts match" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ls"], ["du"], ["verify"], ["gc"], ["rm", "a"], ["put", "LOCAL", "a"], ["token", "ls"]],
+)
+def test_commands_other_than_init_refuse_a_missing_root_without_creating_it(
+    runner: CliRunner, tmp_path: Path, local_file: Path, command: list[str]
+) -> None:
+    root = tmp_path / "mistyped"
+    args = [str(local_file) if word == "LOCAL" else word for word in command]
+    result = runner.invoke(main, [*args, "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert f"storage root {root} does not exist" in result.output
+    assert "Traceback" not in result.output
+    assert not root.exists()
+
+
+def test_config_file_that_is_not_utf8_exits_2_naming_it(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "artifactd.toml"
+    config.write_bytes(b'port = "\xff\xfe"\n')
+    result = runner.invoke(main, ["config", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"config file {config} is not UTF-8" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

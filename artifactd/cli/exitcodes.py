@@ -15,7 +15,13 @@ import aiohttp
 import click
 
 from artifactd import client
-from artifactd.errors import ArtifactdError, InvalidPathError, InvalidValueError, NotFoundError
+from artifactd.errors import (
+    AddressInUseError,
+    ArtifactdError,
+    InvalidPathError,
+    InvalidValueError,
+    NotFoundError,
+)
 from artifactd.store.metadb import MetadataCorruptError
 
 OK = 0
@@ -27,6 +33,7 @@ NETWORK_FAILED = 3
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidPathError, BAD_INPUT, ""),
     (InvalidValueError, BAD_INPUT, ""),
+    (AddressInUseError, BAD_INPUT, "cannot {doing}: "),
     (aiohttp.InvalidURL, BAD_INPUT, "invalid URL: "),
     (NotFoundError, FAILED, "not found: "),
     (client.VerificationError, FAILED, "verification failed: "),

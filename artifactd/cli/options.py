@@ -183,3 +183,12 @@ def command_settings(root: Path, **flags: Any) -> Settings:
     """Settings for what the current command was given: its storage flags and `flags`."""
     storage = click.get_current_context().meta.get(STORAGE_KEY, {})
     return Settings(root=root, **storage, **flags)
+
+
+def require_existing_root(root: Path) -> None:
+    """Only `init` and `serve` create a missing storage root: to any other command a missing
+    one is a mistyped `--root`, refused (exit 2) rather than created empty."""
+    if not root.is_dir():
+        raise InvalidValueError(
+            f"storage root {root} does not exist (`artifactd init --root {root}` creates one)"
+        )

@@ -18,6 +18,7 @@ from artifactd.cli.options import (
     CheckedParam,
     command_settings,
     env_option,
+    require_existing_root,
     settings_option,
     store_options,
 )
@@ -35,6 +36,8 @@ ARTIFACT_PATH = CheckedParam("artifact_path", admin.checked_path)
 def run_store_command(root: Path, work: Callable[[Store], Any]) -> Any:
     """Open the store the command's flags describe, run one coroutine on it, close it."""
     settings = command_settings(root)
+    if settings.backend == "filesystem":
+        require_existing_root(root)
 
     async def main() -> Any:
         store = await asyncio.to_thread(build_store, settings)

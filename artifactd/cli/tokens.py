@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from artifactd.cli.exitcodes import Command, Group
-from artifactd.cli.options import CheckedParam, store_options
+from artifactd.cli.options import CheckedParam, require_existing_root, store_options
 from artifactd.timestamps import isoformat_utc
 from artifactd.tokens import SCOPES, TokenInfo, TokenStore, check_name, normalise_prefix
 
@@ -58,6 +58,7 @@ def token() -> None:
 )
 def add_command(root: Path, name: str, scope: str, prefix: str | None) -> None:
     """Create the token NAME and print it (only this once)."""
+    require_existing_root(root)
     secret = TokenStore(root).add(name, scope, prefix)
     click.echo(secret)  # alone on stdout: TOKEN=$(artifactd token add ...) works
     limited = f", limited to {normalise_prefix(prefix)}/" if prefix is not None else ""
@@ -72,6 +73,7 @@ def add_command(root: Path, name: str, scope: str, prefix: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of the tokens.")
 def ls_command(root: Path, as_json: bool) -> None:
     """List tokens: name, scope, prefix and creation time (never the token itself)."""
+    require_existing_root(root)
     infos = TokenStore(root).list()
     if as_json:
         click.echo(json.dumps([token_document(info) for info in infos], indent=2))
@@ -92,6 +94,7 @@ def ls_command(root: Path, as_json: bool) -> None:
 @click.argument("name")
 def rm_command(root: Path, name: str) -> None:
     """Delete the token NAME; clients using it are refused within a second."""
+    require_existing_root(root)
     if not TokenStore(root).remove(name):
         raise click.ClickException(f"no token named {name!r}")
     click.echo(f"removed token {name!r}")
