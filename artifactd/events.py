@@ -55,6 +55,7 @@ class EventLog:
         self._next_id = 1
         self._subscribers: set[Subscription] = set()
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._closed = False
 
     def publish(self, kind: EventKind, data: dict[str, Any]) -> Event:
         event = Event(self._next_id, kind, data)
@@ -74,8 +75,12 @@ class EventLog:
         return (e for e in self._events if e.id > last_id)
 
     def subscribe(self) -> Subscription:
+        """A new subscription; one made after `close` has already ended."""
         subscription = Subscription()
-        self._subscribers.add(subscription)
+        if self._closed:
+            subscription.offer(None)
+        else:
+            self._subscribers.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -84,7 +89,11 @@ class EventLog:
             subscription.offer(None)
 
     def close(self) -> None:
-        """End every subscription after a final `shutdown` event."""
+        """End every subscription after a final `shutdown` event. Once: shutdown closes
+        the log before it waits for requests in flight, then aiohttp's on_shutdown again."""
+        if self._closed:
+            return
+        self._closed = True
         self.publish("shutdown", {})
         for subscription in list(self._subscribers):
             self.unsubscribe(subscription)

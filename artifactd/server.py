@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -25,9 +25,15 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class, flush_access_log
 from artifactd.web.app import create_app
 from artifactd.web.hotpath import install_hot_path
+from artifactd.web.keys import EVENTS
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
 log = logging.getLogger("artifactd.server")
+
+# How long requests still running after the drain (--shutdown-timeout) get before they
+# are cancelled.
+CANCEL_GRACE_SECONDS = 1.0
+RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # aiohttp's defaults, stated here because they are part of the security contract.
 MAX_REQUEST_LINE_BYTES = 8190
@@ -94,13 +100,16 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         access_log_class=access_logger_class(settings.log_format),
         access_log=ACCESS_LOGGER,
         keepalive_timeout=request_head_deadline(settings),
-        shutdown_timeout=settings.shutdown_timeout,
+        # What is still running after `drain` has waited --shutdown-timeout is cancelled
+        # after this grace (aiohttp reads 0 as "no limit").
+        shutdown_timeout=CANCEL_GRACE_SECONDS,
         max_line_size=MAX_REQUEST_LINE_BYTES,
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     await runner.setup()  # on_startup reads the tokens file: a corrupt one stops us here
     assert runner.server is not None  # set up
     install_hot_path(app, runner.server)
+    in_flight = InFlightRequests.install(runner.server)
     warning = await asyncio.to_thread(
         warn_if_writes_refused, settings.host, app[ACCESS_POLICY].tokens, private=settings.private
     )
@@ -122,8 +131,9 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
             settings.shutdown_timeout,
         )
     finally:
-        # AppRunner.cleanup: stop listening, close idle keep-alive connections, run
-        # on_shutdown, wait up to shutdown_timeout for handlers, cancel the rest, on_cleanup.
+        await drain(runner, in_flight, settings.shutdown_timeout)
+        # AppRunner.cleanup: close the (now idle) connections, run on_shutdown, cancel what
+        # outlived the drain after CANCEL_GRACE_SECONDS, then on_cleanup.
         await runner.cleanup()
         flush_access_log()
     log.info("stopped")
@@ -140,6 +150,64 @@ def translated_bind_errors(host: str, port: int) -> Iterator[None]:
         raise AddressInUseError(
             f"{host}:{port} is already in use (is another server running there?)"
         ) from exc
+
+
+class InFlightRequests:
+    """Wraps the low-level server's request handler to count the requests being handled,
+    so shutdown can wait for them while their connections still read request bodies."""
+
+    def __init__(self, handler: RequestHandler) -> None:
+        self._handler = handler
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
+
+    @classmethod
+    def install(cls, server: web.Server) -> InFlightRequests:
+        in_flight = cls(server.request_handler)
+        server.request_handler = in_flight
+        return in_flight
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._count += 1
+        self._idle.clear()
+        try:
+            response = await self._handler(request)
+            if self.draining:
+                # Connection: close on an answer not yet sent; a sent one's connection is
+                # closed after it. Either way the client asks nothing more of this server.
+                response.force_close()
+            return response
+        finally:
+            self._count -= 1
+            if not self._count:
+                self._idle.set()
+
+    async def wait_until_idle(self, timeout_seconds: float) -> int:
+        """Wait until no request is in flight, or the timeout; returns how many still are."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_seconds)
+        return self._count
+
+
+async def drain(runner: web.AppRunner, in_flight: InFlightRequests, timeout: float) -> None:
+    """Stop listening, end event streams, then wait up to `timeout` for requests in flight.
+
+    aiohttp's own shutdown (AppRunner.cleanup) first closes every connection, and a closed
+    connection drops the request body bytes still arriving (RequestHandler.data_received):
+    an upload in flight then never completes. Waiting here, before cleanup, lets uploads
+    finish within --shutdown-timeout as downloads do.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    in_flight.draining = True
+    app = runner.app
+    if EVENTS in app:
+        app[EVENTS].close()  # a stream of events would otherwise hold the drain to its end
+    left = await in_flight.wait_until_idle(timeout)
+    if left:
+        log.warning("%d requests still in flight after %ss: cancelling them", left, timeout)
 
 
 def _describe(settings: Settings) -> str:
