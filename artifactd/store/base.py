@@ -152,10 +152,6 @@ class Store(abc.ABC):
         """Metadata of the current version (same errors as `open`)."""
 
     @abc.abstractmethod
-    async def entry_type(self, path: str) -> EntryType | None:
-        """Whether the path is a file, a directory, or nothing (expired counts as nothing)."""
-
-    @abc.abstractmethod
     async def list_dir(self, path: str) -> list[DirEntry]:
         """Entries of a directory ('' is the root), internal state excluded.
         NotFoundError if absent, NotDirectoryError if it is a file."""

@@ -36,15 +36,14 @@ from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,
     DirEntry,
-    EntryType,
     Requirement,
     Store,
     Upload,
     Verification,
 )
 from artifactd.store.hotcache import SMALL_FILE_BYTES, GenerationCounter, HotCache, HotEntry
-from artifactd.store.memory import MemoryReader
 from artifactd.store.metadb import MetadataDB, VersionRow
+from artifactd.store.readers import FileReader, MemoryReader
 from artifactd.store.safety import resolve_inside
 from artifactd.store.tempfiles import create_locked, remove_abandoned
 
@@ -76,43 +75,6 @@ def hash_fd(fd: int, size: int) -> str:
 
 def _version_token(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
-
-
-class FileReader(ArtifactReader):
-    """Reads one opened inode; a replaced or deleted path does not affect it."""
-
-    def __init__(self, fd: int, info: ArtifactInfo) -> None:
-        self._fd: int | None = fd
-        self.info = info
-
-    def fileno(self) -> int | None:
-        return self._fd
-
-    def read_now(
-        self, offset: int, length: int, *, allow_fd: bool = True
-    ) -> bytes | bytearray | None:
-        """preadv2 with RWF_NOWAIT fails rather than wait for the disk, so this is safe on
-        the event loop: the page cache either has all the bytes or we use `read`."""
-        if self._fd is None or not allow_fd:
-            return None
-        buffer = bytearray(length)
-        try:
-            got = os.preadv(self._fd, [buffer], offset, os.RWF_NOWAIT)
-        except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT)
-            return None
-        return buffer if got == length else None  # no copy: a response body takes it as is
-
-    async def read(self, offset: int, length: int) -> bytes:
-        if self._fd is None:
-            raise ValueError("read from a closed artifact")
-        return await asyncio.get_running_loop().run_in_executor(
-            None, os.pread, self._fd, length, offset
-        )
-
-    async def aclose(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
 
 
 class FilesystemStore(Store):
@@ -313,18 +275,6 @@ class FilesystemStore(Store):
             pass
         finally:
             self._hashing.discard(key)
-
-    async def entry_type(self, path: str) -> EntryType | None:
-        return await asyncio.to_thread(self._entry_type_sync, path)
-
-    def _entry_type_sync(self, path: str) -> EntryType | None:
-        try:
-            st = os.stat(resolve_inside(self.root, path))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat.S_ISDIR(st.st_mode):
-            return "dir"
-        return "file" if stat.S_ISREG(st.st_mode) else None
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         return await asyncio.to_thread(self._list_dir_sync, path)

@@ -19,31 +19,12 @@ from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,
     DirEntry,
-    EntryType,
     Requirement,
     Store,
     Upload,
     Verification,
 )
-
-
-class MemoryReader(ArtifactReader):
-    """Holds a reference to the immutable bytes of the version it opened."""
-
-    def __init__(self, data: bytes, info: ArtifactInfo) -> None:
-        self._data = data
-        self.info = info
-
-    async def read(self, offset: int, length: int) -> bytes:
-        return self._data[offset : offset + length]
-
-    def read_now(
-        self, offset: int, length: int, *, allow_fd: bool = True
-    ) -> bytes | bytearray | None:
-        return self._data[offset : offset + length]
-
-    async def aclose(self) -> None:
-        self._data = b""
+from artifactd.store.readers import MemoryReader
 
 
 class MemoryStore(Store):
@@ -77,11 +58,6 @@ class MemoryStore(Store):
 
     async def info(self, path: str) -> ArtifactInfo:
         return self._live(path)[1]
-
-    async def entry_type(self, path: str) -> EntryType | None:
-        if path in self._objects:
-            return "file"
-        return "dir" if self._is_dir(path) else None
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         if path in self._objects:

@@ -52,6 +52,13 @@ async def put(
     return await upload.commit()
 
 
+async def assert_nothing_at(store: Store, path: str) -> None:
+    """Neither a file nor a directory is at `path` (an expired file counts as nothing)."""
+    with pytest.raises(NotFoundError):
+        await store.info(path)
+    assert [a async for a in store.iter_artifacts(f"{path}/", include_expired=True)] == []
+
+
 async def read_all(store: Store, path: str) -> bytes:
     async with await store.open(path) as reader:
         return await reader.read(0, reader.info.size + 10)
@@ -110,7 +117,7 @@ async def test_aborted_upload_stores_nothing(store: Store) -> None:
     await upload.abort()
     with pytest.raises(NotFoundError):
         await store.open("never/there")
-    assert await store.entry_type("never") is None
+    await assert_nothing_at(store, "never")
 
 
 async def test_missing_artifact_is_not_found(store: Store) -> None:
@@ -118,15 +125,15 @@ async def test_missing_artifact_is_not_found(store: Store) -> None:
         await store.open("nope")
     with pytest.raises(NotFoundError):
         await store.delete("nope")
-    assert await store.entry_type("nope") is None
+    await assert_nothing_at(store, "nope")
 
 
 async def test_directory_is_not_a_file(store: Store) -> None:
     await put(store, "d/e/f", b"x")
     with pytest.raises(IsDirectoryError):
         await store.open("d/e")
-    assert await store.entry_type("d") == "dir"
-    assert await store.entry_type("d/e/f") == "file"
+    assert [e.name for e in await store.list_dir("d")] == ["e"]
+    assert (await store.info("d/e/f")).size == 1
     with pytest.raises(NotDirectoryError):
         await store.list_dir("d/e/f")
     with pytest.raises(NotFoundError):
