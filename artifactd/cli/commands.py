@@ -33,7 +33,7 @@ from artifactd.evictor import Evictor
 from artifactd.settings import Settings
 from artifactd.store.base import Store
 from artifactd.store.factory import build_store
-from artifactd.store.metadb import MetadataCorruptError
+from artifactd.store.filesystem import MetadataCorruptError
 from artifactd.timestamps import isoformat_utc
 from artifactd.tokens import TokenFileError
 
