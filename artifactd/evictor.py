@@ -98,7 +98,7 @@ class Evictor:
         report = EvictionReport()
         # Every process writes its batched access times, lock or not, so the process that
         # does evict judges "least recently used" by everybody's downloads.
-        await self.store.flush()
+        await self.store.flush_access_times()
         async with self.store.maintenance_lock() as acquired:
             if not acquired:
                 report.skipped = True

@@ -292,7 +292,7 @@ async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b
 async def test_access_times_are_shared_through_the_bucket(node_a: S3Store, node_b: S3Store) -> None:
     info = await put(node_a, "seen", b"x")
     await node_a.record_access("seen")
-    await node_a.flush()
+    await node_a.flush_access_times()
     [listed] = [i async for i in node_b.iter_artifacts()]
     assert listed.last_accessed is not None and listed.last_accessed >= info.created_at
     async with node_b.maintenance_lock() as acquired:
@@ -307,7 +307,7 @@ async def test_internal_state_never_shows_as_artifacts(
 ) -> None:
     await put(node_a, "visible", b"v")
     await node_a.record_access("visible")
-    await node_a.flush()
+    await node_a.flush_access_times()
     async with node_a.maintenance_lock():
         keys = [o["Key"] for o in seaweed.client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
         assert any(k.startswith("artifacts/.artifactd/") for k in keys)

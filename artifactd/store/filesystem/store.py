@@ -342,7 +342,7 @@ class FilesystemStore(Store):
     async def record_access(self, path: str) -> None:
         self._accessed.note(path)
 
-    async def flush(self) -> None:
+    async def flush_access_times(self) -> None:
         await asyncio.to_thread(self.db.record_accesses, self._accessed.take())
 
     async def remove_stale_uploads(self) -> int:
@@ -355,7 +355,7 @@ class FilesystemStore(Store):
         return remove_abandoned(self.tmp_dir, TMP_PREFIX)
 
     async def close(self) -> None:
-        await self.flush()
+        await self.flush_access_times()
         self.digests.close()
         await asyncio.to_thread(self._close_sync)
 

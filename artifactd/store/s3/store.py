@@ -331,7 +331,7 @@ class S3Store(Store):
     async def record_access(self, path: str) -> None:
         self.access_log.note(path)
 
-    async def flush(self) -> None:
+    async def flush_access_times(self) -> None:
         await self.access_log.flush()
 
     async def close(self) -> None:
