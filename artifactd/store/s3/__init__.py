@@ -1,6 +1,6 @@
 """The S3 backend, one job per module: bucket (client, error classification), objects
 (key layout, metadata), reader, upload, publish (conditional writes), lease, accesslog,
-cachefill, and store (the contract). The design is in docs/storage-s3.md."""
+cachefill, cleanup, and store (the contract). The design is in docs/storage-s3.md."""
 
 from artifactd.store.s3.reader import S3Reader
 from artifactd.store.s3.store import S3Store

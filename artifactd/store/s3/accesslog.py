@@ -39,8 +39,8 @@ class AccessLog:
         return found if found is not None else self._known.get(path)
 
     def note(self, path: str) -> None:
-        """Noted in memory; flushed at most every ACCESS_FLUSH_SECONDS by this node itself,
-        since the evictor flushes only on the node holding the maintenance lease."""
+        """Noted in memory; flushed by this node itself at most every
+        ACCESS_FLUSH_SECONDS, besides the flush before each eviction pass."""
         now = self.pending.note(path)
         flushing = self._flusher is not None and not self._flusher.done()
         if not flushing and now - self._flushed_at >= ACCESS_FLUSH_SECONDS:

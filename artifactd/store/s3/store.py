@@ -37,16 +37,17 @@ from artifactd.store.diskcache import DiskCache
 from artifactd.store.s3.accesslog import AccessLog
 from artifactd.store.s3.bucket import Bucket, ClientError, code
 from artifactd.store.s3.cachefill import CacheFiller
+from artifactd.store.s3.cleanup import (
+    ORPHAN_DIGEST_AGE_SECONDS,
+    STALE_UPLOAD_AGE_SECONDS,
+    abort_stale_multipart_uploads,
+    remove_orphan_digests,
+)
 from artifactd.store.s3.lease import LEASE_SECONDS, MaintenanceLease
 from artifactd.store.s3.objects import Layout, ObjectMeta, Objects
 from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites
 from artifactd.store.s3.reader import S3Reader, VersionGoneError, get_pinned
 from artifactd.store.s3.upload import DEFAULT_PART_BYTES, MIN_PART_BYTES, S3Upload
-
-# Multipart uploads (and digest records) older than this are a dead writer's leftovers.
-STALE_UPLOAD_AGE_SECONDS = 24 * 3600
-# Digest records of replaced versions are kept this long for readers that just HEADed.
-ORPHAN_DIGEST_AGE_SECONDS = 3600
 
 
 class S3Store(Store):
@@ -285,46 +286,19 @@ class S3Store(Store):
         `stale_upload_age_seconds` ago (one day by default) that are not in progress here,
         delete digest records of versions no longer current, compact the access-time log and
         trim the local cache. Returns the number of uploads and records removed."""
-        removed = await self._abort_stale_multipart_uploads()
+        removed = await abort_stale_multipart_uploads(
+            self.bucket, self.layout, self.stale_upload_age_seconds, self._live_uploads
+        )
         live = {path: meta async for path, meta in self.objects.iterate()}
-        removed += await self._remove_orphan_digests({m.token for m in live.values()})
+        removed += await remove_orphan_digests(
+            self.bucket,
+            self.layout,
+            {m.token for m in live.values()},
+            max(ORPHAN_DIGEST_AGE_SECONDS, self.stale_upload_age_seconds),
+        )
         await self.access_log.compact(set(live))
         await self.trim_cache()
         return removed
-
-    async def _abort_stale_multipart_uploads(self) -> int:
-        cutoff = time.time() - self.stale_upload_age_seconds
-        params: dict[str, Any] = {"Prefix": self.layout.prefix}
-        stale: list[tuple[str, str]] = []
-        while True:
-            page = await self.bucket.request("list_multipart_uploads", **params)
-            for upload in page.get("Uploads", []):
-                if (
-                    upload["UploadId"] not in self._live_uploads
-                    and upload["Initiated"].timestamp() < cutoff
-                ):
-                    stale.append((upload["Key"], upload["UploadId"]))
-            if not page.get("IsTruncated"):
-                break
-            params["KeyMarker"] = page["NextKeyMarker"]
-            params["UploadIdMarker"] = page["NextUploadIdMarker"]
-        for key, upload_id in stale:
-            with contextlib.suppress(ClientError):
-                await self.bucket.request("abort_multipart_upload", Key=key, UploadId=upload_id)
-        return len(stale)
-
-    async def _remove_orphan_digests(self, live_tokens: set[str | None]) -> int:
-        cutoff = time.time() - max(ORPHAN_DIGEST_AGE_SECONDS, self.stale_upload_age_seconds)
-        prefix = self.layout.digests_prefix
-        orphans = []
-        async for page in self.bucket.list_pages(prefix):
-            for item in page.get("Contents", []):
-                token = item["Key"][len(prefix) :].removesuffix(".json")
-                if token not in live_tokens and item["LastModified"].timestamp() < cutoff:
-                    orphans.append(item["Key"])
-        for key in orphans:
-            await self.bucket.delete_quietly(key)
-        return len(orphans)
 
     # -- access times ----------------------------------------------------------------------
 
