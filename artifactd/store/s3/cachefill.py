@@ -31,7 +31,7 @@ class CacheFiller:
 
     def __init__(self, bucket: Bucket, cache: DiskCache, fill_after_opens: int) -> None:
         self.bucket = bucket
-        self.cache = cache
+        self.disk = cache
         self.fill_after_opens = max(1, fill_after_opens)
         self._open_counts: OrderedDict[str, int] = OrderedDict()
         self._fills: dict[str, asyncio.Task[None]] = {}
@@ -41,12 +41,12 @@ class CacheFiller:
         """A reader of the cached bytes of `info`'s digest, or None."""
         if info.sha256 is None:
             return None
-        fd = await self.cache.open(info.sha256)
+        fd = await self.disk.open(info.sha256)
         return None if fd is None else FileReader(fd, info)
 
     def note_open(self, meta: ObjectMeta, sha256: str) -> None:
         """Count opens of an uncached version; the n-th schedules a background fill."""
-        if sha256 in self._fills or not self.cache.accepts(meta.size):
+        if sha256 in self._fills or not self.disk.accepts(meta.size):
             return
         opens = self._open_counts.pop(sha256, 0) + 1
         if opens < self.fill_after_opens:
@@ -59,10 +59,10 @@ class CacheFiller:
     async def _fill(self, meta: ObjectMeta, sha256: str) -> None:
         try:
             async with self._slots:
-                if await self.cache.contains(sha256):
+                if await self.disk.contains(sha256):
                     return
                 response = await get_pinned(self.bucket, meta)
-                await self.cache.fill(sha256, self.bucket.iter_body(response))
+                await self.disk.fill(sha256, self.bucket.iter_body(response))
         except (VersionGoneError, StoreUnavailableError, ClientError, OSError) as exc:
             log.info("cache fill of %s skipped: %r", meta.key, exc)
 

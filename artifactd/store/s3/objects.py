@@ -70,7 +70,9 @@ class ObjectMeta:
         return self.created_at if self.created_at is not None else self.last_modified
 
     def is_expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and self.expires_at <= (now or time.time())
+        return self.expires_at is not None and self.expires_at <= (
+            time.time() if now is None else now
+        )
 
     def info(self, path: str, last_accessed: float | None) -> ArtifactInfo:
         content_type = self.content_type or ""

@@ -218,7 +218,7 @@ class S3Store(Store):
         Each fill trims too; remove_stale_uploads calls this as well, but it runs only on the
         node holding the maintenance lease, so every node also needs the fills' trimming."""
         if self.cache is not None:
-            await self.cache.cache.trim()
+            await self.cache.disk.trim()
 
     # -- writing ---------------------------------------------------------------------------
 
