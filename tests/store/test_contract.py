@@ -25,6 +25,7 @@ from tests.seaweed import (  # noqa: F401  (fixtures, used through getfixtureval
     s3_versioned_bucket_fixture,
     seaweed_fixture,
 )
+from tests.store.assertions import assert_nothing_at
 
 
 @pytest.fixture(params=["filesystem", "memory", "s3"])
@@ -50,13 +51,6 @@ async def put(
     for i in range(0, len(data), 7):
         await upload.write(data[i : i + 7])
     return await upload.commit()
-
-
-async def assert_nothing_at(store: Store, path: str) -> None:
-    """Neither a file nor a directory is at `path` (an expired file counts as nothing)."""
-    with pytest.raises(NotFoundError):
-        await store.info(path)
-    assert [a async for a in store.iter_artifacts(f"{path}/", include_expired=True)] == []
 
 
 async def read_all(store: Store, path: str) -> bytes:

@@ -32,7 +32,7 @@ from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket
     s3_bucket_fixture,  # noqa: F401
     seaweed_fixture,  # noqa: F401
 )
-from tests.store.test_contract import assert_nothing_at
+from tests.store.assertions import assert_nothing_at
 
 MiB = 1024 * 1024
 

@@ -32,6 +32,8 @@ class _Held:
 
 
 class MaintenanceLease:
+    """The lease object at `key`, as this node (`node_id`) takes, renews and releases it."""
+
     def __init__(self, bucket: Bucket, key: str, node_id: str, lease_seconds: float) -> None:
         self.bucket = bucket
         self.key = key

@@ -29,6 +29,8 @@ Describe = Callable[[str, ObjectMeta], ArtifactInfo]
 
 
 class ConditionalWrites:
+    """The checks and conditional requests that commits (upload.py) and deletes share."""
+
     def __init__(self, objects: Objects) -> None:
         self.objects = objects
         self.bucket = objects.bucket
