@@ -110,7 +110,7 @@ class Evictor:
             report.live_artifacts = len(live)
             report.live_bytes = sum(a.size for a in live)
             if not dry_run:
-                report.stale_uploads = await self.store.remove_stale_uploads()
+                report.stale_uploads = await self.store.collect_garbage()
         if self.on_pass is not None and not dry_run:
             self.on_pass(report)
         return report

@@ -24,7 +24,7 @@ Concurrency
 
 Failure: what a failure at each step leaves behind
 - `begin_upload`, `write`: nothing visible. The caller aborts; a writer that dies leaves a
-  temp file or a multipart upload, which `remove_stale_uploads` removes (on a filesystem
+  temp file or a multipart upload, which `collect_garbage` removes (on a filesystem
   once no live writer holds its lock, on S3 a day after it started).
 - `commit`: the new version is visible whole (and durable: fsynced on the filesystem) or
   not at all, and the upload is aborted on any failure. Exception: StoreUnavailableError
@@ -48,7 +48,7 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
   IsDirectoryError, StorageFullError, StoreUnavailableError.
 - delete: NotFoundError, IsDirectoryError, InvalidPathError, whatever `require` raises,
   ConflictError (kept changing), StorageFullError (read-only root), StoreUnavailableError.
-- evict, iter_artifacts, verify, remove_stale_uploads, flush_access_times, start:
+- evict, iter_artifacts, verify, collect_garbage, flush_access_times, start:
   StoreUnavailableError; the filesystem backend's constructor MetadataCorruptError.
 """
 
@@ -252,10 +252,10 @@ class Store(abc.ABC):
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:
         """Yields True for the one holder (across processes) allowed to run maintenance:
-        eviction and `remove_stale_uploads`."""
+        eviction and `collect_garbage`."""
         yield True
 
-    async def remove_stale_uploads(self) -> int:
+    async def collect_garbage(self) -> int:
         """Remove what dead writers and replaced versions left behind (temp files,
         multipart uploads, digest records) and compact batched state; returns how many
         leftovers were removed. Safe while uploads run: a live upload is never touched."""

@@ -223,7 +223,7 @@ async def test_stale_uploads_are_removed_but_live_ones_kept(root: Path) -> None:
     live = await store.begin_upload("live")
     await live.write(b"in progress")
     (store.tmp_dir / "upload-deadbeef.part").write_bytes(b"left by a crash")
-    assert await store.remove_stale_uploads() == 1
+    assert await store.collect_garbage() == 1
     assert len(os.listdir(store.tmp_dir)) == 1
     await live.commit()
     await store.close()
@@ -241,7 +241,7 @@ async def test_stale_upload_cleaning_never_removes_a_starting_upload(root: Path)
     for round_ in range(20):
         await asyncio.gather(
             *(upload(round_ * 10 + i) for i in range(10)),
-            *(store.remove_stale_uploads() for _ in range(5)),
+            *(store.collect_garbage() for _ in range(5)),
         )
     assert len([i async for i in store.iter_artifacts("race/")]) == 200
     await store.close()

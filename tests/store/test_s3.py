@@ -194,7 +194,7 @@ async def test_stale_multipart_uploads_are_aborted_but_live_ones_kept(
         seaweed.client.create_multipart_upload(Bucket=s3_bucket, Key="artifacts/crashed")
         live = await store.begin_upload("live")
         await live.write(b"y" * (MIN_PART_BYTES + 1))
-        assert await store.remove_stale_uploads() >= 1
+        assert await store.collect_garbage() >= 1
         assert [u["Key"] for u in pending_multipart_uploads(seaweed, s3_bucket)] == [
             "artifacts/live"
         ]
@@ -297,7 +297,7 @@ async def test_access_times_are_shared_through_the_bucket(node_a: S3Store, node_
     assert listed.last_accessed is not None and listed.last_accessed >= info.created_at
     async with node_b.maintenance_lock() as acquired:
         assert acquired
-        await node_b.remove_stale_uploads()  # folds the batches into one object
+        await node_b.collect_garbage()  # folds the batches into one object
     [listed] = [i async for i in node_a.iter_artifacts()]
     assert listed.last_accessed is not None and listed.last_accessed >= info.created_at
 

@@ -345,10 +345,10 @@ class FilesystemStore(Store):
     async def flush_access_times(self) -> None:
         await asyncio.to_thread(self.db.record_accesses, self._accessed.take())
 
-    async def remove_stale_uploads(self) -> int:
-        return await asyncio.to_thread(self._remove_stale_uploads_sync)
+    async def collect_garbage(self) -> int:
+        return await asyncio.to_thread(self._collect_garbage_sync)
 
-    def _remove_stale_uploads_sync(self) -> int:
+    def _collect_garbage_sync(self) -> int:
         """Temp files of uploads whose writer died (see tempfiles.py)."""
         if self.read_only:
             return 0

@@ -215,7 +215,7 @@ class S3Store(Store):
     async def trim_cache(self) -> None:
         """Trim the local cache to its size bound, least recently used first.
 
-        Each fill trims too; remove_stale_uploads calls this as well, but it runs only on the
+        Each fill trims too; collect_garbage calls this as well, but it runs only on the
         node holding the maintenance lease, so every node also needs the fills' trimming."""
         if self.cache is not None:
             await self.cache.disk.trim()
@@ -281,7 +281,7 @@ class S3Store(Store):
         async with self.lease.hold() as held:
             yield held
 
-    async def remove_stale_uploads(self) -> int:
+    async def collect_garbage(self) -> int:
         """Abort multipart uploads under the prefix started more than
         `stale_upload_age_seconds` ago (one day by default) that are not in progress here,
         delete digest records of versions no longer current, compact the access-time log and
