@@ -22,23 +22,44 @@ log = logging.getLogger("artifactd.evictor")
 EvictionReason = Literal["ttl", "size"]
 
 
-def select_expired(artifacts: Sequence[ArtifactInfo], now: float) -> list[ArtifactInfo]:
-    return [a for a in artifacts if a.is_expired(now)]
+@dataclass(frozen=True, slots=True)
+class Victim:
+    """An artifact chosen for eviction, and why."""
+
+    artifact: ArtifactInfo
+    reason: EvictionReason
 
 
-def select_victims(artifacts: Sequence[ArtifactInfo], max_size_bytes: int) -> list[ArtifactInfo]:
-    """Least recently accessed first, until the rest adds up to at most `max_size_bytes`."""
-    total = sum(a.size for a in artifacts)
+def select_victims(
+    artifacts: Sequence[ArtifactInfo], now: float, max_size_bytes: int | None
+) -> list[Victim]:
+    """What one pass evicts, in order: every artifact expired at `now` (reason "ttl"),
+    then, with a size budget, the least recently accessed of the rest (reason "size")
+    until the survivors add up to at most `max_size_bytes`.
+
+    Never accessed counts as accessed when created; ties go by path, so the choice is
+    deterministic. Paths are unique (one version per path), which `survivors` relies on.
+    """
+    victims = [Victim(a, "ttl") for a in artifacts if a.is_expired(now)]
+    if max_size_bytes is None:
+        return victims
+    expired = {v.artifact.path for v in victims}
+    live = [a for a in artifacts if a.path not in expired]
+    total = sum(a.size for a in live)
     if total <= max_size_bytes:
-        return []
-    by_age = sorted(artifacts, key=lambda a: (a.last_accessed or a.created_at, a.path))
-    victims = []
-    for artifact in by_age:
+        return victims
+    for artifact in sorted(live, key=lambda a: (a.last_accessed or a.created_at, a.path)):
         if total <= max_size_bytes:
             break
-        victims.append(artifact)
+        victims.append(Victim(artifact, "size"))
         total -= artifact.size
     return victims
+
+
+def survivors(artifacts: Sequence[ArtifactInfo], victims: Sequence[Victim]) -> list[ArtifactInfo]:
+    """The artifacts not among `victims` (by path: one set lookup each)."""
+    gone = {v.artifact.path for v in victims}
+    return [a for a in artifacts if a.path not in gone]
 
 
 @dataclass
@@ -77,44 +98,35 @@ class Evictor:
         report = EvictionReport()
         # Every process writes its batched access times, lock or not, so the process that
         # does evict judges "least recently used" by everybody's downloads.
-        await self.store.flush()
+        await self.store.flush_access_times()
         async with self.store.maintenance_lock() as acquired:
             if not acquired:
                 report.skipped = True
                 return report
             artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
-            expired = select_expired(artifacts, time.time())
-            await self._evict(expired, "ttl", report.expired, report, dry_run)
-            live = [a for a in artifacts if a not in expired]
-            if self.max_size_bytes is not None:
-                victims = select_victims(live, self.max_size_bytes)
-                await self._evict(victims, "size", report.over_size, report, dry_run)
-                live = [a for a in live if a not in victims]
+            victims = select_victims(artifacts, time.time(), self.max_size_bytes)
+            await self._evict(victims, report, dry_run)
+            live = survivors(artifacts, victims)
             report.live_artifacts = len(live)
             report.live_bytes = sum(a.size for a in live)
             if not dry_run:
-                report.stale_uploads = await self.store.remove_stale_uploads()
+                report.stale_uploads = await self.store.collect_garbage()
         if self.on_pass is not None and not dry_run:
             self.on_pass(report)
         return report
 
-    async def _evict(
-        self,
-        victims: list[ArtifactInfo],
-        reason: EvictionReason,
-        paths: list[str],
-        report: EvictionReport,
-        dry_run: bool,
-    ) -> None:
+    async def _evict(self, victims: list[Victim], report: EvictionReport, dry_run: bool) -> None:
         for victim in victims:
+            artifact = victim.artifact
             # evict() removes exactly this version: a new upload meanwhile is left alone.
-            if dry_run or await self.store.evict(victim):
-                paths.append(victim.path)
-                report.bytes_freed += victim.size
+            if dry_run or await self.store.evict(artifact):
+                paths = report.expired if victim.reason == "ttl" else report.over_size
+                paths.append(artifact.path)
+                report.bytes_freed += artifact.size
                 if not dry_run:
                     self.evicted_total += 1
                     if self.on_evicted is not None:
-                        self.on_evicted(victim, reason)
+                        self.on_evicted(artifact, victim.reason)
 
     async def run_forever(self, interval_seconds: float) -> None:
         """A pass now (so gauges are right from the start), then one every interval."""

@@ -22,7 +22,7 @@ from artifactd.errors import (
     InvalidValueError,
     NotFoundError,
 )
-from artifactd.store.metadb import MetadataCorruptError
+from artifactd.store.filesystem import MetadataCorruptError
 
 OK = 0
 FAILED = 1

@@ -1,7 +1,55 @@
-"""The storage contract every backend implements.
+"""The storage contract every backend implements (memory.py, filesystem/, s3/).
 
 Handlers speak only this contract: artifact metadata, ranged reads by (offset, length) from
 a version opened once, streamed uploads committed atomically, listings and deletes.
+Errors are the domain errors of artifactd.errors; the web layer maps them to statuses.
+
+Concurrency
+- One Store serves one event loop, and every coroutine may run concurrently with every
+  other. `open_now` and `ArtifactReader.read_now` run on the loop and never block.
+- Several processes (workers on one root, nodes on one bucket) may share one storage, and
+  each rule below holds across them, not only inside one process.
+- Commits and deletes of a path take effect one at a time: `require` always judges the
+  version the write replaces or removes (the filesystem holds the root's write lock, S3
+  writes conditionally and judges again when another node got in first).
+- A reader is pinned to the version it opened: it never returns bytes of another version,
+  even after the path is replaced or deleted (S3 may raise ArtifactReplacedError instead).
+  An Upload or a reader is used by one task at a time.
+- Listings and `iter_artifacts` are not snapshots: each entry describes a version that
+  existed during the call, and writes made meanwhile may or may not show.
+- `maintenance_lock` is held by at most one process or node at a time; others do not wait.
+- `record_access` may be batched: other processes see a read after the reader's process
+  flushes (at least once per eviction pass), so `last_accessed` may lag that long.
+- `start` comes before any other call, `close` after every other call has returned.
+
+Failure: what a failure at each step leaves behind
+- `begin_upload`, `write`: nothing visible. The caller aborts; a writer that dies leaves a
+  temp file or a multipart upload, which `collect_garbage` removes (on a filesystem
+  once no live writer holds its lock, on S3 a day after it started).
+- `commit`: the new version is visible whole (and durable: fsynced on the filesystem) or
+  not at all, and the upload is aborted on any failure. Exception: StoreUnavailableError
+  after the publishing request was sent means the outcome is unknown (S3 may have applied
+  it); the next `info` tells.
+- `delete`, `evict`: the artifact is gone or unchanged; StoreUnavailableError, again, may
+  follow a delete that was applied. Metadata left by a crash between the steps describes
+  a version no longer there and is never served.
+- `abort`, `close`, `health` never raise because the backend is unreachable.
+
+Exceptions (besides ValueError for using a finished upload or closed reader):
+- open, info: NotFoundError (absent or expired), IsDirectoryError, InvalidPathError (a
+  link leaving the root), StoreUnavailableError.
+- ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
+- list_dir: NotFoundError, NotDirectoryError, InvalidPathError, StoreUnavailableError.
+- begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
+  InvalidPathError, NotFoundError (internal state), StoreUnavailableError.
+- Upload.write: StorageFullError, StoreUnavailableError.
+- Upload.commit: DigestMismatchError, whatever `require` raises (PreconditionFailedError,
+  ConflictError), ConflictError (a parent is a file, or the path kept changing),
+  IsDirectoryError, StorageFullError, StoreUnavailableError.
+- delete: NotFoundError, IsDirectoryError, InvalidPathError, whatever `require` raises,
+  ConflictError (kept changing), StorageFullError (read-only root), StoreUnavailableError.
+- evict, iter_artifacts, verify, collect_garbage, flush_access_times, start:
+  StoreUnavailableError; the filesystem backend's constructor MetadataCorruptError.
 """
 
 from __future__ import annotations
@@ -17,8 +65,9 @@ from artifactd.http.digests import etag_for_digest
 
 EntryType = Literal["file", "dir"]
 
-# Called with the current version (None when absent) while a commit or delete holds the
-# store's write lock; raises (PreconditionFailedError, ConflictError, ...) to veto it.
+# Called with the current version (None when absent or expired) just before a commit or
+# delete takes effect, when no other write of the path can come between (or is called
+# again if one did); raises (PreconditionFailedError, ConflictError, ...) to veto it.
 Requirement = Callable[["ArtifactInfo | None"], None]
 
 
@@ -46,7 +95,9 @@ class ArtifactInfo:
         return f'"v-{self.version}"'
 
     def is_expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and self.expires_at <= (now or time.time())
+        return self.expires_at is not None and self.expires_at <= (
+            time.time() if now is None else now
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +173,8 @@ class Upload(abc.ABC):
 
         Returns the new info and whether an older version was replaced. Raises
         DigestMismatchError when `expected_sha256` differs, or whatever `require` raises
-        for the current version; in every failure nothing is stored.
+        for the current version; every failure aborts the upload and stores nothing
+        (bar the unknown outcome of StoreUnavailableError, see the module docstring).
         """
 
     @abc.abstractmethod
@@ -152,10 +204,6 @@ class Store(abc.ABC):
         """Metadata of the current version (same errors as `open`)."""
 
     @abc.abstractmethod
-    async def entry_type(self, path: str) -> EntryType | None:
-        """Whether the path is a file, a directory, or nothing (expired counts as nothing)."""
-
-    @abc.abstractmethod
     async def list_dir(self, path: str) -> list[DirEntry]:
         """Entries of a directory ('' is the root), internal state excluded.
         NotFoundError if absent, NotDirectoryError if it is a file."""
@@ -168,7 +216,8 @@ class Store(abc.ABC):
         content_type: str | None = None,
         expires_at: float | None = None,
     ) -> Upload:
-        """Start writing a new version of `path`."""
+        """Start writing a new version of `path` (IsDirectoryError if a directory is
+        there); nothing is visible until the upload's `commit`."""
 
     @abc.abstractmethod
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
@@ -191,8 +240,10 @@ class Store(abc.ABC):
     def verify(self) -> AsyncIterator[Verification]:
         """Re-hash every artifact with a recorded digest, one result per artifact."""
 
+    # -- hooks: optional, with defaults that suit a backend without the need -------------
+
     async def start(self) -> None:  # noqa: B027 - optional hook
-        """Connect to whatever the backend needs; raises StoreUnavailableError if it can't."""
+        """Connect to whatever the backend needs; StoreUnavailableError if it can't."""
 
     async def health(self) -> str | None:
         """None when the backend works, else a short description of what is wrong."""
@@ -200,18 +251,23 @@ class Store(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:
-        """Yields True for the one holder (across processes) allowed to run maintenance."""
+        """Yields True for the one holder (across processes) allowed to run maintenance:
+        eviction and `collect_garbage`."""
         yield True
 
-    async def remove_stale_uploads(self) -> int:
-        """Delete leftovers of uploads whose writer is gone; returns how many."""
+    async def collect_garbage(self) -> int:
+        """Remove what dead writers and replaced versions left behind (temp files,
+        multipart uploads, digest records) and compact batched state; returns how many
+        leftovers were removed. Safe while uploads run: a live upload is never touched."""
         return 0
 
     async def record_access(self, path: str) -> None:  # noqa: B027 - optional hook
-        """Note that `path` was read (batched by backends that persist it)."""
+        """Note that `path` was read, for `last_accessed` (batched in memory by backends
+        that persist it; never a write per read)."""
 
-    async def flush(self) -> None:  # noqa: B027 - optional hook
-        """Persist batched state such as access times."""
+    async def flush_access_times(self) -> None:  # noqa: B027 - optional hook
+        """Persist the access times noted so far; on failure they are kept for the next
+        flush. Called before each eviction pass, by every process."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Flush pending state and release resources."""
+        """Flush access times and release resources."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artifactd.store.tempfiles import create_locked, remove_abandoned
+from artifactd.store.uploads import write_all
 
 log = logging.getLogger("artifactd.store.diskcache")
 
@@ -145,9 +146,7 @@ class DiskCache:
 
 def _hash_and_write(fd: int, hasher: hashlib._Hash, data: bytes) -> None:
     hasher.update(data)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(fd, data)
 
 
 def _publish(fd: int, tmp_path: Path, target: Path) -> None:

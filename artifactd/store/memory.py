@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from artifactd.errors import (
     ConflictError,
-    DigestMismatchError,
     IsDirectoryError,
     NotDirectoryError,
     NotFoundError,
@@ -19,31 +18,13 @@ from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,
     DirEntry,
-    EntryType,
     Requirement,
     Store,
     Upload,
     Verification,
 )
-
-
-class MemoryReader(ArtifactReader):
-    """Holds a reference to the immutable bytes of the version it opened."""
-
-    def __init__(self, data: bytes, info: ArtifactInfo) -> None:
-        self._data = data
-        self.info = info
-
-    async def read(self, offset: int, length: int) -> bytes:
-        return self._data[offset : offset + length]
-
-    def read_now(
-        self, offset: int, length: int, *, allow_fd: bool = True
-    ) -> bytes | bytearray | None:
-        return self._data[offset : offset + length]
-
-    async def aclose(self) -> None:
-        self._data = b""
+from artifactd.store.readers import MemoryReader
+from artifactd.store.uploads import UploadBase, check_digest
 
 
 class MemoryStore(Store):
@@ -77,11 +58,6 @@ class MemoryStore(Store):
 
     async def info(self, path: str) -> ArtifactInfo:
         return self._live(path)[1]
-
-    async def entry_type(self, path: str) -> EntryType | None:
-        if path in self._objects:
-            return "file"
-        return "dir" if self._is_dir(path) else None
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         if path in self._objects:
@@ -125,8 +101,7 @@ class MemoryStore(Store):
     ) -> tuple[ArtifactInfo, bool]:
         data = bytes(upload.buffer)
         sha256 = hashlib.sha256(data).hexdigest()
-        if expected_sha256 is not None and expected_sha256.lower() != sha256:
-            raise DigestMismatchError(f"expected sha256 {expected_sha256}, received {sha256}")
+        check_digest(expected_sha256, sha256)
         current = self._current(upload.path)
         if require is not None:
             require(current)
@@ -187,7 +162,7 @@ class MemoryStore(Store):
             self._objects[path] = (found[0], replace(found[1], last_accessed=time.time()))
 
 
-class MemoryUpload(Upload):
+class MemoryUpload(UploadBase):
     def __init__(
         self, store: MemoryStore, path: str, content_type: str | None, expires_at: float | None
     ) -> None:
@@ -196,23 +171,15 @@ class MemoryUpload(Upload):
         self.content_type = content_type
         self.expires_at = expires_at
         self.buffer = bytearray()
-        self._done = False
 
     async def write(self, chunk: bytes) -> None:
-        if self._done:
-            raise ValueError("write to a finished upload")
+        self._check_writable()
         self.buffer += chunk
 
-    async def commit(
-        self, expected_sha256: str | None = None, *, require: Requirement | None = None
+    async def _publish(
+        self, expected_sha256: str | None, require: Requirement | None
     ) -> tuple[ArtifactInfo, bool]:
-        if self._done:
-            raise ValueError("commit of a finished upload")
-        try:
-            return self.store._commit(self, expected_sha256, require)
-        finally:
-            await self.abort()
+        return self.store._commit(self, expected_sha256, require)
 
-    async def abort(self) -> None:
-        self._done = True
+    async def _release(self, *, committed: bool) -> None:
         self.buffer = bytearray()

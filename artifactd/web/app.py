@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
 async def _background_eviction(app: web.Application) -> AsyncIterator[None]:
     """Clean leftovers of crashed uploads at startup, then evict every --evict-interval."""
-    await app[STORE].remove_stale_uploads()
+    await app[STORE].collect_garbage()
     async with evictor_module.running(app[EVICTOR], app[SETTINGS].evict_interval):
         yield
 

@@ -25,6 +25,7 @@ from tests.seaweed import (  # noqa: F401  (fixtures, used through getfixtureval
     s3_versioned_bucket_fixture,
     seaweed_fixture,
 )
+from tests.store.assertions import assert_nothing_at
 
 
 @pytest.fixture(params=["filesystem", "memory", "s3"])
@@ -110,7 +111,7 @@ async def test_aborted_upload_stores_nothing(store: Store) -> None:
     await upload.abort()
     with pytest.raises(NotFoundError):
         await store.open("never/there")
-    assert await store.entry_type("never") is None
+    await assert_nothing_at(store, "never")
 
 
 async def test_missing_artifact_is_not_found(store: Store) -> None:
@@ -118,15 +119,15 @@ async def test_missing_artifact_is_not_found(store: Store) -> None:
         await store.open("nope")
     with pytest.raises(NotFoundError):
         await store.delete("nope")
-    assert await store.entry_type("nope") is None
+    await assert_nothing_at(store, "nope")
 
 
 async def test_directory_is_not_a_file(store: Store) -> None:
     await put(store, "d/e/f", b"x")
     with pytest.raises(IsDirectoryError):
         await store.open("d/e")
-    assert await store.entry_type("d") == "dir"
-    assert await store.entry_type("d/e/f") == "file"
+    assert [e.name for e in await store.list_dir("d")] == ["e"]
+    assert (await store.info("d/e/f")).size == 1
     with pytest.raises(NotDirectoryError):
         await store.list_dir("d/e/f")
     with pytest.raises(NotFoundError):

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from artifactd.errors import InvalidPathError, NotFoundError
-from artifactd.store import filesystem, hotcache
-from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.filesystem import FilesystemStore, digests, hotcache
 
 
 @pytest.fixture
@@ -55,13 +54,13 @@ async def test_file_changed_by_hand_gets_new_digest_and_etag_within_the_cache_bo
 async def test_large_hand_placed_file_is_served_before_its_hash_is_known(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filesystem, "INLINE_HASH_LIMIT_BYTES", 10)
+    monkeypatch.setattr(digests, "INLINE_HASH_LIMIT_BYTES", 10)
     store = await make_store(root)
     (root / "big").write_bytes(b"x" * 100)
     info = await store.info("big")
     assert info.sha256 is None
     assert info.etag.startswith('"v-')
-    store._hash_pool.shutdown(wait=True)  # let the background hash land
+    store.digests.pool.shutdown(wait=True)  # let the background hash land
     again = await store.info("big")
     assert again.sha256 == hashlib.sha256(b"x" * 100).hexdigest()
     await store.close()
@@ -163,7 +162,7 @@ async def test_a_commit_by_another_process_is_seen_at_once(root: Path) -> None:
 async def test_hot_large_file_reader_is_pinned_to_its_version(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filesystem, "SMALL_FILE_BYTES", 10)  # cache an fd, not bytes
+    monkeypatch.setattr(hotcache, "SMALL_FILE_BYTES", 10)  # cache an fd, not bytes
     store = await make_store(root)
     upload = await store.begin_upload("big")
     await upload.write(b"A" * 100)
@@ -184,7 +183,7 @@ async def test_hot_large_file_reader_is_pinned_to_its_version(
 async def test_open_now_serves_what_open_cached_until_any_process_writes(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filesystem, "SMALL_FILE_BYTES", 10)
+    monkeypatch.setattr(hotcache, "SMALL_FILE_BYTES", 10)
     store, other_process = await make_store(root), await make_store(root)
     for path, data in (("small", b"tiny"), ("large", b"L" * 100)):
         upload = await store.begin_upload(path)
@@ -224,7 +223,7 @@ async def test_stale_uploads_are_removed_but_live_ones_kept(root: Path) -> None:
     live = await store.begin_upload("live")
     await live.write(b"in progress")
     (store.tmp_dir / "upload-deadbeef.part").write_bytes(b"left by a crash")
-    assert await store.remove_stale_uploads() == 1
+    assert await store.collect_garbage() == 1
     assert len(os.listdir(store.tmp_dir)) == 1
     await live.commit()
     await store.close()
@@ -242,7 +241,7 @@ async def test_stale_upload_cleaning_never_removes_a_starting_upload(root: Path)
     for round_ in range(20):
         await asyncio.gather(
             *(upload(round_ * 10 + i) for i in range(10)),
-            *(store.remove_stale_uploads() for _ in range(5)),
+            *(store.collect_garbage() for _ in range(5)),
         )
     assert len([i async for i in store.iter_artifacts("race/")]) == 200
     await store.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from artifactd.store.metadb import MetadataDB
+from artifactd.store.filesystem.metadb import MetadataDB
 
 PROCESSES = 6
 TRIALS = 15  # before the fix about one trial in five failed

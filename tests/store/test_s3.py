@@ -23,7 +23,7 @@ from artifactd.errors import (
     StoreUnavailableError,
 )
 from artifactd.store.base import ArtifactInfo
-from artifactd.store.filesystem import FileReader
+from artifactd.store.readers import FileReader
 from artifactd.store.s3 import MIN_PART_BYTES, S3Reader, S3Store
 from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket`
     Seaweed,
@@ -32,6 +32,7 @@ from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket
     s3_bucket_fixture,  # noqa: F401
     seaweed_fixture,  # noqa: F401
 )
+from tests.store.assertions import assert_nothing_at
 
 MiB = 1024 * 1024
 
@@ -91,7 +92,7 @@ def record_gets(store: S3Store, path: str) -> list[str]:
         if request.url.endswith(f"/artifacts/{path}"):
             ranges.append(request.headers.get("Range", b"").decode() or "whole")
 
-    store._client.meta.events.register("before-send.s3.GetObject", before_send)
+    store.bucket.client.meta.events.register("before-send.s3.GetObject", before_send)
     return ranges
 
 
@@ -163,7 +164,7 @@ async def test_multipart_digest_mismatch_leaves_nothing_behind(
         await upload.commit(hashlib.sha256(b"something else").hexdigest())
     with pytest.raises(NotFoundError):
         await node_a.open("mp/bad")
-    assert await node_a.entry_type("mp") is None
+    await assert_nothing_at(node_a, "mp")
     assert pending_multipart_uploads(seaweed, s3_bucket) == []
 
 
@@ -193,7 +194,7 @@ async def test_stale_multipart_uploads_are_aborted_but_live_ones_kept(
         seaweed.client.create_multipart_upload(Bucket=s3_bucket, Key="artifacts/crashed")
         live = await store.begin_upload("live")
         await live.write(b"y" * (MIN_PART_BYTES + 1))
-        assert await store.remove_stale_uploads() >= 1
+        assert await store.collect_garbage() >= 1
         assert [u["Key"] for u in pending_multipart_uploads(seaweed, s3_bucket)] == [
             "artifacts/live"
         ]
@@ -276,7 +277,7 @@ async def test_nodes_see_each_others_uploads_and_deletes_with_the_same_etag(
     await node_b.delete("ci/42/app.zip")
     with pytest.raises(NotFoundError):
         await node_a.open("ci/42/app.zip")
-    assert await node_a.entry_type("ci") is None
+    await assert_nothing_at(node_a, "ci")
 
 
 async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b: S3Store) -> None:
@@ -285,18 +286,18 @@ async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b
     assert not await node_a.evict(old)
     current = await node_a.info("e")
     assert await node_a.evict(current)
-    assert await node_a.entry_type("e") is None
+    await assert_nothing_at(node_a, "e")
 
 
 async def test_access_times_are_shared_through_the_bucket(node_a: S3Store, node_b: S3Store) -> None:
     info = await put(node_a, "seen", b"x")
     await node_a.record_access("seen")
-    await node_a.flush()
+    await node_a.flush_access_times()
     [listed] = [i async for i in node_b.iter_artifacts()]
     assert listed.last_accessed is not None and listed.last_accessed >= info.created_at
     async with node_b.maintenance_lock() as acquired:
         assert acquired
-        await node_b.remove_stale_uploads()  # folds the batches into one object
+        await node_b.collect_garbage()  # folds the batches into one object
     [listed] = [i async for i in node_a.iter_artifacts()]
     assert listed.last_accessed is not None and listed.last_accessed >= info.created_at
 
@@ -306,7 +307,7 @@ async def test_internal_state_never_shows_as_artifacts(
 ) -> None:
     await put(node_a, "visible", b"v")
     await node_a.record_access("visible")
-    await node_a.flush()
+    await node_a.flush_access_times()
     async with node_a.maintenance_lock():
         keys = [o["Key"] for o in seaweed.client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
         assert any(k.startswith("artifacts/.artifactd/") for k in keys)
@@ -385,7 +386,7 @@ async def test_lease_of_a_node_that_stopped_renewing_expires(
             await asyncio.sleep(4)  # renewed meanwhile, so still not up for grabs
             async with dead.maintenance_lock() as taken:
                 assert not taken
-        assert await dead._acquire_lease() is not None  # a node that then died holding it
+        assert await dead.lease.acquire() is not None  # a node that then died holding it
         async with live.maintenance_lock() as taken:
             assert not taken
         await wait_until(lambda: live.maintenance_lock(), timeout_seconds=10)
@@ -435,7 +436,7 @@ async def test_outage_raises_store_unavailable_and_the_store_recovers(tmp_path: 
                 for operation in (
                     lambda: store.open("kept"),
                     lambda: store.list_dir(""),
-                    lambda: store.entry_type("kept"),
+                    lambda: store.info("kept"),
                     lambda: put(store, "new", b"n"),
                     lambda: store.delete("kept"),
                 ):

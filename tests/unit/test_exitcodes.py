@@ -24,7 +24,7 @@ from artifactd.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from artifactd.store.metadb import MetadataCorruptError
+from artifactd.store.filesystem import MetadataCorruptError
 from artifactd.tokens import TokenFileError
 
 

@@ -23,8 +23,7 @@ from blockbuster import BlockBuster
 from yarl import URL
 
 from artifactd.settings import Settings
-from artifactd.store import hotcache
-from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.memory import MemoryStore
 from artifactd.web import middlewares as middlewares_module
 from artifactd.web.app import FILES_ROUTE_LABEL, create_app

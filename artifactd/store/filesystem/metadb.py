@@ -197,12 +197,6 @@ class MetadataDB:
         with self._lock:
             self._conn.execute("DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino))
 
-    def delete_version(self, path: str, ino: int) -> None:
-        if self.read_only:
-            return
-        with self._lock:
-            self._conn.execute("DELETE FROM versions WHERE path = ? AND ino = ?", (path, ino))
-
     def delete_path(self, path: str) -> None:
         if self.read_only:
             return

@@ -95,6 +95,21 @@ class HotCache:
             self._entries.move_to_end(path)
             return entry, None if entry.fd is None else os.dup(entry.fd)
 
+    def remember(self, path: str, info: ArtifactInfo, fd: int, generation: int) -> None:
+        """Keep a version just opened through `fd` (read at `generation`): small files
+        whole, larger ones as a duplicate of the descriptor."""
+        if info.sha256 is None:
+            return  # being hashed in the background: its digest-based ETag is coming
+        entry = HotEntry(info, generation, time.monotonic())
+        if info.size <= SMALL_FILE_BYTES:
+            data = os.pread(fd, info.size, 0)
+            if len(data) != info.size:
+                return  # changing underneath us: don't cache
+            entry.data = data
+        else:
+            entry.fd = os.dup(fd)
+        self.put(path, entry)
+
     def put(self, path: str, entry: HotEntry) -> None:
         with self._lock:
             self._drop(path)

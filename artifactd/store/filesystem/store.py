@@ -1,0 +1,374 @@
+"""The local filesystem backend: `<root>/<path>` holds the bytes, `<root>/.artifactd/` the rest.
+
+Files copied into the root by hand are served like uploaded ones; their digest is computed
+in a worker thread on first use (digests.py). Every blocking call runs off the event loop.
+Commits and deletes of every process on one root are serialised by an flock, and each bumps
+a shared generation counter that invalidates every process's hot cache (hotcache.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+from artifactd.errors import (
+    ConflictError,
+    IsDirectoryError,
+    NotFoundError,
+    StorageFullError,
+)
+from artifactd.http.mediatypes import guess_content_type
+from artifactd.paths import INTERNAL_DIR
+from artifactd.store.accesstimes import PendingAccesses
+from artifactd.store.base import (
+    ArtifactInfo,
+    ArtifactReader,
+    DirEntry,
+    Requirement,
+    Store,
+    Upload,
+    Verification,
+)
+from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.digests import DigestFinder, verify_version
+from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
+from artifactd.store.filesystem.listing import list_directory, walk_files
+from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
+from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.upload import (
+    READ_ONLY_MESSAGE,
+    TMP_PREFIX,
+    FileUpload,
+    fsync_dir,
+    translate_write_error,
+)
+from artifactd.store.readers import FileReader, MemoryReader
+from artifactd.store.tempfiles import create_locked, remove_abandoned
+from artifactd.store.uploads import check_digest
+
+log = logging.getLogger("artifactd.store")
+
+
+def _version_token(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+class FilesystemStore(Store):
+    """Artifacts as plain files under a root directory, metadata in SQLite beside them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.state_dir = self.root / INTERNAL_DIR
+        self.tmp_dir = self.state_dir / "tmp"
+        # On a read-only filesystem the store still serves what it holds: every write is
+        # refused with StorageFullError (507) and no maintenance runs.
+        self.read_only = _on_read_only_filesystem(self.root)
+        served_before = self.state_dir.is_dir()
+        if not self.read_only:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(exist_ok=True)
+        self.db = MetadataDB(self.state_dir / "metadata.db", read_only=self.read_only)
+        if self.db.created and served_before:
+            log.warning(
+                "metadata database %s was missing or empty: started a new one; files under "
+                "the root are still served and their digests computed again, but content "
+                "types and expiry times recorded for earlier uploads are lost",
+                self.state_dir / "metadata.db",
+            )
+        # Commits, deletes and evictions of every process on this root take turns.
+        self._write_lock = WriteLock(None if self.read_only else self.state_dir / "write.lock")
+        self._accessed = PendingAccesses()
+        generation_file = self.state_dir / "generation"
+        self._generation = (
+            GenerationCounter(generation_file, writable=not self.read_only)
+            if not self.read_only or generation_file.exists()
+            else None
+        )
+        self.hot = HotCache(self._generation)
+        self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+
+    @classmethod
+    async def create(cls, root: Path) -> FilesystemStore:
+        return await asyncio.to_thread(cls, root)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def open(self, path: str) -> ArtifactReader:
+        reader = self.open_now(path)
+        if reader is not None:
+            return reader
+        return await asyncio.to_thread(self._open_sync, path)
+
+    def open_now(self, path: str) -> ArtifactReader | None:
+        """From the hot cache: no worker thread, and no syscall for small files."""
+        checked_out = self.hot.checkout(path)
+        if checked_out is None:
+            return None
+        entry, fd = checked_out
+        if fd is not None:
+            return FileReader(fd, entry.info)
+        return None if entry.data is None else MemoryReader(entry.data, entry.info)
+
+    async def info(self, path: str) -> ArtifactInfo:
+        async with await self.open(path) as reader:
+            accessed = self._accessed.get(path)
+            return replace(
+                reader.info,
+                last_accessed=accessed if accessed is not None else reader.info.last_accessed,
+            )
+
+    def _open_sync(self, path: str) -> FileReader:
+        generation = self.hot.current_generation()  # before opening: a racing commit shows
+        os_path = resolve_inside(self.root, path)
+        try:
+            # O_NONBLOCK: opening a FIFO dropped into the root must not hang a thread.
+            fd = os.open(os_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFoundError(path) from exc
+        except IsADirectoryError as exc:
+            raise IsDirectoryError(path) from exc
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsDirectoryError(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotFoundError(path)
+            info = self._info_for(path, st, fd)
+            if info.is_expired():
+                raise NotFoundError(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.hot.remember(path, info, fd, generation)
+        return FileReader(fd, info)
+
+    def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
+        """Metadata for the exact version described by `st`, hashing unknown versions."""
+        row = self.db.find(path, st.st_ino)
+        if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
+            row = self.digests.describe_unknown(path, st, fd)
+        accessed = self._accessed.get(path)
+        return ArtifactInfo(
+            path=path,
+            size=st.st_size,
+            content_type=row.content_type or guess_content_type(path),
+            modified_at=st.st_mtime,
+            created_at=row.created_at,
+            sha256=row.sha256,
+            expires_at=row.expires_at,
+            last_accessed=accessed if accessed is not None else row.last_accessed,
+            version=_version_token(st),
+        )
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        return await asyncio.to_thread(list_directory, self.root, self.db, path)
+
+    async def iter_artifacts(
+        self, prefix: str = "", *, include_expired: bool = False
+    ) -> AsyncIterator[ArtifactInfo]:
+        for info in await asyncio.to_thread(self._all_artifacts_sync, prefix, include_expired):
+            yield info
+
+    def _all_artifacts_sync(self, prefix: str, include_expired: bool) -> list[ArtifactInfo]:
+        infos = (self._info_for(path, st, None) for path, st in walk_files(self.root, prefix))
+        return [info for info in infos if include_expired or not info.is_expired()]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def begin_upload(
+        self, path: str, *, content_type: str | None = None, expires_at: float | None = None
+    ) -> Upload:
+        return await asyncio.to_thread(self._begin_upload_sync, path, content_type, expires_at)
+
+    def _begin_upload_sync(
+        self, path: str, content_type: str | None, expires_at: float | None
+    ) -> FileUpload:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        target = resolve_inside(self.root, path)
+        if os.path.isdir(target):
+            raise IsDirectoryError(path)
+        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
+        try:
+            fd = create_locked(tmp_path)  # locked while we write: see tempfiles.py
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+        return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
+
+    def commit_sync(
+        self, upload: FileUpload, expected_sha256: str | None, require: Requirement | None
+    ) -> tuple[ArtifactInfo, bool]:
+        """Verify, fsync, record and rename: the version appears whole or not at all."""
+        sha256 = upload.hasher.hexdigest()
+        check_digest(expected_sha256, sha256)
+        try:
+            os.fsync(upload.fd)
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+        st = os.fstat(upload.fd)
+        target = Path(resolve_inside(self.root, upload.path))
+        with self._write_lock.held():
+            current = self._current_sync(upload.path, str(target))
+            if require is not None:
+                require(current)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise ConflictError(f"a parent of {upload.path} is a file") from exc
+            resolve_inside(self.root, upload.path)  # the parents just made must not escape
+            now = time.time()
+            # Recorded before the rename and keyed by the new inode: a reader of the old inode
+            # keeps finding the old row, a reader of the new inode finds this one.
+            self.db.upsert(
+                VersionRow(
+                    upload.path,
+                    st.st_ino,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    sha256,
+                    upload.content_type,
+                    now,
+                    upload.expires_at,
+                    now,
+                    origin="upload",
+                )
+            )
+            os.rename(upload.tmp_path, target)
+            fsync_dir(target.parent)
+            self.db.delete_other_versions(upload.path, st.st_ino)
+            self._bump_generation()
+        return self._info_for(upload.path, st, None), current is not None
+
+    async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
+        return await asyncio.to_thread(self._delete_sync, path, require)
+
+    def _delete_sync(self, path: str, require: Requirement | None) -> ArtifactInfo:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        os_path = resolve_inside(self.root, path)
+        with self._write_lock.held():
+            current = self._current_sync(path, os_path)
+            if require is not None:
+                require(current)
+            if current is None:
+                raise NotFoundError(path)
+            try:
+                os.unlink(os_path)
+            except FileNotFoundError as exc:
+                raise NotFoundError(path) from exc
+            self.db.delete_path(path)
+            self._bump_generation()
+        self._accessed.forget(path)
+        self._remove_empty_parents(Path(os_path).parent)
+        return current
+
+    async def evict(self, info: ArtifactInfo) -> bool:
+        return await asyncio.to_thread(self._evict_sync, info)
+
+    def _evict_sync(self, info: ArtifactInfo) -> bool:
+        if self.read_only:
+            return False
+        os_path = resolve_inside(self.root, info.path)
+        with self._write_lock.held():
+            try:
+                st = os.stat(os_path)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            if not stat.S_ISREG(st.st_mode) or _version_token(st) != info.version:
+                return False
+            os.unlink(os_path)
+            self.db.delete_path(info.path)
+            self._bump_generation()
+        self._accessed.forget(info.path)
+        self._remove_empty_parents(Path(os_path).parent)
+        return True
+
+    def _current_sync(self, path: str, os_path: str) -> ArtifactInfo | None:
+        """The live version at `path`, or None (absent, expired); IsDirectoryError for dirs."""
+        try:
+            st = os.stat(os_path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            raise IsDirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        info = self._info_for(path, st, None)
+        return None if info.is_expired() else info
+
+    def _bump_generation(self) -> None:
+        """Called under the write lock after any change: every process's hot cache drops
+        what it holds (see hotcache.py)."""
+        if self._generation is not None:
+            self._generation.bump()
+
+    def _remove_empty_parents(self, directory: Path) -> None:
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    # -- verification and housekeeping -----------------------------------------------------
+
+    async def verify(self) -> AsyncIterator[Verification]:
+        rows = await asyncio.to_thread(lambda: list(self.db.iter_all()))
+        latest: dict[str, VersionRow] = {}
+        for row in rows:  # several rows per path only around a commit: take the newest
+            if row.sha256 and (
+                row.path not in latest or row.created_at > latest[row.path].created_at
+            ):
+                latest[row.path] = row
+        for path in sorted(latest):
+            yield await asyncio.to_thread(verify_version, self.root, latest[path])
+
+    @contextlib.asynccontextmanager
+    async def maintenance_lock(self) -> AsyncIterator[bool]:
+        if self.read_only:
+            yield False  # nothing can be evicted or cleaned up
+            return
+        async with maintenance_lock(self.state_dir / "maintenance.lock") as held:
+            yield held
+
+    async def record_access(self, path: str) -> None:
+        self._accessed.note(path)
+
+    async def flush_access_times(self) -> None:
+        await asyncio.to_thread(self.db.record_accesses, self._accessed.take())
+
+    async def collect_garbage(self) -> int:
+        return await asyncio.to_thread(self._collect_garbage_sync)
+
+    def _collect_garbage_sync(self) -> int:
+        """Temp files of uploads whose writer died (see tempfiles.py)."""
+        if self.read_only:
+            return 0
+        return remove_abandoned(self.tmp_dir, TMP_PREFIX)
+
+    async def close(self) -> None:
+        await self.flush_access_times()
+        self.digests.close()
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        self.hot.clear()
+        if self._generation is not None:
+            self._generation.close()
+        self.db.close()
+        self._write_lock.close()
+
+
+def _on_read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        return False  # a root still to be created

@@ -1,0 +1,103 @@
+"""Uploads to the filesystem backend: a temp file under `.artifactd/tmp`, hashed as it is
+written, fsynced and renamed into place by the store's commit (store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from artifactd.errors import StorageFullError
+from artifactd.store.base import ArtifactInfo, Requirement
+from artifactd.store.uploads import UploadBase, write_all
+
+if TYPE_CHECKING:
+    from artifactd.store.filesystem.store import FilesystemStore
+
+# An upload's bytes are hashed and written in batches of this size (memory per upload).
+UPLOAD_BATCH_BYTES = 1024 * 1024
+TMP_PREFIX = "upload-"
+READ_ONLY_MESSAGE = "the storage root is on a read-only filesystem"
+
+
+class FileUpload(UploadBase):
+    """A temp file, locked by its writer (see tempfiles.py), hashed as it is written."""
+
+    def __init__(
+        self,
+        store: FilesystemStore,
+        path: str,
+        fd: int,
+        tmp_path: Path,
+        content_type: str | None,
+        expires_at: float | None,
+    ) -> None:
+        self.store = store
+        self.path = path
+        self.fd = fd
+        self.tmp_path = tmp_path
+        self.content_type = content_type
+        self.expires_at = expires_at
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self._pending: list[bytes] = []  # received, not yet hashed and written
+        self._pending_bytes = 0
+
+    def _write_sync(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)  # releases the GIL for large buffers
+        try:
+            write_all(self.fd, chunk)
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+
+    async def write(self, chunk: bytes) -> None:
+        """Gather network-sized chunks into UPLOAD_BATCH_BYTES before one thread hop hashes
+        and writes them: a thread hop per 64 KiB cost more than the hashing."""
+        self._check_writable()
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        self.size += len(chunk)
+        if self._pending_bytes >= UPLOAD_BATCH_BYTES:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        await asyncio.to_thread(self._write_sync, batch)
+
+    async def _publish(
+        self, expected_sha256: str | None, require: Requirement | None
+    ) -> tuple[ArtifactInfo, bool]:
+        await self._write_pending()
+        return await asyncio.to_thread(self.store.commit_sync, self, expected_sha256, require)
+
+    async def _release(self, *, committed: bool) -> None:
+        self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
+        await asyncio.to_thread(self._close_sync, not committed)
+
+    def _close_sync(self, unlink: bool) -> None:
+        os.close(self.fd)
+        if unlink:
+            self.tmp_path.unlink(missing_ok=True)
+
+
+def translate_write_error(exc: OSError) -> Exception:
+    """A full or read-only disk as StorageFullError; any other OSError unchanged."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError("no space left on the storage device")
+    if exc.errno == errno.EROFS:  # remounted read-only while serving (e.g. after I/O errors)
+        return StorageFullError(READ_ONLY_MESSAGE)
+    return exc
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
