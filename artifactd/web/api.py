@@ -11,7 +11,7 @@ from aiohttp import web
 
 from artifactd.documents import artifact_document
 from artifactd.errors import ArtifactdError, InvalidValueError, NotFoundError
-from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactInfo
 from artifactd.web.errors import error_for_domain
 from artifactd.web.keys import EVENTS, EVICTOR, STORE
@@ -90,7 +90,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
 async def get_artifact(request: web.Request) -> web.Response:
     raw = request.rel_url.raw_path.split("/artifacts/", 1)[1]
     path = parse_artifact_path(raw)
-    if not path or is_internal(path) or raw.endswith("/"):
+    if not path or is_internal(path) or names_directory(raw):
         raise NotFoundError(path)
     info = await request.config_dict[STORE].info(path)
     return web.json_response(artifact_document(info, with_last_accessed=True))

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from artifactd.errors import InvalidPathError, InvalidValueError, IsDirectoryError, NotFoundError
-from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactReader
 from artifactd.web.browse import View, render_page
 from artifactd.web.compression import is_compressible, send_gzipped, wants_gzip
@@ -35,7 +35,7 @@ def requested_path(request: web.BaseRequest) -> tuple[str, bool]:
     path = _parse_cached(tail)
     if is_internal(path):
         raise NotFoundError(path)
-    return path, tail == "" or tail.endswith("/")
+    return path, names_directory(tail)
 
 
 @functools.lru_cache(maxsize=4096)
