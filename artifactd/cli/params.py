@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from artifactd.durations import parse_duration, parse_size
+from artifactd.durations import check_duration, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,9 +35,11 @@ class DurationParam(click.ParamType[float | None, Any]):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float | None:
-        if value is None or isinstance(value, float | int):
+        if value is None:
             return value
-        try:
+        try:  # a number comes from a config file (`default_ttl = 3600`): same limits
+            if isinstance(value, float | int):
+                return check_duration(value)
             seconds = parse_duration(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from artifactd.durations import (
+    MAX_DURATION_SECONDS,
+    check_duration,
     format_duration,
     format_size,
     parse_duration,
@@ -50,6 +53,63 @@ def test_bad_durations_are_invalid_values(text: str) -> None:
         parse_duration(text)
 
 
+def test_the_longest_duration_is_100_years() -> None:
+    assert MAX_DURATION_SECONDS == 36525 * 86400
+    assert parse_duration("36525d") == MAX_DURATION_SECONDS
+    assert parse_duration(f"{MAX_DURATION_SECONDS}s") == MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "36526d",
+        "876601h",
+        f"{MAX_DURATION_SECONDS + 1}",
+        f"{MAX_DURATION_SECONDS}.5",
+        "99999999999999d",
+        "99999999999999999999999d",
+        "9" * 400 + "d",
+    ],
+)
+def test_durations_over_100_years_are_invalid(text: str) -> None:
+    """A TTL past what datetime holds was stored, then broke every listing showing it."""
+    with pytest.raises(InvalidValueError, match="longer than 100 years"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [-1, -0.5, float("nan"), float("inf"), 1e30, 10**30])
+def test_numbers_outside_the_duration_range_are_invalid(seconds: float) -> None:
+    with pytest.raises(InvalidValueError):
+        check_duration(seconds)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 0.25, MAX_DURATION_SECONDS])
+def test_numbers_within_the_duration_range_are_seconds(seconds: float) -> None:
+    assert check_duration(seconds) == seconds
+    assert isinstance(check_duration(seconds), float)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_duration, "1\u017f"),  # LATIN SMALL LETTER LONG S: matched `s` case-blind
+        (parse_duration, "1\u212a"),  # KELVIN SIGN
+        (parse_duration, "\u00b2"),  # SUPERSCRIPT TWO
+        (parse_duration, "\u0663"),  # ARABIC-INDIC DIGIT THREE
+        (parse_size, "1\u212a"),  # KELVIN SIGN: was read as K
+        (parse_size, "1\u212aiB"),
+        (parse_size, "\u00b2"),
+        (parse_rate, "1/\u017f"),
+        (parse_rate, "\u00b2/s"),
+    ],
+)
+def test_only_ascii_digits_and_unit_letters_are_read(
+    parse: Callable[[str], object], text: str
+) -> None:
+    with pytest.raises(InvalidValueError):
+        parse(text)
+
+
 def test_an_invalid_value_is_also_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_duration("soon")
@@ -72,7 +132,7 @@ def test_durations_format_in_the_largest_exact_unit(seconds: float | None, text:
     assert format_duration(seconds) == text
 
 
-@given(st.integers(0, 10**12))
+@given(st.integers(0, MAX_DURATION_SECONDS))
 def test_formatted_durations_parse_back(seconds: int) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
