@@ -1,5 +1,6 @@
-"""Parsing and formatting of the value formats in SPEC "Value formats": durations, sizes and
-rates. Every parse error is an InvalidValueError (also a ValueError) naming the problem.
+"""Parsing and formatting of the value formats in SPEC "Value formats": whole numbers,
+durations, sizes and rates. Every parse error is an InvalidValueError (also a ValueError)
+naming the problem.
 
 Numbers are ASCII digits only, and units ASCII letters in any case: a regex's `\\d`,
 `str.isdigit` and case-insensitive matching also accept other scripts' digits, superscripts
@@ -27,6 +28,23 @@ _SIZE_NAMES = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 _RATE_PERIODS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
 _RATE = re.compile(r"([0-9]{1,18}) ?/ ?([a-z]+)", re.IGNORECASE | re.ASCII)
+
+
+def parse_decimal(text: str, *, name: str, maximum: int, minimum: int = 0) -> int:
+    """The whole number `text` from `minimum` to `maximum`, in ASCII digits (leading zeros
+    allowed, nothing else: no sign, no space); `name` says what it is, for the message.
+
+    For decimals in query values and headers (`?wait=`, `?limit=`, Last-Event-ID,
+    Content-Length, Retry-After): `str.isdigit` takes `²` (which `int()` then refuses with
+    a ValueError, a 500) and `int()` takes `٣` as 3.
+    """
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(maximum)):
+        raise InvalidValueError(f"{name} must be a whole number from {minimum} to {maximum}")
+    value = int(digits)
+    if not minimum <= value <= maximum:
+        raise InvalidValueError(f"{name} must be a whole number from {minimum} to {maximum}")
+    return value
 
 
 def parse_duration(text: str) -> float | None:

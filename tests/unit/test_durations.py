@@ -14,11 +14,58 @@ from artifactd.durations import (
     check_duration,
     format_duration,
     format_size,
+    parse_decimal,
     parse_duration,
     parse_rate,
     parse_size,
 )
 from artifactd.errors import InvalidValueError
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("300", 300), ("007", 7), ("000", 0)])
+def test_decimals_are_ascii_digits_within_bounds(text: str, value: int) -> None:
+    assert parse_decimal(text, name="wait", maximum=300) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\u00b2",  # SUPERSCRIPT TWO: str.isdigit() says yes, int() says no (was a 500)
+        "\u0663",  # ARABIC-INDIC DIGIT THREE: int() read it as 3
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        "1\u00b2",
+        "+1",
+        "-1",
+        " 1",
+        "1 ",
+        "1.0",
+        "1e2",
+        "0x1",
+        "301",
+        "9" * 5000,  # not converted: longer than the maximum, whatever int()'s digit limit
+        "0" * 5000 + "301",
+    ],
+)
+def test_anything_else_is_not_a_decimal(text: str) -> None:
+    with pytest.raises(InvalidValueError, match="wait must be a whole number from 0 to 300"):
+        parse_decimal(text, name="wait", maximum=300)
+
+
+def test_a_decimal_below_the_minimum_is_invalid() -> None:
+    assert parse_decimal("1", name="limit", minimum=1, maximum=10) == 1
+    with pytest.raises(InvalidValueError, match="from 1 to 10"):
+        parse_decimal("0", name="limit", minimum=1, maximum=10)
+
+
+@given(st.text(max_size=8), st.integers(0, 10**20))
+def test_a_decimal_is_exactly_what_ascii_digits_spell(text: str, maximum: int) -> None:
+    try:
+        value = parse_decimal(text, name="n", maximum=maximum)
+    except InvalidValueError:
+        assert not (text.isascii() and text.isdigit()) or int(text) > maximum
+    else:
+        assert text.isascii() and text.isdigit() and value == int(text) <= maximum
 
 
 @pytest.mark.parametrize(
