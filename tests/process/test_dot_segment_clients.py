@@ -9,7 +9,7 @@ Left out on purpose: a directory with a colon in its name right under `--http-ur
 asks for it as `<url>./d:1/`, resolves the page's links as RFC 3986 says (`./` dropped),
 then discards every link as "not under" its unresolved base: the directory looks empty,
 silently, with any server (Python's http.server too). That is rclone's bug (rclone pull
-request #9636); no correct href avoids it.
+request #9636). Only links that re-spell the request's `.` as `%2E` would dodge it.
 """
 
 from __future__ import annotations
