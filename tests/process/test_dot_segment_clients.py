@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -159,3 +160,36 @@ def test_rclone_copies_a_tree_with_every_file_byte_identical(
     copied = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     assert copied == TREE
     assert_logged(server, '"GET /files/tree/./colon:1.txt"')  # rclone really sent the dot
+
+
+@pytest.mark.parametrize("parser", ["c", "python"])
+def test_both_http_parsers_pass_dot_segments_through_to_be_dropped(
+    storage_root: Path, parser: str
+) -> None:
+    """What reaches artifactd is the target as sent: neither aiohttp parser resolves or
+    refuses a `.` segment first, in origin form or absolute form."""
+    (storage_root / "d").mkdir()
+    (storage_root / "d" / "a.txt").write_bytes(b"dotted\n")
+    env = {"AIOHTTP_NO_EXTENSIONS": "1" if parser == "python" else ""}
+    server = ServerProcess(storage_root, env=env)
+    try:
+        for target in ("/files/./d/a.txt", "/files/d/%2E/a.txt", "http://x/files/d/./a.txt"):
+            status, body = raw_get(server.port, target)
+            assert (status, body) == (200, b"dotted\n"), target
+        status, body = raw_get(server.port, "/files/d/.?format=json")
+        assert status == 200 and b'"name": "a.txt"' in body, body
+        assert raw_get(server.port, "/files/d/./../../x")[0] == 400
+    finally:
+        server.kill()
+    assert "Traceback" not in server.stderr()
+
+
+def raw_get(port: int, target: str) -> tuple[int, bytes]:
+    """One GET with `target` exactly as written (HTTP clients would resolve the dots)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
