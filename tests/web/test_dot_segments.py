@@ -57,7 +57,6 @@ async def test_put_and_delete_act_on_the_path_without_the_dot(
     assert (await resp.json())["path"] == "repo/InRelease"
     assert resp.headers["Location"] == "/files/repo/InRelease"
     assert (storage_root / "repo" / "InRelease").read_bytes() == b"release\n"
-    assert not (storage_root / "repo" / ".").is_symlink()
     resp = await send(client, "PUT", "/files/repo/%2e/InRelease", data=b"second\n")
     assert resp.status == 200  # replaced: the same artifact
     assert (await fs_store.info("repo/InRelease")).size == 7
