@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import aiofiles
 import aiohttp
 
-from artifactd.errors import ArtifactdError
+from artifactd.durations import parse_decimal
+from artifactd.errors import ArtifactdError, InvalidValueError
 
 CHUNK_BYTES = 256 * 1024
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
@@ -101,11 +102,17 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         reason = response.reason or "error"
     if response.status in RETRYABLE_STATUSES:
         retry_after = response.headers.get("Retry-After", "")
-        raise _Retryable(
-            f"server answered {response.status}: {reason}",
-            float(retry_after) if retry_after.isdigit() else None,
-        )
+        raise _Retryable(f"server answered {response.status}: {reason}", _seconds(retry_after))
     raise RejectedError(response.status, str(reason))
+
+
+def _seconds(retry_after: str) -> float | None:
+    """Retry-After in seconds; None for an HTTP-date or anything malformed (then the
+    backoff alone decides)."""
+    try:
+        return float(parse_decimal(retry_after, name="Retry-After", maximum=2**63 - 1))
+    except InvalidValueError:
+        return None
 
 
 def _session() -> aiohttp.ClientSession:

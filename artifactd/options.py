@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from artifactd.durations import format_duration, parse_duration, parse_rate, parse_size
+from artifactd.durations import (
+    check_duration,
+    format_duration,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 from artifactd.errors import InvalidValueError
 from artifactd.ratelimit import parse_networks
 
@@ -193,7 +199,7 @@ class Duration(Kind):
             raise InvalidValueError(f"{value!r} is not a duration")
         if not math.isfinite(value) or value < 0 or (self.positive and value == 0):
             raise InvalidValueError(f"{value!r} is not a duration above 0")
-        return float(value)
+        return check_duration(value)  # a config file's number has the limits of a text
 
     def to_toml(self, value: Any) -> TomlValue | None:
         text = format_duration(value)

@@ -1,6 +1,7 @@
 """Artifact path safety: turn the raw, percent-encoded URL tail into a safe relative path.
 
-Everything that could escape the storage root or confuse a filesystem is refused here.
+Everything that could escape the storage root or confuse a filesystem is refused here;
+`.` segments, which name the same resource as the path without them, are dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ MAX_PATH_BYTES = 1024
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _FORBIDDEN_AFTER_DECODING = ("/", "\\", "\x00")
+# A `.` segment as a URL may spell it: RFC 3986 §2.3 lets a client encode an unreserved
+# character, and §6.2.2.2 says `%2E` and `.` are the same.
+_DOT_SEGMENTS = frozenset((".", "%2e", "%2E"))
 
 
 def _percent_decode(text: str) -> str:
@@ -72,8 +76,10 @@ def _check_segment(segment: str) -> None:
 def parse_artifact_path(raw: str) -> str:
     """The normalised artifact path for `raw`, the percent-encoded URL tail after `/files/`.
 
-    A trailing '/' (a directory request) is dropped: the root is ''. Raises
-    InvalidPathError for anything unsafe or malformed (see SPEC "Artifact paths").
+    `.` segments are dropped (RFC 3986 §5.2.4 and §6.2.2.3: `a/./b` is `a/b`, `a/.` is
+    `a/`), as is a trailing '/' (a directory request): the root is ''. Raises
+    InvalidPathError for anything unsafe or malformed (see SPEC "Artifact paths"), `..`
+    segments included: resolving them would let a URL climb out of its directory.
     """
     if raw.startswith("/"):
         raise InvalidPathError("absolute path")
@@ -84,12 +90,20 @@ def parse_artifact_path(raw: str) -> str:
         segments = [_percent_decode(segment) for segment in raw.split("/")]
     except UnicodeError:
         raise InvalidPathError("path is not valid UTF-8") from None
+    segments = [segment for segment in segments if segment != "."]
     path = "/".join(segments)
     if _utf8_length(path) > MAX_PATH_BYTES:
         raise InvalidPathError(f"path longer than {MAX_PATH_BYTES} bytes")
     for segment in segments:
         _check_segment(segment)
     return path
+
+
+def names_directory(raw: str) -> bool:
+    """Whether `raw`, a URL tail as `parse_artifact_path` takes it, names a directory: it is
+    empty, ends with '/', or ends with a `.` segment (which RFC 3986 §5.2.4 turns into a
+    trailing '/')."""
+    return not raw or raw.endswith("/") or raw.rpartition("/")[2] in _DOT_SEGMENTS
 
 
 def is_internal(path: str) -> bool:

@@ -10,8 +10,9 @@ import time
 from aiohttp import web
 
 from artifactd.documents import artifact_document
+from artifactd.durations import parse_decimal
 from artifactd.errors import ArtifactdError, InvalidValueError, NotFoundError
-from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactInfo
 from artifactd.web.errors import error_for_domain
 from artifactd.web.keys import EVENTS, EVICTOR, STORE
@@ -59,9 +60,7 @@ def decode_cursor(cursor: str) -> str:
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidValueError(f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return int(raw)
+    return parse_decimal(raw, name="limit", minimum=1, maximum=MAX_PAGE)
 
 
 async def list_artifacts(request: web.Request) -> web.Response:
@@ -90,7 +89,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
 async def get_artifact(request: web.Request) -> web.Response:
     raw = request.rel_url.raw_path.split("/artifacts/", 1)[1]
     path = parse_artifact_path(raw)
-    if not path or is_internal(path) or raw.endswith("/"):
+    if not path or is_internal(path) or names_directory(raw):
         raise NotFoundError(path)
     info = await request.config_dict[STORE].info(path)
     return web.json_response(artifact_document(info, with_last_accessed=True))
@@ -118,9 +117,12 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def parse_last_event_id(raw: str | None) -> int:
-    if raw is None or not raw.strip().isdigit():
+    """Where to resume; a malformed id is ignored (everything held is replayed), as a
+    missing one: the header is optional and the stream must not die of it."""
+    try:
+        return 0 if raw is None else parse_decimal(raw.strip(), name="id", maximum=2**63 - 1)
+    except InvalidValueError:
         return 0
-    return int(raw.strip())
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:

@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from artifactd.errors import InvalidPathError, InvalidValueError, IsDirectoryError, NotFoundError
-from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.durations import parse_decimal
+from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
+from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactReader
 from artifactd.web.browse import View, render_page
 from artifactd.web.compression import is_compressible, send_gzipped, wants_gzip
@@ -35,7 +36,7 @@ def requested_path(request: web.BaseRequest) -> tuple[str, bool]:
     path = _parse_cached(tail)
     if is_internal(path):
         raise NotFoundError(path)
-    return path, tail == "" or tail.endswith("/")
+    return path, names_directory(tail)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,9 +115,7 @@ def parse_wait(raw: str | None) -> float:
     """`?wait=N`: whole seconds, 0 to 300."""
     if raw is None:
         return 0.0
-    if not raw.isdigit() or int(raw) > MAX_WAIT_SECONDS:
-        raise InvalidValueError(f"wait must be a whole number of seconds up to {MAX_WAIT_SECONDS}")
-    return float(raw)
+    return float(parse_decimal(raw, name="wait (seconds)", maximum=MAX_WAIT_SECONDS))
 
 
 async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> ArtifactReader:

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 from multidict import istr
 
-from artifactd.errors import ArtifactdError
+from artifactd.durations import parse_decimal
+from artifactd.errors import ArtifactdError, InvalidValueError
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE
 
@@ -102,9 +103,9 @@ def framing_error(request: web.BaseRequest) -> web.Response | None:
             return closing_error(501, "unsupported transfer coding")
     length = request.headers.get(hdrs.CONTENT_LENGTH)
     if length is not None:
-        digits = length.lstrip("0")
-        too_many = len(digits) > len(str(MAX_CONTENT_LENGTH))
-        if too_many or (digits.isdigit() and int(digits) > MAX_CONTENT_LENGTH):
+        try:
+            parse_decimal(length, name="Content-Length", maximum=MAX_CONTENT_LENGTH)
+        except InvalidValueError:
             return closing_error(400, "invalid content-length")
     return None
 

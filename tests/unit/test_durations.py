@@ -3,19 +3,69 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from artifactd.durations import (
+    MAX_DURATION_SECONDS,
+    check_duration,
     format_duration,
     format_size,
+    parse_decimal,
     parse_duration,
     parse_rate,
     parse_size,
 )
 from artifactd.errors import InvalidValueError
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("300", 300), ("007", 7), ("000", 0)])
+def test_decimals_are_ascii_digits_within_bounds(text: str, value: int) -> None:
+    assert parse_decimal(text, name="wait", maximum=300) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\u00b2",  # SUPERSCRIPT TWO: str.isdigit() says yes, int() says no (was a 500)
+        "\u0663",  # ARABIC-INDIC DIGIT THREE: int() read it as 3
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        "1\u00b2",
+        "+1",
+        "-1",
+        " 1",
+        "1 ",
+        "1.0",
+        "1e2",
+        "0x1",
+        "301",
+        "9" * 5000,  # not converted: longer than the maximum, whatever int()'s digit limit
+        "0" * 5000 + "301",
+    ],
+)
+def test_anything_else_is_not_a_decimal(text: str) -> None:
+    with pytest.raises(InvalidValueError, match="wait must be a whole number from 0 to 300"):
+        parse_decimal(text, name="wait", maximum=300)
+
+
+def test_a_decimal_below_the_minimum_is_invalid() -> None:
+    assert parse_decimal("1", name="limit", minimum=1, maximum=10) == 1
+    with pytest.raises(InvalidValueError, match="from 1 to 10"):
+        parse_decimal("0", name="limit", minimum=1, maximum=10)
+
+
+@given(st.text(max_size=8), st.integers(0, 10**20))
+def test_a_decimal_is_exactly_what_ascii_digits_spell(text: str, maximum: int) -> None:
+    try:
+        value = parse_decimal(text, name="n", maximum=maximum)
+    except InvalidValueError:
+        assert not (text.isascii() and text.isdigit()) or int(text) > maximum
+    else:
+        assert text.isascii() and text.isdigit() and value == int(text) <= maximum
 
 
 @pytest.mark.parametrize(
@@ -50,6 +100,63 @@ def test_bad_durations_are_invalid_values(text: str) -> None:
         parse_duration(text)
 
 
+def test_the_longest_duration_is_100_years() -> None:
+    assert MAX_DURATION_SECONDS == 36525 * 86400
+    assert parse_duration("36525d") == MAX_DURATION_SECONDS
+    assert parse_duration(f"{MAX_DURATION_SECONDS}s") == MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "36526d",
+        "876601h",
+        f"{MAX_DURATION_SECONDS + 1}",
+        f"{MAX_DURATION_SECONDS}.5",
+        "99999999999999d",
+        "99999999999999999999999d",
+        "9" * 400 + "d",
+    ],
+)
+def test_durations_over_100_years_are_invalid(text: str) -> None:
+    """A TTL past what datetime holds was stored, then broke every listing showing it."""
+    with pytest.raises(InvalidValueError, match="longer than 100 years"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [-1, -0.5, float("nan"), float("inf"), 1e30, 10**30])
+def test_numbers_outside_the_duration_range_are_invalid(seconds: float) -> None:
+    with pytest.raises(InvalidValueError):
+        check_duration(seconds)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 0.25, MAX_DURATION_SECONDS])
+def test_numbers_within_the_duration_range_are_seconds(seconds: float) -> None:
+    assert check_duration(seconds) == seconds
+    assert isinstance(check_duration(seconds), float)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_duration, "1\u017f"),  # LATIN SMALL LETTER LONG S: matched `s` case-blind
+        (parse_duration, "1\u212a"),  # KELVIN SIGN
+        (parse_duration, "\u00b2"),  # SUPERSCRIPT TWO
+        (parse_duration, "\u0663"),  # ARABIC-INDIC DIGIT THREE
+        (parse_size, "1\u212a"),  # KELVIN SIGN: was read as K
+        (parse_size, "1\u212aiB"),
+        (parse_size, "\u00b2"),
+        (parse_rate, "1/\u017f"),
+        (parse_rate, "\u00b2/s"),
+    ],
+)
+def test_only_ascii_digits_and_unit_letters_are_read(
+    parse: Callable[[str], object], text: str
+) -> None:
+    with pytest.raises(InvalidValueError):
+        parse(text)
+
+
 def test_an_invalid_value_is_also_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_duration("soon")
@@ -72,7 +179,7 @@ def test_durations_format_in_the_largest_exact_unit(seconds: float | None, text:
     assert format_duration(seconds) == text
 
 
-@given(st.integers(0, 10**12))
+@given(st.integers(0, MAX_DURATION_SECONDS))
 def test_formatted_durations_parse_back(seconds: int) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 

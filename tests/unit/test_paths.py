@@ -15,6 +15,7 @@ from artifactd.paths import (
     MAX_SEGMENT_BYTES,
     is_internal,
     join_path,
+    names_directory,
     parent_and_name,
     parse_artifact_path,
 )
@@ -46,6 +47,53 @@ def test_safe_paths_are_decoded_once_and_lose_a_trailing_slash(raw: str, expecte
 
 
 @pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (".", ""),
+        ("./", ""),
+        ("./.", ""),
+        ("%2e", ""),
+        ("./a", "a"),
+        ("a/./b", "a/b"),
+        ("a/%2e/b", "a/b"),
+        ("a/%2E/b", "a/b"),
+        ("a/.", "a"),
+        ("a/./", "a"),
+        ("repo/./InRelease", "repo/InRelease"),
+        ("./././x/./%2e/y", "x/y"),
+        ("%2e/.hidden/...", ".hidden/..."),
+        ("./.artifactd/x", ".artifactd/x"),  # still internal: callers answer 404
+    ],
+)
+def test_dot_segments_are_dropped(raw: str, expected: str) -> None:
+    """RFC 3986 §5.2.4 and §6.2.2.3: `a/./b` is `a/b` (apt and rclone send `repo/./x`)."""
+    assert parse_artifact_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "directory"),
+    [
+        ("", True),
+        ("a/", True),
+        (".", True),
+        ("a/.", True),
+        ("a/%2e", True),
+        ("a/%2E", True),
+        ("./", True),
+        ("a", False),
+        ("a/./b", False),
+        ("a/.b", False),
+        ("a/%2e%2e", False),
+        ("a/..", False),
+    ],
+)
+def test_a_tail_names_a_directory_when_it_ends_with_a_slash_or_a_dot(
+    raw: str, directory: bool
+) -> None:
+    assert names_directory(raw) is directory
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         "/etc/passwd",
@@ -55,9 +103,6 @@ def test_safe_paths_are_decoded_once_and_lose_a_trailing_slash(raw: str, expecte
         "a//",
         "a/b//",
         "..",
-        ".",
-        "./a",
-        "a/./b",
         "a/../b",
         "a/..",
         "../etc/passwd",
@@ -65,8 +110,17 @@ def test_safe_paths_are_decoded_once_and_lose_a_trailing_slash(raw: str, expecte
         "%2E%2E/x",
         "%2e%2E",
         ".%2e",
-        "%2e",
+        "%2e.",
         "a/%2e%2e/b",
+        "./..",
+        "./../a",
+        "a/./../b",
+        "a/%2e/%2e%2e/b",
+        "a/.//b",
+        ".//a",
+        "%252e",
+        "a/%252e/b",
+        "%252E",
         "%252e%252e",
         "%25252e%25252e",
         "..%252f",
@@ -218,3 +272,28 @@ segments = st.text(
 def test_any_quoted_plain_path_is_accepted_unchanged(parts: list[str]) -> None:
     path = "/".join(parts)
     assert parse_artifact_path(quote(path, safe="/")) == path
+
+
+@given(
+    st.lists(segments, min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from([".", "%2e", "%2E"])), max_size=4),
+)
+def test_dot_segments_anywhere_name_the_same_path(
+    parts: list[str], dots: list[tuple[int, str]]
+) -> None:
+    segments = [quote(part) for part in parts]
+    for index, dot in dots:
+        segments.insert(min(index, len(segments)), dot)
+    assert parse_artifact_path("/".join(segments)) == "/".join(parts)
+
+
+@given(
+    st.lists(segments, min_size=1, max_size=5),
+    st.integers(0, 5),
+    st.sampled_from(["..", "%2e%2e", "%2E%2e", ".%2e", "%2e."]),
+)
+def test_a_dotdot_segment_anywhere_is_refused(parts: list[str], index: int, dotdot: str) -> None:
+    segments = [quote(part) for part in parts]
+    segments.insert(min(index, len(segments)), dotdot)
+    with pytest.raises(InvalidPathError):
+        parse_artifact_path("/".join(segments))

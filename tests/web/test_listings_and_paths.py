@@ -85,7 +85,6 @@ async def test_internal_directory_is_hidden_and_unreachable(client: Client) -> N
     [
         "/files/%2e%2e/etc/passwd",
         "/files/%2E%2E/x",
-        "/files/a/%2e/b",
         "/files/..%2fx",
         "/files/%252e%252e/x",
         "/files/a%5cb",
