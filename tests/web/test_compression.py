@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.web.compression import accepts_gzip, gzip_etag, is_compressible
+from artifactd.web.download.gzip import accepts_gzip, gzip_etag, is_compressible
 from tests.web.conftest import store_bytes
 
 Client = TestClient  # type: ignore[type-arg]

@@ -28,10 +28,10 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
 from artifactd.web import middlewares as middlewares_module
 from artifactd.web.app import FILES_ROUTE_LABEL, create_app
-from artifactd.web.hotpath import HotPath, install_hot_path
+from artifactd.web.download.hot import HotPath, install_hot_path
 from artifactd.web.keys import METRICS, REQUEST_ID, STARTED_AT
 from artifactd.web.metrics import metrics_middleware
-from artifactd.web.middlewares import begin_request
+from artifactd.web.pipeline import begin_request
 from tests.web.conftest import store_bytes
 
 SMALL = bytes(range(256)) * 16  # 4 KiB: kept in memory by the hot cache
