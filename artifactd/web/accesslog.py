@@ -23,10 +23,11 @@ class _LinesOfThisTurn:
     """Lines logged during one turn of the event loop, written when it ends.
 
     Under load one turn finishes many requests, and their lines then cost one write(2)
-    instead of one each (a tenth of a small download's time). A line waits only for the
-    rest of its turn (microseconds, not a timer), so nothing lingers in a buffer when the
-    server idles or is killed. Writes stay within PIPE_BUF at line boundaries, so on a
-    pipe shared by `--workers` processes no line is split by another's write."""
+    instead of one each (a system call per line is a visible share of a small download,
+    docs/performance.md). A line waits only for the rest of its turn (microseconds, not a
+    timer), so nothing lingers in a buffer when the server idles or is killed. Writes stay
+    within PIPE_BUF at line boundaries, so on a pipe shared by `--workers` processes no
+    line is split by another's write."""
 
     def __init__(self) -> None:
         self._lines: list[str] = []
