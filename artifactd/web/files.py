@@ -13,7 +13,7 @@ from artifactd.errors import InvalidPathError, InvalidValueError, IsDirectoryErr
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.store.base import ArtifactReader, Store
 from artifactd.web.browse import View, render_page
-from artifactd.web.download.gzip import Variant, choose_variant, plan_gzip_stream
+from artifactd.web.download.gzip import choose_variant, plan_gzip_stream
 from artifactd.web.download.send import send_artifact, send_plan
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
 from artifactd.web.listing import entries_json, wants_json
@@ -74,7 +74,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     async with reader:
         await record_read(request, store, path)
         variant = choose_variant(request.headers, reader.info)
-        if variant is Variant.GZIP:
+        if variant.gzip:
             return await send_compressed(request, reader, path)
         return await send_artifact(
             request,

@@ -11,7 +11,6 @@ from multidict import CIMultiDict
 from artifactd.http.ranges import ByteRange
 from artifactd.store.base import ArtifactInfo
 from artifactd.web.download.plan import (
-    ANSWERED_AT_ONCE,
     INLINE_READ_BYTES,
     BodySource,
     DownloadPlan,
@@ -323,8 +322,7 @@ def test_the_plain_get_plan_is_worked_out_once_per_version() -> None:
     assert plan(Case({}, 200, BodySource.INLINE, info=newer)) is not first
 
 
-def test_only_none_and_inline_plans_are_answered_at_once() -> None:
-    assert {source for source in BodySource if source in ANSWERED_AT_ONCE} == {
-        BodySource.NONE,
-        BodySource.INLINE,
-    }
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_only_304s_and_inline_plans_are_answered_at_once(case: Case) -> None:
+    planned = plan(case)
+    assert planned.at_once is (planned.body in (BodySource.NONE, BodySource.INLINE))

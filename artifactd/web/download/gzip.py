@@ -7,10 +7,10 @@ on-the-fly compression. Never for ranges: a 206 is always of the identity bytes.
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -34,17 +34,19 @@ _COMPRESSIBLE_TYPES = {
 }
 
 
-class Variant(enum.Enum):
-    """Which representation of a path a download sends."""
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """Which representation of a path a download sends. (Not an Enum: its members'
+    attributes are read on every download, and plain slots read fastest.)"""
 
-    IDENTITY = "identity"  # not compressible: the only representation, no Vary
-    IDENTITY_VARY = "identity-vary"  # compressible, but gzip not wanted: Vary says why
-    GZIP = "gzip"  # the gzip variant (a `.gz` sibling, or compressed on the fly)
+    name: str
+    vary: bool  # answers carry `Vary: Accept-Encoding` (the path has a gzip variant)
+    gzip: bool  # the gzip variant: a `.gz` sibling, or compressed on the fly
 
-    @property
-    def vary(self) -> bool:
-        """Whether answers carry `Vary: Accept-Encoding` (the path has a gzip variant)."""
-        return self is not Variant.IDENTITY
+
+IDENTITY = Variant("identity", vary=False, gzip=False)  # not compressible: the only one
+IDENTITY_VARY = Variant("identity-vary", vary=True, gzip=False)  # gzip not wanted
+GZIP = Variant("gzip", vary=True, gzip=True)
 
 
 @functools.lru_cache(maxsize=256)  # asked for every download; stores hold few types
@@ -61,14 +63,14 @@ def choose_variant(headers: Mapping[str, str], info: ArtifactInfo) -> Variant:
     """The variant a GET or HEAD with these request headers gets: gzip for a compressible
     artifact worth compressing, asked for without a Range, by a client accepting it."""
     if not is_compressible(info.content_type):
-        return Variant.IDENTITY
+        return IDENTITY
     if (
         hdrs.RANGE not in headers
         and info.size >= MIN_COMPRESS_BYTES
         and accepts_gzip(headers.get(hdrs.ACCEPT_ENCODING))
     ):
-        return Variant.GZIP
-    return Variant.IDENTITY_VARY
+        return GZIP
+    return IDENTITY_VARY
 
 
 def gzip_etag(identity_etag: str) -> str:

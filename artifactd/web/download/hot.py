@@ -7,7 +7,7 @@ three steps: eligible? → plan → send. Eligible is a GET of `/files/<path>` w
 a body or `Expect`, on a server whose access policy lets such reads through unchecked,
 for an artifact the store can open without waiting. The plan is `plan_download`'s, the
 one the Application executes; the hot path answers when the plan's body is ready at once
-(`ANSWERED_AT_ONCE`: a small body, a single range in the page cache, a 304, a 416).
+(`at_once`: a small body, a single range in the page cache, a 304, a 416).
 Anything else, including any request that would end in another error, goes to the
 Application unchanged. The bookkeeping (request id, clock, common headers, metrics) is
 `pipeline`'s, the same calls the Application's middlewares make.
@@ -21,8 +21,8 @@ from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.app import FILES_ROUTE_LABEL
-from artifactd.web.download.gzip import Variant, choose_variant
-from artifactd.web.download.plan import ANSWERED_AT_ONCE, plan_download
+from artifactd.web.download.gzip import choose_variant
+from artifactd.web.download.plan import plan_download
 from artifactd.web.download.send import respond_now
 from artifactd.web.files import FILES_PREFIX, record_read, requested_path
 from artifactd.web.keys import SETTINGS, STORE
@@ -79,7 +79,7 @@ class HotPath:
         try:
             info = reader.info
             variant = choose_variant(request.headers, info)
-            if variant is Variant.GZIP:
+            if variant.gzip:
                 return None  # compressed: streamed by the Application
             plan = plan_download(
                 hdrs.METH_GET,
@@ -89,7 +89,7 @@ class HotPath:
                 zero_copy=self._zero_copy,
                 vary=variant.vary,
             )
-            if plan.body not in ANSWERED_AT_ONCE:
+            if not plan.at_once:
                 return None  # streamed, or a 412 for the errors middleware
             response = respond_now(plan, reader, zero_copy=self._zero_copy)
         except ArtifactdError:

@@ -11,6 +11,7 @@ import enum
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from multidict import CIMultiDict, CIMultiDictProxy, istr
 
@@ -64,14 +65,25 @@ class BodySource(enum.Enum):
     FAILED = "failed"  # a 412: no answer of its own, the errors middleware's JSON
 
 
-# What can be answered at once, with one Response and no waiting (the hot path's question).
-ANSWERED_AT_ONCE = frozenset({BodySource.NONE, BodySource.INLINE})
+# Module-level names for enum members: on Python 3.11 `BodySource.INLINE` is a class
+# attribute lookup through the enum's metaclass, many times slower than a global's.
+_FULL = RangeKind.FULL
+_UNSATISFIABLE = RangeKind.UNSATISFIABLE
+_NONE = BodySource.NONE
+_HEADERS = BodySource.HEADERS
+_INLINE = BodySource.INLINE
+_STREAM = BodySource.STREAM
+_SENDFILE = BodySource.SENDFILE
+_MULTIPART = BodySource.MULTIPART
+_FAILED = BodySource.FAILED
 
 
-@dataclass(frozen=True, slots=True)
-class DownloadPlan:
-    """One answer, decided. `headers` is shared between answers (read-only: responses
-    copy it); the per-answer parts are kept apart so a cached plan stays cheap."""
+class DownloadPlan(NamedTuple):
+    """One answer, decided. Immutable: a NamedTuple, because one is made for every request
+    with preconditions or a Range and a frozen dataclass is much slower to build (each
+    field goes through `object.__setattr__`). `headers` is shared between answers
+    (read-only: responses copy it); the per-answer parts are kept apart so a cached plan
+    stays cheap."""
 
     status: int
     body: BodySource
@@ -81,6 +93,13 @@ class DownloadPlan:
     content_range: str | None = None  # a 206 of one range, a 416
     content_type: str | None = None  # replaces the artifact's type (multipart/byteranges)
     framing: tuple[bytes, ...] = ()  # multipart: each part's header, then the close
+
+    @property
+    def at_once(self) -> bool:
+        """Whether the answer is ready at once, one Response without waiting (the hot
+        path's question): a 304, or an inline body (or a 416's JSON)."""
+        body = self.body
+        return body is _NONE or body is _INLINE
 
     def response_headers(self) -> CIMultiDict[str]:
         """Every header the plan puts on its answer (for tests and the curious; the
@@ -176,24 +195,21 @@ def plan_download(
         headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at
     ):
         range_header = None
-    decision = evaluate_range(range_header, info.size, max_ranges)
     size = info.size
-    if decision.kind is RangeKind.UNSATISFIABLE:
+    decision = evaluate_range(range_header, size, max_ranges)
+    kind = decision.kind
+    if kind is _UNSATISFIABLE:
         # §15.5.17: the answer says how long the representation is; its JSON is inline.
-        return DownloadPlan(416, BodySource.INLINE, _NO_HEADERS, content_range=f"bytes */{size}")
+        return DownloadPlan(416, _INLINE, _NO_HEADERS, (), None, f"bytes */{size}")
     head = method == HEAD
-    if decision.kind is RangeKind.FULL:
+    if kind is _FULL:
         return _whole(rep, size, head, zero_copy)
-    if len(decision.ranges) == 1:
-        (only,) = decision.ranges
-        return DownloadPlan(
-            206,
-            BodySource.HEADERS if head else _span_source(only.length, zero_copy),
-            rep.body_headers,
-            decision.ranges,
-            only.length,
-            content_range=only.content_range(size),
-        )
+    ranges = decision.ranges
+    if len(ranges) == 1:
+        only = ranges[0]
+        length = only.length
+        source = _HEADERS if head else _span_source(length, zero_copy)
+        return DownloadPlan(206, source, rep.body_headers, ranges, length, only.content_range(size))
     boundary = new_boundary()
     framing = (
         *(part_header(boundary, media_type, part, size) for part in decision.ranges),
@@ -201,7 +217,7 @@ def plan_download(
     )
     return DownloadPlan(
         206,
-        BodySource.HEADERS if head else BodySource.MULTIPART,
+        _HEADERS if head else _MULTIPART,
         rep.headers,
         decision.ranges,
         multipart_content_length(boundary, media_type, decision.ranges, size),
@@ -235,9 +251,9 @@ def plan_preconditions(
         last_modified=last_modified,
     )
     if outcome is Precondition.NOT_MODIFIED:
-        return DownloadPlan(304, BodySource.NONE, not_modified_headers)
+        return DownloadPlan(304, _NONE, not_modified_headers)
     if outcome is Precondition.FAILED:
-        return DownloadPlan(412, BodySource.FAILED, _NO_HEADERS)
+        return DownloadPlan(412, _FAILED, _NO_HEADERS)
     return None
 
 
@@ -254,11 +270,11 @@ def _plain_get(
 def _whole(rep: Representation, size: int, head: bool, zero_copy: bool) -> DownloadPlan:
     """200 with the whole representation (an empty one has no span to send)."""
     spans = (ByteRange(0, size - 1),) if size else ()
-    source = BodySource.HEADERS if head else _span_source(size, zero_copy)
+    source = _HEADERS if head else _span_source(size, zero_copy)
     return DownloadPlan(200, source, rep.body_headers, spans, size)
 
 
 def _span_source(length: int, zero_copy: bool) -> BodySource:
     if length <= INLINE_READ_BYTES:
-        return BodySource.INLINE
-    return BodySource.SENDFILE if zero_copy else BodySource.STREAM
+        return _INLINE
+    return _SENDFILE if zero_copy else _STREAM

@@ -21,6 +21,15 @@ from artifactd.web.errors import json_error
 
 log = logging.getLogger("artifactd.web")
 
+# Globals, not `BodySource.X` (a slow lookup through the enum's metaclass on Python 3.11).
+_NONE = BodySource.NONE
+_HEADERS = BodySource.HEADERS
+_INLINE = BodySource.INLINE
+_SENDFILE = BodySource.SENDFILE
+_MULTIPART = BodySource.MULTIPART
+_GZIP = BodySource.GZIP
+_FAILED = BodySource.FAILED
+
 
 def respond_now(
     plan: DownloadPlan, reader: ArtifactReader, *, zero_copy: bool
@@ -29,7 +38,7 @@ def respond_now(
     in the page cache): one Response, headers and body in a single write. None: it has to
     be sent (`send_plan`). Raises PreconditionFailedError for a 412."""
     body = plan.body
-    if body is BodySource.INLINE:
+    if body is _INLINE:
         if plan.status == 416:
             content_range = plan.content_range or ""  # always set on a 416 plan
             return json_error(416, "range not satisfiable", {"Content-Range": content_range})
@@ -44,9 +53,9 @@ def respond_now(
         if plan.content_range is not None:
             response.headers[hdrs.CONTENT_RANGE] = plan.content_range
         return response
-    if body is BodySource.NONE:
+    if body is _NONE:
         return web.Response(status=plan.status, headers=plan.headers)
-    if body is BodySource.FAILED:
+    if body is _FAILED:
         raise PreconditionFailedError("the artifact does not match the request's conditions")
     return None
 
@@ -74,17 +83,17 @@ async def send_plan(
         response.content_length = plan.content_length
     await response.prepare(request)
     body = plan.body
-    if body is BodySource.MULTIPART:
+    if body is _MULTIPART:
         for framing, part in zip(plan.framing, plan.ranges, strict=False):
             await response.write(framing)
             await _stream_span(request, response, reader, part, chunk_size)
         await response.write(plan.framing[-1])
-    elif body is BodySource.GZIP:
+    elif body is _GZIP:
         await write_gzipped(response, reader, reader.info.size, chunk_size)
-    elif body is not BodySource.HEADERS:
+    elif body is not _HEADERS:
         # STREAM, SENDFILE, or an INLINE span whose bytes were not at hand: the same bytes,
         # by sendfile where zero copy is allowed.
-        sendfile = body is BodySource.SENDFILE or (body is BodySource.INLINE and zero_copy)
+        sendfile = body is _SENDFILE or (body is _INLINE and zero_copy)
         for span in plan.ranges:
             await _send_span(request, response, reader, span, chunk_size, sendfile)
     await response.write_eof()
