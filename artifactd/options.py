@@ -9,7 +9,6 @@ checks a typed value (a TOML number or boolean, a Settings field set in code) wi
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -197,9 +196,10 @@ class Duration(Kind):
     def check_value(self, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidValueError(f"{value!r} is not a duration")
-        if not math.isfinite(value) or value < 0 or (self.positive and value == 0):
+        if self.positive and value == 0:
             raise InvalidValueError(f"{value!r} is not a duration above 0")
-        return check_duration(value)  # a config file's number has the limits of a text
+        # A config file's number has the limits of a text: 0 to 100 years, NaN refused.
+        return check_duration(value)
 
     def to_toml(self, value: Any) -> TomlValue | None:
         text = format_duration(value)

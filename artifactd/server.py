@@ -24,7 +24,7 @@ from artifactd.store.factory import build_store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class, flush_access_log
 from artifactd.web.app import create_app
-from artifactd.web.hotpath import install_hot_path
+from artifactd.web.download.hot import install_hot_path
 from artifactd.web.keys import EVENTS
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
@@ -52,7 +52,7 @@ def request_head_deadline(settings: Settings) -> float:
     which would let a slowloris client hold its connection forever; with
     `--keepalive-timeout 0` the request head gets `--body-timeout` instead, and the
     application closes the connection after each response (see
-    `artifactd.web.middlewares.common_headers_hook`).
+    `artifactd.web.pipeline.Pipeline`).
     """
     return settings.keepalive_timeout or settings.body_timeout or DEFAULT_REQUEST_HEAD_SECONDS
 

@@ -39,12 +39,14 @@ def test_put_refuses_a_ttl_over_100_years_and_stores_nothing(
     runner: CliRunner, tmp_path: Path, local_file: Path, ttl: str
 ) -> None:
     root = tmp_path / "root"
+    root.mkdir()
     result = runner.invoke(main, ["put", "--root", str(root), str(local_file), "a", "--ttl", ttl])
     assert_usage_error(result)
     assert not (root / "a").exists()
 
 
 def test_put_keeps_a_ttl_of_100_years(runner: CliRunner, tmp_path: Path, local_file: Path) -> None:
+    (tmp_path / "root").mkdir()
     root = str(tmp_path / "root")
     result = runner.invoke(main, ["put", "--root", root, str(local_file), "a", "--ttl", "36525d"])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
-"""One access-log line per request on stderr, as text or JSON.
+"""Writing the access log: one line per request on stderr (the line itself is
+`pipeline`'s, as text or JSON).
 
 Written straight to the stream rather than through `logging`: at thousands of requests a
 second the logging machinery (records, caller lookup, formatters) was the largest single
@@ -8,53 +9,25 @@ cost of a small download. Lines go out whole, those of one event-loop turn toget
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import select
 import sys
-import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from artifactd.web.middlewares import elapsed_ms, request_id_for
-
-
-class _Clock:
-    """The current UTC time as ISO 8601, formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-        return self._text
-
-
-_clock = _Clock()
-
-
-def duration_ms(request: web.BaseRequest, aiohttp_seconds: float) -> float:
-    """The request's duration on the clock of X-Response-Time. aiohttp's own figure comes
-    from the loop's clock, which under uvloop moves in whole milliseconds (every fast
-    request read 0.000 or 1.000ms); it stays the answer for a request refused before the
-    middlewares."""
-    elapsed = elapsed_ms(request)
-    return aiohttp_seconds * 1000 if elapsed is None else elapsed
+from artifactd.web.pipeline import json_log_line, text_log_line
 
 
 class _LinesOfThisTurn:
     """Lines logged during one turn of the event loop, written when it ends.
 
     Under load one turn finishes many requests, and their lines then cost one write(2)
-    instead of one each (a tenth of a small download's time). A line waits only for the
-    rest of its turn (microseconds, not a timer), so nothing lingers in a buffer when the
-    server idles or is killed. Writes stay within PIPE_BUF at line boundaries, so on a
-    pipe shared by `--workers` processes no line is split by another's write."""
+    instead of one each (a system call per line is a visible share of a small download,
+    docs/performance.md). A line waits only for the rest of its turn (microseconds, not a
+    timer), so nothing lingers in a buffer when the server idles or is killed. Writes stay
+    within PIPE_BUF at line boundaries, so on a pipe shared by `--workers` processes no
+    line is split by another's write."""
 
     def __init__(self) -> None:
         self._lines: list[str] = []
@@ -102,26 +75,12 @@ class _AccessLogger(AbstractAccessLogger):
 
 class TextAccessLogger(_AccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        self._write(
-            f'{_clock.now()} {request.remote or "-"} "{request.method} {request.raw_path}" '
-            f"{response.status} {response.body_length} {duration_ms(request, time_):.3f}ms "
-            f"rid={request_id_for(request)}\n"
-        )
+        self._write(text_log_line(request, response, time_))
 
 
 class JsonAccessLogger(_AccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        fields = {
-            "time": _clock.now(),
-            "remote": request.remote or "-",
-            "method": request.method,
-            "path": request.raw_path,
-            "status": response.status,
-            "bytes": response.body_length,
-            "duration_ms": round(duration_ms(request, time_), 3),
-            "request_id": request_id_for(request),
-        }
-        self._write(json.dumps(fields) + "\n")
+        self._write(json_log_line(request, response, time_))
 
 
 def access_logger_class(log_format: str) -> type[AbstractAccessLogger]:

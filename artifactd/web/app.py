@@ -21,7 +21,8 @@ from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
-from artifactd.web.middlewares import common_headers_hook, errors_middleware
+from artifactd.web.middlewares import errors_middleware
+from artifactd.web.pipeline import PIPELINE, Pipeline
 from artifactd.web.security import install_security
 
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
@@ -72,9 +73,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         on_evicted=record_eviction,
         on_pass=record_pass,
     )
-    app.on_response_prepare.append(
-        common_headers_hook(close_after_response=settings.keepalive_timeout == 0)
-    )
+    pipeline = app[PIPELINE] = Pipeline.for_settings(settings, metrics.traffic)
+    app.on_response_prepare.append(pipeline.on_response_prepare)
     app.cleanup_ctx.append(_background_eviction)
     app.cleanup_ctx.append(loop_lag_probe)
     app.on_shutdown.append(_end_event_streams)

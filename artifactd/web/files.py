@@ -7,15 +7,15 @@ import functools
 import time
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from artifactd.durations import parse_decimal
 from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
 from artifactd.paths import is_internal, names_directory, parse_artifact_path
-from artifactd.store.base import ArtifactReader
+from artifactd.store.base import ArtifactReader, Store
 from artifactd.web.browse import View, render_page
-from artifactd.web.compression import is_compressible, send_gzipped, wants_gzip
-from artifactd.web.download import send_artifact
+from artifactd.web.download.gzip import choose_variant, plan_gzip_stream
+from artifactd.web.download.send import send_artifact, send_plan
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
 from artifactd.web.listing import entries_json, wants_json
 
@@ -73,19 +73,24 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         reader = await wait_for_artifact(request, path, wait_seconds)
     settings = app[SETTINGS]
     async with reader:
-        if request.method == "GET":
-            await store.record_access(path)
-        compressible = is_compressible(reader.info.content_type)
-        if compressible and wants_gzip(request, reader.info):
+        await record_read(request, store, path)
+        variant = choose_variant(request.headers, reader.info)
+        if variant.gzip:
             return await send_compressed(request, reader, path)
         return await send_artifact(
             request,
             reader,
             chunk_size=settings.chunk_size,
             max_ranges=settings.max_ranges,
-            vary=compressible,
+            vary=variant.vary,
             zero_copy=settings.sendfile,
         )
+
+
+async def record_read(request: web.BaseRequest, store: Store, path: str) -> None:
+    """A GET of an artifact counts as an access (eviction by last access); a HEAD not."""
+    if request.method == hdrs.METH_GET:
+        await store.record_access(path)
 
 
 async def send_compressed(
@@ -97,7 +102,10 @@ async def send_compressed(
     try:
         sibling = await request.app[STORE].open(path + ".gz")
     except (NotFoundError, IsDirectoryError, InvalidPathError):
-        return await send_gzipped(request, reader, chunk_size=settings.chunk_size)
+        plan = plan_gzip_stream(request.method, request.headers, reader.info)
+        return await send_plan(
+            request, plan, reader, chunk_size=settings.chunk_size, zero_copy=settings.sendfile
+        )
     async with sibling:
         return await send_artifact(
             request,

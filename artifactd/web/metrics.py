@@ -17,6 +17,7 @@ from aiohttp import web
 from artifactd.metrics import CONTENT_TYPE
 from artifactd.web.keys import METRICS
 from artifactd.web.middlewares import Handler
+from artifactd.web.pipeline import PIPELINE
 
 LAG_PROBE_SECONDS = 1.0
 
@@ -31,7 +32,8 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    traffic = request.app[METRICS].traffic
+    pipeline = request.app[PIPELINE]
+    traffic = pipeline.traffic
     traffic.in_flight += 1
     status = 500
     response: web.StreamResponse | None = None
@@ -44,11 +46,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         traffic.in_flight -= 1
-        sent = 0
-        if response is not None:
-            sent = response.body_length if response.prepared else (response.content_length or 0)
-        traffic.count(
-            request.method, route_label(request), status, request.content.total_bytes, sent
+        pipeline.count(
+            request.method, route_label(request), status, request.content.total_bytes, response
         )
 
 

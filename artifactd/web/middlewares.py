@@ -1,90 +1,33 @@
-"""Request id, timing, and errors as JSON: every response leaves through here."""
+"""Errors as JSON and message framing: every Application answer leaves through here.
+
+The request's start (id, clock) and the headers of every response are `pipeline`'s.
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
-from multidict import istr
 
 from artifactd.durations import parse_decimal
 from artifactd.errors import ArtifactdError, InvalidValueError
 from artifactd.web.errors import error_for_domain, json_error
-from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE
+from artifactd.web.keys import STARTED_RESPONSE
+from artifactd.web.pipeline import begin_request, request_id_for
 
 log = logging.getLogger("artifactd.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ResponseHook = Callable[[web.BaseRequest, web.StreamResponse], Awaitable[None]]
-
-# An incoming X-Request-Id is echoed only when it is this tame (it lands in logs and headers).
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # aiohttp's C parser (llhttp) refuses a Content-Length above 2**64 - 1 with 400; its
 # pure-Python parser accepts any digit string. Refusing the same here keeps the answer
 # identical with both parsers.
 MAX_CONTENT_LENGTH = 2**64 - 1
 
-# Header names as `istr`: case-insensitive lookups and stores without folding the name.
-X_REQUEST_ID = istr("X-Request-Id")
-X_RESPONSE_TIME = istr("X-Response-Time")
-X_CONTENT_TYPE_OPTIONS = istr("X-Content-Type-Options")
-
 # nginx's status for a request whose client left before the answer (only ever logged).
 CLIENT_CLOSED_REQUEST = 499
-
-
-# Ids are a random per-process prefix and a counter: unique across processes and restarts
-# with overwhelming probability, and far cheaper than a uuid4 per request.
-_ID_PREFIX = secrets.token_hex(8)
-_id_counter = itertools.count(1)
-
-
-def _new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):08x}"
-
-
-def request_id_for(request: web.BaseRequest) -> str:
-    """The request's id: a valid incoming X-Request-Id, else a new one (assigned once)."""
-    try:
-        return request[REQUEST_ID]
-    except KeyError:  # assigned first thing by errors_middleware, so rarely missing
-        return assign_request_id(request)
-
-
-def elapsed_ms(request: web.BaseRequest) -> float | None:
-    """Milliseconds since the request reached the middlewares, on `time.perf_counter`
-    (X-Response-Time and the access log); None for a request answered before them."""
-    started: float | None = request.get(STARTED_AT)
-    return None if started is None else (time.perf_counter() - started) * 1000
-
-
-def begin_request(request: web.BaseRequest) -> None:
-    """Start the request's clock and give it its id: the first step of every answer. Once:
-    a request the hot path began and then handed to the Application keeps both."""
-    if STARTED_AT not in request:
-        begin_new_request(request)
-
-
-def begin_new_request(request: web.BaseRequest) -> None:
-    """`begin_request` for the first code to see a request (the hot path), which need not
-    check whether it was begun: that check raises and catches a KeyError inside aiohttp."""
-    request[STARTED_AT] = time.perf_counter()
-    assign_request_id(request)
-
-
-def assign_request_id(request: web.BaseRequest) -> str:
-    incoming = request.headers.get(X_REQUEST_ID)
-    if incoming is None or not _VALID_REQUEST_ID.fullmatch(incoming):
-        incoming = _new_request_id()
-    request[REQUEST_ID] = incoming
-    return incoming
 
 
 def framing_error(request: web.BaseRequest) -> web.Response | None:
@@ -173,32 +116,3 @@ def answer_for_departed_client(request: web.Request) -> web.StreamResponse | Non
     if transport is not None and not transport.is_closing():
         return None
     return closing_error(CLIENT_CLOSED_REQUEST, "client closed the connection")
-
-
-def common_headers_hook(*, close_after_response: bool) -> ResponseHook:
-    """The on_response_prepare step setting the headers every response carries.
-
-    `close_after_response` (keep-alive disabled) says so in a `Connection: close` header and
-    closes the connection once the answer is sent."""
-
-    async def add_common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-        request[STARTED_RESPONSE] = weakref.ref(response)  # for errors_middleware
-        add_headers_of_every_response(request, response, close_after_response)
-
-    return add_common_headers
-
-
-def add_headers_of_every_response(
-    request: web.BaseRequest, response: web.StreamResponse, close_after_response: bool
-) -> None:
-    """Request id, response time and nosniff (and `Connection: close` when keep-alive is
-    off): set as the response is prepared, or by the hot path as it answers."""
-    headers = response.headers
-    headers[X_REQUEST_ID] = request_id_for(request)
-    elapsed = elapsed_ms(request)
-    if elapsed is not None:  # None: answered before the middlewares (an Expect refusal)
-        headers[X_RESPONSE_TIME] = f"{elapsed:.3f}ms"
-    headers[X_CONTENT_TYPE_OPTIONS] = "nosniff"
-    if close_after_response:
-        response.force_close()
-        headers[hdrs.CONNECTION] = "close"

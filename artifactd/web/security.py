@@ -155,15 +155,24 @@ class AccessPolicy:
         token_store: TokenStore,
         *,
         private: bool,
+        rate_limited: bool = False,
         trusted_proxies: Sequence[IPNetwork] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tokens = token_store
         self.private = private
+        self.rate_limited = rate_limited
         self.trusted_proxies = list(trusted_proxies)
         self._clock = clock
         self._next_reload_at = float("-inf")
         self._reloading: asyncio.Future[None] | None = None
+
+    def passes_reads_unchecked(self) -> bool:
+        """Whether a GET of `/files/...` passes the rate-limit and auth middlewares without
+        any check: it needs no token (`required_scope`) and no client is counted. Only then
+        may something in front of them (the hot path) answer it."""
+        needed = required_scope(hdrs.METH_GET, FILES_PREFIX, private=self.private)
+        return needed is None and not self.rate_limited
 
     async def load(self, app: web.Application | None = None) -> None:
         """on_startup: read the tokens file; a corrupt one stops the server from starting."""
@@ -269,7 +278,12 @@ def install_security(
     """Append the rate-limit then auth middlewares (so call it while errors_middleware is
     last in `app.middlewares`), keep the policy for `check_upload_allowed`, and load the
     tokens file first thing at startup."""
-    policy = AccessPolicy(token_store, private=private, trusted_proxies=trusted_proxies)
+    policy = AccessPolicy(
+        token_store,
+        private=private,
+        rate_limited=limiter is not None,
+        trusted_proxies=trusted_proxies,
+    )
     app[ACCESS_POLICY] = policy
     if limiter is not None:
         app.middlewares.append(rate_limit_middleware(limiter, trusted_proxies))

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.web.compression import accepts_gzip, gzip_etag, is_compressible
+from artifactd.web.download.gzip import accepts_gzip, gzip_etag, is_compressible
 from tests.web.conftest import Client, store_bytes
 
 LOG = b"".join(b"line %d: something happened\n" % i for i in range(2000))

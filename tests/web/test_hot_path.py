@@ -10,67 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from blockbuster import BlockBuster
-from yarl import URL
 
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.memory import MemoryStore
 from artifactd.web import middlewares as middlewares_module
 from artifactd.web.app import FILES_ROUTE_LABEL, create_app
-from artifactd.web.hotpath import HotPath, install_hot_path
+from artifactd.web.download.hot import HotPath
 from artifactd.web.keys import METRICS, REQUEST_ID, STARTED_AT
 from artifactd.web.metrics import metrics_middleware
-from artifactd.web.middlewares import begin_request
+from artifactd.web.pipeline import PIPELINE, begin_request
 from tests.web.conftest import store_bytes
+from tests.web.serving import fetch, serving
 
 SMALL = bytes(range(256)) * 16  # 4 KiB: kept in memory by the hot cache
 LARGE = bytes(range(251)) * 1200  # ~294 KiB: above the inline size, a descriptor when hot
 TEXT = b"compressible line\n" * 200  # text/plain, worth gzip
-PER_REQUEST = {"x-request-id", "x-response-time", "date"}
-
-
-@dataclass
-class Served:
-    url: str
-    reached_application: list[str]  # "METHOD path?query" of every request it answered
-    app: web.Application
-    runner: web.AppRunner
-
-
-@asynccontextmanager
-async def serving(settings: Settings, *, hot: bool) -> AsyncIterator[Served]:
-    store = await FilesystemStore.create(settings.root)
-    app = create_app(settings, store)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    assert runner.server is not None
-    reached: list[str] = []
-    application = runner.server.request_handler
-
-    async def counted(request: web.BaseRequest) -> web.StreamResponse:
-        reached.append(f"{request.method} {request.rel_url}")
-        return await application(request)
-
-    runner.server.request_handler = counted
-    if hot:
-        install_hot_path(app, runner.server)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Served(f"http://{host}:{port}", reached, app, runner)
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -83,22 +45,6 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "soon-gone.bin", b"x" * 10, expires_at=time.time() + 2)
     await store.close()
     return storage_root
-
-
-async def fetch(
-    session: aiohttp.ClientSession, base: str, method: str, target: str, headers: dict[str, str]
-) -> tuple[int, dict[str, str], bytes]:
-    url = URL(base + target, encoded=True)  # exactly as written: no dot-segment removal
-    async with session.request(method, url, headers=headers) as response:
-        body = await response.read()
-        names = {k.lower(): v for k, v in response.headers.items()}
-        kept = {k: v for k, v in names.items() if k not in PER_REQUEST}
-        boundary = kept.get("content-type", "").partition("boundary=")[2]
-        if boundary:  # random per answer
-            kept["content-type"] = kept["content-type"].replace(boundary, "BOUNDARY")
-            body = body.replace(boundary.encode(), b"BOUNDARY")
-        body = body.replace(base.encode(), b"ORIGIN")  # listings show the server's URL
-        return response.status, kept, body
 
 
 # (method, target, headers, whether the hot path should answer it once warm); "ETAG"
@@ -228,15 +174,18 @@ async def test_not_installed_where_the_middlewares_check_every_read(
         assert isinstance(served.runner.server.request_handler, HotPath)
 
 
-async def test_the_hot_path_mirrors_every_middleware_and_response_signal(root: Path) -> None:
-    """The hot path repeats, for its requests, what these do: a new middleware or
-    on_response_prepare hook must be mirrored in artifactd/web/hotpath.py (and added here)."""
+async def test_the_hot_path_skips_only_middlewares_whose_work_the_pipeline_does(
+    root: Path,
+) -> None:
+    """The hot path answers in front of these, calling `artifactd/web/pipeline.py` for what
+    they do for its requests: a new middleware or on_response_prepare hook must be a step
+    of the pipeline, or one the hot path's requests need not pass (and be added here)."""
     app = create_app(Settings(root=root), MemoryStore())
     names = [getattr(m, "__name__", repr(m)) for m in app.middlewares]
     assert names == ["metrics_middleware", "errors_middleware", "auth"]
     assert app.middlewares[0] is metrics_middleware
     assert app.middlewares[1] is middlewares_module.errors_middleware
-    assert len(app.on_response_prepare) == 1
+    assert list(app.on_response_prepare) == [app[PIPELINE].on_response_prepare]
     files_resources = [r for r in app.router.resources() if r.canonical.startswith("/files/")]
     assert [r.canonical for r in files_resources] == [FILES_ROUTE_LABEL]
 

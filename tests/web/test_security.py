@@ -21,6 +21,7 @@ from yarl import URL
 
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenFileError, TokenStore
 from artifactd.web import uploads
 from artifactd.web.app import create_app
@@ -587,3 +588,26 @@ def test_no_warning_once_a_token_exists(storage_root: Path) -> None:
     store = TokenStore(storage_root)
     store.add("ci", "write")
     assert warn_if_writes_refused("0.0.0.0", store) is None
+
+
+@pytest.mark.parametrize(
+    ("private", "rate_limited", "unchecked"),
+    [(False, False, True), (True, False, False), (False, True, False), (True, True, False)],
+)
+def test_reads_pass_unchecked_only_when_public_and_not_rate_limited(
+    storage_root: Path, private: bool, rate_limited: bool, unchecked: bool
+) -> None:
+    # What decides whether the hot path may answer in front of the middlewares.
+    policy = AccessPolicy(TokenStore(storage_root), private=private, rate_limited=rate_limited)
+    assert policy.passes_reads_unchecked() is unchecked
+
+
+@pytest.mark.parametrize(
+    ("changes", "unchecked"),
+    [({}, True), ({"private": True}, False), ({"rate_limit": "600/min"}, False)],
+)
+def test_the_installed_policy_knows_whether_reads_are_checked(
+    storage_root: Path, changes: dict[str, Any], unchecked: bool
+) -> None:
+    app = create_app(Settings(root=storage_root, **changes), MemoryStore())
+    assert app[ACCESS_POLICY].passes_reads_unchecked() is unchecked

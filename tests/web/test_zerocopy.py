@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from artifactd.web import zerocopy
+from artifactd.web.download import zerocopy
 
 
 class KeepingUpTransport:

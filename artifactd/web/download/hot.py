@@ -1,19 +1,16 @@
 """Plain downloads of hot artifacts, answered before the Application's router.
 
-aiohttp's Application (routing, one coroutine per middleware, the response signal) took
-about a fifth of a small download's time: 4 KiB went from ~11,500 to ~14,700 req/s
-without it (docs/performance.md). For the requests the middlewares would pass through
-untouched this module answers directly, with the same code that answers them inside the
-Application: `requested_path`, the store's `open_now`, `immediate_answer`, then the same
-headers and the same metrics. That is a GET of
-`/files/<path>` without a query, a body or `Expect`, on a server that is neither
-`--private` nor rate limited (those checks stay in the middlewares), for an artifact the
-store can open without waiting and whose whole answer is ready at once: a small body, a
-single range in the page cache, a 304 or a 416. Anything else, including any request that
-would end in another error, goes to the Application unchanged.
-
-What the middlewares do for these requests is repeated here, so a new middleware or
-response signal must be mirrored here too (`tests/web/test_hot_path.py` checks the list).
+aiohttp's Application (routing, one coroutine per middleware, the response signal) is a
+large share of a small download's time (docs/performance.md, "Optimisations"). This module
+answers, in front of it, the requests its middlewares would pass through untouched, in
+three steps: eligible? → plan → send. Eligible is a GET of `/files/<path>` without a query,
+a body or `Expect`, on a server whose access policy lets such reads through unchecked,
+for an artifact the store can open without waiting. The plan is `plan_download`'s, the
+one the Application executes; the hot path answers when the plan's body is ready at once
+(`at_once`: a small body, a single range in the page cache, a 304, a 416).
+Anything else, including any request that would end in another error, goes to the
+Application unchanged. The bookkeeping (request id, clock, common headers, metrics) is
+`pipeline`'s, the same calls the Application's middlewares make.
 """
 
 from __future__ import annotations
@@ -24,11 +21,13 @@ from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
 from artifactd.web.app import FILES_ROUTE_LABEL
-from artifactd.web.compression import is_compressible, wants_gzip
-from artifactd.web.download import immediate_answer
-from artifactd.web.files import FILES_PREFIX, requested_path
-from artifactd.web.keys import METRICS, SETTINGS, STORE
-from artifactd.web.middlewares import add_headers_of_every_response, begin_new_request
+from artifactd.web.download.gzip import choose_variant
+from artifactd.web.download.plan import plan_download
+from artifactd.web.download.send import respond_now
+from artifactd.web.files import FILES_PREFIX, record_read, requested_path
+from artifactd.web.keys import SETTINGS, STORE
+from artifactd.web.pipeline import PIPELINE, begin_new_request
+from artifactd.web.security import ACCESS_POLICY
 
 LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -39,10 +38,9 @@ class HotPath:
     def __init__(self, app: web.Application, application_handler: LowLevelHandler) -> None:
         settings = app[SETTINGS]
         self._store = app[STORE]
-        self._traffic = app[METRICS].traffic
+        self._pipeline = app[PIPELINE]
         self._max_ranges = settings.max_ranges
         self._zero_copy = settings.sendfile
-        self._close_after_response = settings.keepalive_timeout == 0
         self._application_handler = application_handler
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -80,36 +78,35 @@ class HotPath:
         begin_new_request(request)
         try:
             info = reader.info
-            compressible = is_compressible(info.content_type)
-            if compressible and wants_gzip(request, info):
-                return None
-            response = immediate_answer(
-                request,
-                reader,
+            variant = choose_variant(request.headers, info)
+            if variant.gzip:
+                return None  # compressed: streamed by the Application
+            plan = plan_download(
+                hdrs.METH_GET,
+                request.headers,
+                info,
                 max_ranges=self._max_ranges,
-                vary=compressible,
                 zero_copy=self._zero_copy,
+                vary=variant.vary,
             )
+            if not plan.at_once:
+                return None  # streamed, or a 412 for the errors middleware
+            response = respond_now(plan, reader, zero_copy=self._zero_copy)
         except ArtifactdError:
-            return None  # a failed precondition (412)
+            return None  # a store that failed to read: the Application reports it
         finally:
             await reader.aclose()
         if response is None:
-            return None  # streamed: the Application's path handles a client leaving
-        await self._store.record_access(path)
-        add_headers_of_every_response(request, response, self._close_after_response)
-        # No request body (no Content-Length or Transfer-Encoding); a body not yet sent.
-        self._traffic.count(
-            hdrs.METH_GET, FILES_ROUTE_LABEL, response.status, 0, response.content_length or 0
-        )
+            return None  # not in the page cache after all: streamed by the Application
+        await record_read(request, self._store, path)
+        self._pipeline.finish(request, response, FILES_ROUTE_LABEL)
         return response
 
 
 def install_hot_path(app: web.Application, server: web.Server) -> None:
     """Put the hot path in front of `app` on the low-level server that runs it (a set-up
-    AppRunner's `server`). Not for `--private` or rate-limited servers, whose every read
-    the middlewares check."""
-    settings = app[SETTINGS]
-    if settings.private or settings.rate_limit:
+    AppRunner's `server`), if the app's access policy lets public reads through without a
+    check (not so for `--private` or rate-limited servers)."""
+    if not app[ACCESS_POLICY].passes_reads_unchecked():
         return
     server.request_handler = HotPath(app, server.request_handler)

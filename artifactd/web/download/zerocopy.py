@@ -15,10 +15,10 @@ import os
 
 from aiohttp import web
 
-# One sendfile call moves at most this much. Measured on one 1 GiB stream over loopback
-# (`make bench`, 5 rounds): 8 MiB calls 1.99 GB/s at 0.505 s CPU/GiB, 2 MiB ~2.0 GB/s,
-# 512 KiB 2.20 GB/s, 256 KiB 2.70 GB/s at 0.376 s/GiB, 128 KiB 2.32 GB/s. Likely because
-# a long call holds the socket's lock while the peer's ACKs queue up behind it.
+# One sendfile call moves at most this much. Steps of a few MiB streamed slower and with
+# more CPU per byte, likely because a long call holds the socket's lock while the peer's
+# ACKs queue up behind it; much smaller steps cost more calls than they save (measured on
+# one large stream over loopback: docs/performance.md, "256 KiB sendfile calls").
 SENDFILE_STEP_BYTES = 256 * 1024
 # A client that keeps up never makes the socket full, so the loop would not run anything
 # else until the whole body is out; let other connections in after this many bytes.

@@ -1,0 +1,280 @@
+"""The download decision: from a request's method and headers and an artifact's metadata,
+one plan (status, headers, byte ranges, where the body comes from) that every way of
+sending executes. Pure: no I/O, no aiohttp.
+
+RFC 9110 in its order: preconditions (§13.2.2), then If-Range (§13.1.5) and Range (§14).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from multidict import CIMultiDict, CIMultiDictProxy, istr
+
+from artifactd.http.byteranges import (
+    closing_delimiter,
+    make_boundary,
+    multipart_content_length,
+    multipart_content_type,
+    part_header,
+)
+from artifactd.http.conditional import (
+    Precondition,
+    evaluate_preconditions,
+    format_http_date,
+    if_range_matches,
+)
+from artifactd.http.digests import repr_digest_header
+from artifactd.http.ranges import ByteRange, RangeKind, evaluate_range
+from artifactd.store.base import ArtifactInfo
+
+# Bodies up to this size that can be read without waiting go out in one Response.
+INLINE_READ_BYTES = 256 * 1024
+
+GET = "GET"
+HEAD = "HEAD"
+IF_MATCH = istr("If-Match")
+IF_NONE_MATCH = istr("If-None-Match")
+IF_MODIFIED_SINCE = istr("If-Modified-Since")
+IF_UNMODIFIED_SINCE = istr("If-Unmodified-Since")
+IF_RANGE = istr("If-Range")
+RANGE = istr("Range")
+CONTENT_TYPE = istr("Content-Type")
+
+# A GET with none of these is a 200 with the whole body: no preconditions or ranges to
+# evaluate, so its plan is worked out once per version (see `_plain_get`).
+_CONDITIONS_AND_RANGE = (IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE, RANGE)
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+class BodySource(enum.Enum):
+    """Where the body comes from: the one thing that differs between ways of sending."""
+
+    NONE = "none"  # a 304: validators only, no body and no length (RFC 9110 §15.4.5)
+    HEADERS = "headers"  # a HEAD: the GET's headers and length, no bytes
+    INLINE = "inline"  # one small span (or a 416's JSON) in one Response, if its bytes
+    #                    can be had without waiting; else sent as SENDFILE/STREAM would
+    STREAM = "stream"  # one span, read and written a chunk at a time
+    SENDFILE = "sendfile"  # one span by sendfile from the reader's local file, else STREAM
+    MULTIPART = "multipart"  # multipart/byteranges (§14.6), part by part
+    GZIP = "gzip"  # compressed while streamed: chunked, no Content-Length
+    FAILED = "failed"  # a 412: no answer of its own, the errors middleware's JSON
+
+
+# Module-level names for enum members: on Python 3.11 `BodySource.INLINE` is a class
+# attribute lookup through the enum's metaclass, many times slower than a global's.
+_FULL = RangeKind.FULL
+_UNSATISFIABLE = RangeKind.UNSATISFIABLE
+_NONE = BodySource.NONE
+_HEADERS = BodySource.HEADERS
+_INLINE = BodySource.INLINE
+_STREAM = BodySource.STREAM
+_SENDFILE = BodySource.SENDFILE
+_MULTIPART = BodySource.MULTIPART
+_FAILED = BodySource.FAILED
+
+
+class DownloadPlan(NamedTuple):
+    """One answer, decided. Immutable: a NamedTuple, because one is made for every request
+    with preconditions or a Range and a frozen dataclass is much slower to build (each
+    field goes through `object.__setattr__`). `headers` is shared between answers
+    (read-only: responses copy it); the per-answer parts are kept apart so a cached plan
+    stays cheap."""
+
+    status: int
+    body: BodySource
+    headers: CIMultiDictProxy[str]
+    ranges: tuple[ByteRange, ...] = ()  # the body's spans, in order (none when empty)
+    content_length: int | None = None  # None: no Content-Length (a 304, chunked, a 412)
+    content_range: str | None = None  # a 206 of one range, a 416
+    content_type: str | None = None  # replaces the artifact's type (multipart/byteranges)
+    framing: tuple[bytes, ...] = ()  # multipart: each part's header, then the close
+
+    @property
+    def at_once(self) -> bool:
+        """Whether the answer is ready at once, one Response without waiting (the hot
+        path's question): a 304, or an inline body (or a 416's JSON)."""
+        body = self.body
+        return body is _NONE or body is _INLINE
+
+    def response_headers(self) -> CIMultiDict[str]:
+        """Every header the plan puts on its answer (for tests and the curious; the
+        executor sets the per-answer ones itself)."""
+        headers = CIMultiDict(self.headers)
+        if self.content_type is not None:
+            headers[CONTENT_TYPE] = self.content_type
+        if self.content_range is not None:
+            headers["Content-Range"] = self.content_range
+        if self.content_length is not None:
+            headers["Content-Length"] = str(self.content_length)
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """The headers every answer about one version repeats, worked out once per version
+    and variant (hot artifacts are served again and again). Read-only: responses copy."""
+
+    etag: str
+    not_modified_headers: CIMultiDictProxy[str]  # what a 304 repeats (RFC 9110 §15.4.5)
+    headers: CIMultiDictProxy[str]  # validators, Accept-Ranges, digests, Vary, Content-Encoding
+    body_headers: CIMultiDictProxy[str]  # the same with the body's Content-Type
+
+
+@functools.lru_cache(maxsize=1024)
+def representation(
+    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None
+) -> Representation:
+    """`vary` adds `Vary: Accept-Encoding` (the path has a compressed variant); a
+    `content_encoding` describes a precompressed sibling sent in place of the artifact."""
+    etag = info.etag
+    validators = CIMultiDict({"ETag": etag, "Last-Modified": format_http_date(info.modified_at)})
+    if vary:
+        validators["Vary"] = "Accept-Encoding"
+    headers = validators.copy()
+    headers["Accept-Ranges"] = "bytes"
+    if info.sha256:
+        headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        headers["X-Checksum-Sha256"] = info.sha256
+    if content_encoding:
+        headers["Content-Encoding"] = content_encoding
+    body_headers = headers.copy()
+    body_headers[CONTENT_TYPE] = media_type
+    return Representation(
+        etag,
+        CIMultiDictProxy(validators),
+        CIMultiDictProxy(headers),
+        CIMultiDictProxy(body_headers),
+    )
+
+
+def _has_any(headers: Mapping[str, str], names: tuple[str, ...]) -> bool:
+    """Whether any of `names` is present (case-insensitively, as header names are)."""
+    for name in names:  # noqa: SIM110 - a plain loop is cheaper than any() with a generator
+        if name in headers:
+            return True
+    return False
+
+
+def plan_download(
+    method: str,
+    headers: Mapping[str, str],
+    info: ArtifactInfo,
+    *,
+    max_ranges: int,
+    zero_copy: bool,
+    vary: bool = False,
+    content_encoding: str | None = None,
+    content_type: str | None = None,
+    new_boundary: Callable[[], str] = make_boundary,
+) -> DownloadPlan:
+    """The answer to a GET or HEAD of the artifact `info` describes, given the request's
+    `headers` (case-insensitive), the coding already chosen and the settings.
+
+    `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
+    `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
+    artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
+    `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts.
+    """
+    media_type = content_type or info.content_type
+    if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
+        return _plain_get(info, media_type, vary, content_encoding, zero_copy)
+    rep = representation(info, media_type, vary, content_encoding)
+    early = plan_preconditions(
+        method, headers, rep.etag, info.modified_at, rep.not_modified_headers
+    )
+    if early is not None:
+        return early
+    # §13.1.5: a failed If-Range means "send me the whole thing".
+    range_header = headers.get(RANGE)
+    if range_header is not None and not if_range_matches(
+        headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at
+    ):
+        range_header = None
+    size = info.size
+    decision = evaluate_range(range_header, size, max_ranges)
+    kind = decision.kind
+    if kind is _UNSATISFIABLE:
+        # §15.5.17: the answer says how long the representation is; its JSON is inline.
+        return DownloadPlan(416, _INLINE, _NO_HEADERS, (), None, f"bytes */{size}")
+    head = method == HEAD
+    if kind is _FULL:
+        return _whole(rep, size, head, zero_copy)
+    ranges = decision.ranges
+    if len(ranges) == 1:
+        only = ranges[0]
+        length = only.length
+        source = _HEADERS if head else _span_source(length, zero_copy)
+        return DownloadPlan(206, source, rep.body_headers, ranges, length, only.content_range(size))
+    boundary = new_boundary()
+    framing = (
+        *(part_header(boundary, media_type, part, size) for part in decision.ranges),
+        closing_delimiter(boundary),
+    )
+    return DownloadPlan(
+        206,
+        _HEADERS if head else _MULTIPART,
+        rep.headers,
+        decision.ranges,
+        multipart_content_length(boundary, media_type, decision.ranges, size),
+        content_type=multipart_content_type(boundary),
+        framing=framing,
+    )
+
+
+def plan_preconditions(
+    method: str,
+    headers: Mapping[str, str],
+    etag: str,
+    last_modified: float,
+    not_modified_headers: CIMultiDictProxy[str],
+) -> DownloadPlan | None:
+    """§13.2.2: evaluate the preconditions in the RFC's order. A 304 plan (repeating
+    `not_modified_headers`, §15.4.5), a 412 plan, or None to go on."""
+    if_match = headers.get(IF_MATCH)
+    if_none_match = headers.get(IF_NONE_MATCH)
+    if_modified_since = headers.get(IF_MODIFIED_SINCE)
+    if_unmodified_since = headers.get(IF_UNMODIFIED_SINCE)
+    if if_match is if_none_match is if_modified_since is if_unmodified_since is None:
+        return None  # the usual download: no preconditions at all
+    outcome = evaluate_preconditions(
+        method,
+        if_match=if_match,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
+        if_unmodified_since=if_unmodified_since,
+        etag=etag,
+        last_modified=last_modified,
+    )
+    if outcome is Precondition.NOT_MODIFIED:
+        return DownloadPlan(304, _NONE, not_modified_headers)
+    if outcome is Precondition.FAILED:
+        return DownloadPlan(412, _FAILED, _NO_HEADERS)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_get(
+    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None, zero_copy: bool
+) -> DownloadPlan:
+    """The plan of a GET without preconditions or Range: the same for every such request
+    of one version and variant, so worked out once (the usual download)."""
+    rep = representation(info, media_type, vary, content_encoding)
+    return _whole(rep, info.size, False, zero_copy)
+
+
+def _whole(rep: Representation, size: int, head: bool, zero_copy: bool) -> DownloadPlan:
+    """200 with the whole representation (an empty one has no span to send)."""
+    spans = (ByteRange(0, size - 1),) if size else ()
+    source = _HEADERS if head else _span_source(size, zero_copy)
+    return DownloadPlan(200, source, rep.body_headers, spans, size)
+
+
+def _span_source(length: int, zero_copy: bool) -> BodySource:
+    if length <= INLINE_READ_BYTES:
+        return _INLINE
+    return _SENDFILE if zero_copy else _STREAM

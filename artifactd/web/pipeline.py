@@ -1,0 +1,199 @@
+"""The bookkeeping of every answer: request start (id, clock), the headers every response
+carries, the metrics tally and the access-log line.
+
+Both ways in call it: the Application (errors middleware, the response-prepare signal, the
+metrics middleware, the access logger) and the hot path in front of it. A rule about what
+every request records or every response carries is written here, once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import secrets
+import time
+import weakref
+
+from aiohttp import hdrs, web
+from multidict import istr
+
+from artifactd.metrics import TrafficTally
+from artifactd.settings import Settings
+from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE
+
+# An incoming X-Request-Id is echoed only when it is this tame (it lands in logs and headers).
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# Header names as `istr`: case-insensitive lookups and stores without folding the name.
+X_REQUEST_ID = istr("X-Request-Id")
+X_RESPONSE_TIME = istr("X-Response-Time")
+X_CONTENT_TYPE_OPTIONS = istr("X-Content-Type-Options")
+
+# Ids are a random per-process prefix and a counter: unique across processes and restarts
+# with overwhelming probability, and far cheaper than a uuid4 per request.
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
+
+# -- Request start ---------------------------------------------------------------------
+
+
+def begin_request(request: web.BaseRequest) -> None:
+    """Start the request's clock and give it its id: the first step of every answer. Once:
+    a request the hot path began and then handed to the Application keeps both."""
+    if STARTED_AT not in request:
+        begin_new_request(request)
+
+
+def begin_new_request(request: web.BaseRequest) -> None:
+    """`begin_request` for the first code to see a request (the hot path), which need not
+    check whether it was begun: that check raises and catches a KeyError inside aiohttp."""
+    request[STARTED_AT] = time.perf_counter()
+    assign_request_id(request)
+
+
+def assign_request_id(request: web.BaseRequest) -> str:
+    incoming = request.headers.get(X_REQUEST_ID)
+    if incoming is None or not _VALID_REQUEST_ID.fullmatch(incoming):
+        incoming = _new_request_id()
+    request[REQUEST_ID] = incoming
+    return incoming
+
+
+def request_id_for(request: web.BaseRequest) -> str:
+    """The request's id: a valid incoming X-Request-Id, else a new one (assigned once)."""
+    try:
+        return request[REQUEST_ID]
+    except KeyError:  # assigned first thing by begin_request, so rarely missing
+        return assign_request_id(request)
+
+
+def elapsed_ms(request: web.BaseRequest) -> float | None:
+    """Milliseconds since the request was begun, on `time.perf_counter` (X-Response-Time
+    and the access log); None for a request answered before that (an Expect refusal)."""
+    started: float | None = request.get(STARTED_AT)
+    return None if started is None else (time.perf_counter() - started) * 1000
+
+
+# -- Every response, every tally -------------------------------------------------------
+
+
+class Pipeline:
+    """What the settings decide for every answer, worked out once per server: the
+    common headers (with `Connection: close` when keep-alive is off) and the tally."""
+
+    __slots__ = ("close_after_response", "traffic")
+
+    def __init__(self, traffic: TrafficTally, *, close_after_response: bool) -> None:
+        self.traffic = traffic
+        self.close_after_response = close_after_response
+
+    @classmethod
+    def for_settings(cls, settings: Settings, traffic: TrafficTally) -> Pipeline:
+        # keep-alive 0 means "one request per connection": say so and close after it.
+        return cls(traffic, close_after_response=settings.keepalive_timeout == 0)
+
+    def add_common_headers(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Request id, response time and nosniff (and `Connection: close` when keep-alive is
+        off): set as a response is prepared, or by the hot path as it answers."""
+        headers = response.headers
+        headers[X_REQUEST_ID] = request_id_for(request)
+        elapsed = elapsed_ms(request)
+        if elapsed is not None:  # None: answered before being begun (an Expect refusal)
+            headers[X_RESPONSE_TIME] = f"{elapsed:.3f}ms"
+        headers[X_CONTENT_TYPE_OPTIONS] = "nosniff"
+        if self.close_after_response:
+            response.force_close()
+            headers[hdrs.CONNECTION] = "close"
+
+    async def on_response_prepare(
+        self, request: web.BaseRequest, response: web.StreamResponse
+    ) -> None:
+        """The Application's on_response_prepare step: the common headers, and the started
+        response noted for the errors middleware (no error answer once headers are out)."""
+        request[STARTED_RESPONSE] = weakref.ref(response)
+        self.add_common_headers(request, response)
+
+    def count(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        request_bytes: int,
+        response: web.StreamResponse | None,
+    ) -> None:
+        """Tally one answered request: the bytes sent so far if its headers went out, else
+        the body it is about to send (a Response not yet written)."""
+        sent = 0
+        if response is not None:
+            sent = response.body_length if response.prepared else (response.content_length or 0)
+        self.traffic.count(method, route, status, request_bytes, sent)
+
+    def finish(self, request: web.BaseRequest, response: web.StreamResponse, route: str) -> None:
+        """Everything the Application's middlewares and signals would do for an answer made
+        in front of them (the hot path): common headers and tally. A request without a
+        body (no Content-Length or Transfer-Encoding) received no bytes."""
+        self.add_common_headers(request, response)
+        self.count(request.method, route, response.status, 0, response)
+
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+
+
+# -- The access-log line ---------------------------------------------------------------
+
+
+class _Clock:
+    """The current UTC time as ISO 8601, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._text
+
+
+_clock = _Clock()
+
+
+def duration_ms(request: web.BaseRequest, aiohttp_seconds: float) -> float:
+    """The request's duration on the clock of X-Response-Time. aiohttp's own figure comes
+    from the loop's clock, which under uvloop moves in whole milliseconds (every fast
+    request read 0.000 or 1.000ms); it stays the answer for a request refused before it
+    was begun."""
+    elapsed = elapsed_ms(request)
+    return aiohttp_seconds * 1000 if elapsed is None else elapsed
+
+
+def text_log_line(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> str:
+    """The access-log line of one answer, as text."""
+    return (
+        f'{_clock.now()} {request.remote or "-"} "{request.method} {request.raw_path}" '
+        f"{response.status} {response.body_length} {duration_ms(request, seconds):.3f}ms "
+        f"rid={request_id_for(request)}\n"
+    )
+
+
+def json_log_line(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> str:
+    """The access-log line of one answer, as one JSON object."""
+    fields = {
+        "time": _clock.now(),
+        "remote": request.remote or "-",
+        "method": request.method,
+        "path": request.raw_path,
+        "status": response.status,
+        "bytes": response.body_length,
+        "duration_ms": round(duration_ms(request, seconds), 3),
+        "request_id": request_id_for(request),
+    }
+    return json.dumps(fields) + "\n"
