@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from artifactd import evictor as evictor_module
+from artifactd.config import settings_from_environment
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_rate
 from artifactd.events import EventLog
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     Without arguments (as under gunicorn) settings come from ARTIFACTD_* variables and a
     filesystem store is opened on `settings.root`, before any event loop runs.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or settings_from_environment()
     if store is None:
         store = build_store(settings)
         app_starts_store = True

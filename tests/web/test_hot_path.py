@@ -87,7 +87,7 @@ MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
 async def test_hot_answers_are_the_applications_answers(
     root: Path, blockbuster: BlockBuster
 ) -> None:
-    # sendfile of pages already cached runs on the loop by design (see web/zerocopy.py).
+    # sendfile of pages already cached runs on the loop by design (see web/download/zerocopy.py).
     blockbuster.functions["os.sendfile"].deactivate()
     settings = Settings(root=root)
     async with (
