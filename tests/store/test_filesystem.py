@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -245,3 +247,33 @@ async def test_stale_upload_cleaning_never_removes_a_starting_upload(root: Path)
         )
     assert len([i async for i in store.iter_artifacts("race/")]) == 200
     await store.close()
+
+
+OPEN_FRESH_ROOTS = """
+import logging, sys, time
+from pathlib import Path
+from artifactd.store.filesystem import FilesystemStore
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+start, roots = float(sys.argv[1]), sys.argv[2:]
+for number, root in enumerate(roots):
+    time.sleep(max(0.0, start + 0.2 * number - time.time()))  # all processes at once
+    FilesystemStore(Path(root))
+"""
+
+
+def test_processes_opening_a_new_root_together_warn_of_no_lost_metadata(tmp_path: Path) -> None:
+    """`serve --workers 4` on a new root: every worker opens it at once, and none may take
+    another's half-made state directory for a root whose metadata went missing."""
+    roots = [str(tmp_path / f"root{number}") for number in range(10)]
+    start = time.time() + 2.0  # past every interpreter's start-up
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_FRESH_ROOTS, str(start), *roots],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    assert not any("missing or empty" in output for output in outputs), outputs

@@ -71,20 +71,11 @@ class FilesystemStore(Store):
         # On a read-only filesystem the store still serves what it holds: every write is
         # refused with StorageFullError (507) and no maintenance runs.
         self.read_only = _on_read_only_filesystem(self.root)
-        served_before = self.state_dir.is_dir()
         if not self.read_only:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(exist_ok=True)
-        self.db = MetadataDB(self.state_dir / "metadata.db", read_only=self.read_only)
-        if self.db.created and served_before:
-            log.warning(
-                "metadata database %s was missing or empty: started a new one; files under "
-                "the root are still served and their digests computed again, but content "
-                "types and expiry times recorded for earlier uploads are lost",
-                self.state_dir / "metadata.db",
-            )
         # Commits, deletes and evictions of every process on this root take turns.
         self._write_lock = WriteLock(None if self.read_only else self.state_dir / "write.lock")
+        self.db = self._open_metadata()
         self._accessed = PendingAccesses()
         generation_file = self.state_dir / "generation"
         self._generation = (
@@ -94,6 +85,27 @@ class FilesystemStore(Store):
         )
         self.hot = HotCache(self._generation)
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+
+    def _open_metadata(self) -> MetadataDB:
+        """Open (or start) the metadata database, under the write lock: processes opening
+        a new root together (`serve --workers N`) then see it either absent, with nothing
+        else there, or complete. The temp directory, made last, tells that the root was
+        served before, so a database missing beside it was lost (and only then warned of)."""
+        db_path = self.state_dir / "metadata.db"
+        if self.read_only:
+            return MetadataDB(db_path, read_only=True)
+        with self._write_lock.held():
+            served_before = self.tmp_dir.is_dir()
+            db = MetadataDB(db_path)
+            self.tmp_dir.mkdir(exist_ok=True)
+        if db.created and served_before:
+            log.warning(
+                "metadata database %s was missing or empty: started a new one; files under "
+                "the root are still served and their digests computed again, but content "
+                "types and expiry times recorded for earlier uploads are lost",
+                db_path,
+            )
+        return db
 
     @classmethod
     async def create(cls, root: Path) -> FilesystemStore:
