@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from artifactd.errors import InvalidPathError, NotFoundError
+from artifactd.store.base import Upload
 from artifactd.store.filesystem import FilesystemStore, digests, hotcache
 
 
@@ -277,3 +278,42 @@ def test_processes_opening_a_new_root_together_warn_of_no_lost_metadata(tmp_path
     outputs = [process.communicate(timeout=60)[1] for process in processes]
     assert [process.returncode for process in processes] == [0] * 4, outputs
     assert not any("missing or empty" in output for output in outputs), outputs
+
+
+@pytest.mark.allow_blocking
+async def test_a_commit_racing_the_delete_of_its_last_sibling_lands(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete removes the parent directories it empties; a commit into that directory
+    at the same moment (here: in another process) must neither fail nor be refused."""
+    rename, rmdir = os.rename, os.rmdir
+
+    def slow_rename(source: str, target: str) -> None:
+        time.sleep(0.010)  # a busy machine: each step may wait for a core
+        rename(source, target)
+
+    def slow_rmdir(path: str) -> None:
+        time.sleep(0.005)
+        rmdir(path)
+
+    monkeypatch.setattr(os, "rename", slow_rename)
+    monkeypatch.setattr(os, "rmdir", slow_rmdir)
+    store = await make_store(root)
+    other_process = await make_store(root)
+
+    async def commit_soon(upload: Upload) -> None:
+        await asyncio.sleep(0.001)  # just after the delete started
+        await upload.commit()
+
+    for number in range(5):
+        directory = f"d{number}/sub"
+        upload = await other_process.begin_upload(f"{directory}/sibling")
+        await upload.write(b"old")
+        await upload.commit()
+        upload = await other_process.begin_upload(f"{directory}/new")
+        await upload.write(b"new")
+        await asyncio.gather(store.delete(f"{directory}/sibling"), commit_soon(upload))
+        async with await store.open(f"{directory}/new") as reader:
+            assert await reader.read(0, 10) == b"new"
+    await store.close()
+    await other_process.close()

@@ -278,8 +278,8 @@ class FilesystemStore(Store):
                 raise NotFoundError(path) from exc
             self.db.delete_path(path)
             self._bump_generation()
+            self._remove_empty_parents(Path(os_path).parent)
         self._accessed.forget(path)
-        self._remove_empty_parents(Path(os_path).parent)
         return current
 
     async def evict(self, info: ArtifactInfo) -> bool:
@@ -299,8 +299,8 @@ class FilesystemStore(Store):
             os.unlink(os_path)
             self.db.delete_path(info.path)
             self._bump_generation()
+            self._remove_empty_parents(Path(os_path).parent)
         self._accessed.forget(info.path)
-        self._remove_empty_parents(Path(os_path).parent)
         return True
 
     def _current_sync(self, path: str, os_path: str) -> ArtifactInfo | None:
@@ -323,6 +323,8 @@ class FilesystemStore(Store):
             self._generation.bump()
 
     def _remove_empty_parents(self, directory: Path) -> None:
+        """Under the write lock: a commit (of any process) makes its parents and renames
+        into them under that lock too, so it never finds them removed in between."""
         while directory != self.root and self.root in directory.parents:
             try:
                 directory.rmdir()
