@@ -5,10 +5,7 @@ another error, and `verify` finds every recorded version intact at the end."""
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,56 +17,13 @@ from artifactd.evictor import Evictor
 from artifactd.store.base import ArtifactInfo
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
-
-DISK_BYTES = 64 * 1024 * 1024
-KIB = 1024
+from tests.smalldisk import KIB, Filler, mounted_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 MiB tmpfs, mounted for the test (this needs root, as the test machine runs)."""
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(
-            "the disk-full tests mount a small tmpfs and need root (CAP_SYS_ADMIN): "
-            f"mount said: {mounted.stderr.strip()}"
-        )
-    try:
+    with mounted_tmpfs(tmp_path / "disk") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
-
-
-class Filler:
-    """A file that takes whatever space is left on the disk, then gives back some."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def fill(self) -> None:
-        for block in (1024 * KIB, 64 * KIB, 4 * KIB, 512):
-            data = b"\0" * block
-            while True:
-                try:
-                    os.write(self.fd, data)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
-
-    def leave_free(self, nbytes: int) -> None:
-        """Fill the disk, then free `nbytes` of it."""
-        self.fill()
-        os.ftruncate(self.fd, max(0, os.fstat(self.fd).st_size - nbytes))
-
-    def empty(self) -> None:
-        os.ftruncate(self.fd, 0)
-        os.close(self.fd)
 
 
 async def put(
