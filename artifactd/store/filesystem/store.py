@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -349,8 +350,8 @@ class FilesystemStore(Store):
                 keep = None
             try:
                 self.db.delete_other_versions(path, keep)
-            except StorageFullError:
-                return False
+            except (StorageFullError, sqlite3.Error):
+                return False  # after a commit or removal took effect, never its failure
             self._stale_rows.discard(path)
         return True
 
@@ -419,7 +420,8 @@ class FilesystemStore(Store):
         return await asyncio.to_thread(self._collect_garbage_sync)
 
     def _collect_garbage_sync(self) -> int:
-        """Temp files of uploads whose writer died (see tempfiles.py)."""
+        """Temp files of uploads whose writer died (see tempfiles.py); rows a removal on a
+        full disk could not delete; the space reserve, taken back."""
         if self.read_only:
             return 0
         with self._write_lock.held():
