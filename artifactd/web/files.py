@@ -17,7 +17,7 @@ from artifactd.web.browse import View, render_page
 from artifactd.web.download.gzip import choose_variant, plan_gzip_stream
 from artifactd.web.download.send import send_artifact, send_plan
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
-from artifactd.web.listing import entries_json, wants_json
+from artifactd.web.listing import LISTING_HEADERS, entries_json, wants_json
 
 FILES_PREFIX = "/files/"
 MAX_WAIT_SECONDS = 300
@@ -150,10 +150,12 @@ async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> 
 async def list_directory(request: web.Request, path: str) -> web.Response:
     entries = await request.app[STORE].list_dir(path)
     if wants_json(request):
-        return web.json_response(entries_json(path, entries))
+        return web.json_response(entries_json(path, entries), headers=LISTING_HEADERS)
     origin = f"{request.scheme}://{request.host}"
     page = render_page(path, entries, View.from_query(dict(request.query)), origin)
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    return web.Response(
+        text=page, content_type="text/html", charset="utf-8", headers=LISTING_HEADERS
+    )
 
 
 async def redirect_to_files(request: web.Request) -> web.StreamResponse:
