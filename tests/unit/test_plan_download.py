@@ -29,6 +29,11 @@ LARGE = ArtifactInfo(
     "b.bin", 4 * INLINE_READ_BYTES, "application/octet-stream", MODIFIED_AT, 0.0, sha256=SHA
 )
 EMPTY = ArtifactInfo("e.bin", 0, "text/plain", MODIFIED_AT, 0.0, sha256=SHA)
+# Changed 0.7 s into the second LAST_MODIFIED names: while that second lasts, another
+# version may have had the same Last-Modified (RFC 9110 §8.8.2.2: a weak validator).
+CHANGED_LATE = ArtifactInfo(
+    "a.bin", 10000, "application/octet-stream", MODIFIED_AT + 0.7, 0.0, sha256=SHA
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Case:
     max_ranges: int = 16
     content_range: str | None = None
     content_length: int | None = field(default=None)
+    now: float | None = None  # the server's clock (None: the real one)
 
 
 WHOLE = ((0, 9999),)
@@ -239,6 +245,43 @@ CASES: dict[str, Case] = {
         ((0, 3),),
         content_range="bytes 0-3/10000",
     ),
+    # §8.8.2.2: a date is only a strong validator once its second is over, so a version
+    # changed within the second the date names may not be the one the client has.
+    "If-Range with the date of a version changed within the same second sends the whole body": (
+        Case(
+            {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+            200,
+            BodySource.INLINE,
+            WHOLE,
+            info=CHANGED_LATE,
+            now=MODIFIED_AT + 0.9,
+        )
+    ),
+    "If-Range with the date of a version from the future sends the whole body": Case(
+        {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+        200,
+        BodySource.INLINE,
+        WHOLE,
+        now=MODIFIED_AT - 60,
+    ),
+    "If-Range with a date a second after it was weak honours the Range": Case(
+        {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+        206,
+        BodySource.INLINE,
+        ((0, 3),),
+        info=CHANGED_LATE,
+        now=MODIFIED_AT + 1.0,
+        content_range="bytes 0-3/10000",
+    ),
+    "If-Range with the current tag honours the Range even within the second": Case(
+        {"Range": "bytes=0-3", "If-Range": ETAG},
+        206,
+        BodySource.INLINE,
+        ((0, 3),),
+        info=CHANGED_LATE,
+        now=MODIFIED_AT + 0.9,
+        content_range="bytes 0-3/10000",
+    ),
     "If-Range with another date sends the whole body": Case(
         {"Range": "bytes=0-3", "If-Range": LATER}, 200, BodySource.INLINE, WHOLE
     ),
@@ -259,6 +302,7 @@ def plan(case: Case, **kwargs: object) -> DownloadPlan:
         max_ranges=case.max_ranges,
         zero_copy=case.zero_copy,
         new_boundary=lambda: "BOUNDARY",
+        now=case.now,
         **kwargs,  # type: ignore[arg-type]
     )
 

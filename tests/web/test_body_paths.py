@@ -10,7 +10,9 @@ must equal the plain Application's, and the case must really have gone that way.
 from __future__ import annotations
 
 import gzip
+import os
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster
 
+from artifactd.http.conditional import format_http_date
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.readers import FileReader
@@ -36,6 +39,9 @@ DATA = bytes(range(251)) * 400
 TEXT = b"compressible line\n" * 5000  # text/plain, worth gzip
 STYLE = random.Random(0).randbytes(80 * 1024)  # its gzip is hardly smaller
 STYLE_GZ = gzip.compress(STYLE, mtime=0)
+# Two copies of DATA whose Last-Modified is strong (long past) or not (not yet reached).
+SETTLED_AT = 1_000_000_000.0
+UNSETTLED_AT = float(int(time.time()) + 30 * 86400)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,24 @@ CASES: dict[str, Case] = {
         "GET",
         "/files/data.bin",
         {"Range": "bytes=0-3", "If-Range": '"stale"'},
+        200,
+        DATA,
+        "span",
+        True,
+    ),
+    "If-Range date of a settled version": Case(
+        "GET",
+        "/files/settled.bin",
+        {"Range": "bytes=0-3", "If-Range": format_http_date(SETTLED_AT)},
+        206,
+        DATA[:4],
+        "span",
+        True,
+    ),
+    "If-Range date of a version within its second": Case(
+        "GET",
+        "/files/unsettled.bin",
+        {"Range": "bytes=0-3", "If-Range": format_http_date(UNSETTLED_AT)},
         200,
         DATA,
         "span",
@@ -129,7 +153,11 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "style.css", STYLE)
     await store_bytes(store, "style.css.gz", STYLE_GZ)
     await store_bytes(store, "empty.bin", b"")
+    await store_bytes(store, "settled.bin", DATA)
+    await store_bytes(store, "unsettled.bin", DATA)
     await store.close()
+    os.utime(storage_root / "settled.bin", (SETTLED_AT, SETTLED_AT))
+    os.utime(storage_root / "unsettled.bin", (UNSETTLED_AT, UNSETTLED_AT))
     return storage_root
 
 

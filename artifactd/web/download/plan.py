@@ -171,6 +171,7 @@ def plan_download(
     content_encoding: str | None = None,
     content_type: str | None = None,
     new_boundary: Callable[[], str] = make_boundary,
+    now: float | None = None,
 ) -> DownloadPlan:
     """The answer to a GET or HEAD of the artifact `info` describes, given the request's
     `headers` (case-insensitive), the coding already chosen and the settings.
@@ -178,7 +179,8 @@ def plan_download(
     `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
     `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
     artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
-    `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts.
+    `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts;
+    `now` is the clock an If-Range date is judged by (default: the current time).
     """
     media_type = content_type or info.content_type
     if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
@@ -189,10 +191,11 @@ def plan_download(
     )
     if early is not None:
         return early
-    # §13.1.5: a failed If-Range means "send me the whole thing".
+    # §13.1.5: a failed If-Range means "send me the whole thing"; a date only matches a
+    # strong Last-Modified (§8.8.2.2), one whose second is over.
     range_header = headers.get(RANGE)
     if range_header is not None and not if_range_matches(
-        headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at
+        headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at, now=now
     ):
         range_header = None
     size = info.size
