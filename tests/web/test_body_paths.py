@@ -113,6 +113,9 @@ CASES: dict[str, Case] = {
     "gzip sibling": Case(
         "GET", "/files/style.css", {"Accept-Encoding": "gzip"}, 200, STYLE_GZ, "span", False
     ),
+    "stale gzip sibling is compressed afresh": Case(
+        "GET", "/files/stale.txt", {"Accept-Encoding": "gzip"}, 200, None, "gzip", False
+    ),
     "identity of a compressible file": Case("GET", "/files/notes.txt", {}, 200, TEXT, "span", True),
     "empty file": Case("GET", "/files/empty.bin", {}, 200, b"", "nothing", True),
 }
@@ -153,11 +156,14 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "style.css", STYLE)
     await store_bytes(store, "style.css.gz", STYLE_GZ)
     await store_bytes(store, "empty.bin", b"")
+    await store_bytes(store, "stale.txt.gz", gzip.compress(b"an older version\n" * 100))
+    await store_bytes(store, "stale.txt", TEXT)  # replaced after its sibling was made
     await store_bytes(store, "settled.bin", DATA)
     await store_bytes(store, "unsettled.bin", DATA)
     await store.close()
     os.utime(storage_root / "settled.bin", (SETTLED_AT, SETTLED_AT))
     os.utime(storage_root / "unsettled.bin", (UNSETTLED_AT, UNSETTLED_AT))
+    os.utime(storage_root / "stale.txt.gz", (SETTLED_AT, SETTLED_AT))  # older, whatever the tick
     return storage_root
 
 
@@ -272,5 +278,5 @@ def check_case(case: Case, headers: dict[str, str], body: bytes) -> None:
     if case.target == "/files/style.css":
         assert headers["content-encoding"] == "gzip"
         assert headers["content-type"] == "text/css"
-    if case.target in ("/files/notes.txt", "/files/style.css"):
+    if case.target in ("/files/notes.txt", "/files/style.css", "/files/stale.txt"):
         assert headers["vary"] == "Accept-Encoding"

@@ -5,9 +5,12 @@ and Want-Repr-Digest, Content-Disposition for names a URL cannot carry as they a
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 
-from tests.web.conftest import Client
+from artifactd.http.digests import repr_digest_header
+from artifactd.store.filesystem import FilesystemStore
+from tests.web.conftest import Client, sha256_hex, store_bytes
 
 
 async def test_listings_vary_on_accept_whichever_form_they_answer(client: Client) -> None:
@@ -61,3 +64,49 @@ async def test_if_range_date_of_a_settled_version_still_resumes(client: Client) 
     )
     assert resumed.status == 206
     assert await resumed.read() == data[10:]
+
+
+TEXT_V1 = b"first version of the notes\n" * 200
+TEXT_V2 = b"second version, longer notes\n" * 300
+
+
+async def test_a_gz_sibling_older_than_the_artifact_is_not_served(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "r.txt", TEXT_V1)
+    await store_bytes(fs_store, "r.txt.gz", gzip.compress(TEXT_V1, mtime=0))
+    fresh = await client.get("/files/r.txt", headers={"Accept-Encoding": "gzip"})
+    # (the client decompresses) a current sibling is served: its own length and digest
+    assert await fresh.read() == TEXT_V1
+    assert fresh.headers["Content-Encoding"] == "gzip"
+    old_digest = repr_digest_header(sha256_hex(gzip.compress(TEXT_V1, mtime=0)))
+    assert fresh.headers["Repr-Digest"] == old_digest
+    await asyncio.sleep(0.05)  # file times move in clock ticks
+    await store_bytes(fs_store, "r.txt", TEXT_V2)
+    for method in ("GET", "HEAD"):
+        resp = await client.request(method, "/files/r.txt", headers={"Accept-Encoding": "gzip"})
+        assert resp.status == 200
+        assert resp.headers.get("Repr-Digest") != old_digest
+        if method == "GET":
+            assert await resp.read() == TEXT_V2  # (decompressed by the client if need be)
+
+
+async def test_http_1_0_asking_for_gzip_gets_a_body_without_chunks(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "notes.txt", TEXT_V1)
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(b"GET /files/notes.txt HTTP/1.0\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
+    assert status_line.split()[1] == "200", raw[:500]
+    assert "chunked" not in headers.get("transfer-encoding", "")
+    assert headers["vary"] == "Accept-Encoding"
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    assert body == TEXT_V1
