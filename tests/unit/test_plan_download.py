@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import pytest
@@ -370,3 +371,50 @@ def test_the_plain_get_plan_is_worked_out_once_per_version() -> None:
 def test_only_304s_and_inline_plans_are_answered_at_once(case: Case) -> None:
     planned = plan(case)
     assert planned.at_once is (planned.body in (BodySource.NONE, BodySource.INLINE))
+
+
+LEGACY_DIGEST = "SHA-256=" + base64.b64encode(bytes.fromhex(SHA)).decode()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case({"Want-Digest": "SHA-256"}, 200, BodySource.INLINE, WHOLE),
+        Case({"Want-Digest": "sha-512, sha-256;q=0.5"}, 200, BodySource.INLINE, WHOLE),
+        Case({"Want-Digest": "SHA-256"}, 200, BodySource.HEADERS, WHOLE, method="HEAD"),
+        # RFC 3230's Digest is of the whole instance, also on a 206 (so that a client
+        # fetching ranges over several connections sees a replaced file).
+        Case(
+            {"Want-Digest": "SHA-256", "Range": "bytes=0-3"},
+            206,
+            BodySource.INLINE,
+            ((0, 3),),
+            content_range="bytes 0-3/10000",
+        ),
+        Case({"Want-Digest": "SHA-256", "Range": "bytes=0-0,-1"}, 206, BodySource.MULTIPART),
+    ],
+    ids=["plain", "weighted", "HEAD", "range", "ranges"],
+)
+def test_want_digest_sha256_adds_an_rfc_3230_digest(case: Case) -> None:
+    planned = plan(case)
+    assert (planned.status, planned.body) == (case.status, case.body)
+    headers = planned.response_headers()
+    assert headers["Digest"] == LEGACY_DIGEST
+    assert headers["Repr-Digest"] == f"sha-256=:{base64.b64encode(bytes.fromhex(SHA)).decode()}:"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Want-Digest": "SHA-256;q=0"}, {"Want-Digest": "MD5"}, {"Range": "bytes=0-3"}],
+)
+def test_no_rfc_3230_digest_unless_asked_for(headers: dict[str, str]) -> None:
+    planned = plan(Case(headers, 200, BodySource.INLINE))
+    assert "Digest" not in planned.response_headers()
+    assert "Repr-Digest" in planned.response_headers()
+
+
+def test_want_repr_digest_refusing_sha256_gets_no_repr_digest() -> None:
+    refused = plan(Case({"Want-Repr-Digest": "sha-256=0"}, 200, BodySource.INLINE))
+    assert "Repr-Digest" not in refused.response_headers()
+    others = plan(Case({"Want-Repr-Digest": "sha-512=9"}, 200, BodySource.INLINE))
+    assert "Repr-Digest" in others.response_headers()  # all we have, sent unasked (§4)

@@ -9,7 +9,9 @@ must equal the plain Application's, and the case must really have gone that way.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import os
 import random
 import time
@@ -39,6 +41,7 @@ DATA = bytes(range(251)) * 400
 TEXT = b"compressible line\n" * 5000  # text/plain, worth gzip
 STYLE = random.Random(0).randbytes(80 * 1024)  # its gzip is hardly smaller
 STYLE_GZ = gzip.compress(STYLE, mtime=0)
+LEGACY_DIGEST = "SHA-256=" + base64.b64encode(hashlib.sha256(DATA).digest()).decode()
 # Two copies of DATA whose Last-Modified is strong (long past) or not (not yet reached).
 SETTLED_AT = 1_000_000_000.0
 UNSETTLED_AT = float(int(time.time()) + 30 * 86400)
@@ -102,6 +105,21 @@ CASES: dict[str, Case] = {
         DATA,
         "span",
         True,
+    ),
+    "Want-Digest": Case(
+        "GET", "/files/data.bin", {"Want-Digest": "SHA-256;q=1, SHA;q=0.1"}, 200, DATA, "span", True
+    ),
+    "Want-Digest of a range": Case(
+        "GET",
+        "/files/data.bin",
+        {"Want-Digest": "sha-256", "Range": "bytes=10-19"},
+        206,
+        DATA[10:20],
+        "span",
+        True,
+    ),
+    "Want-Repr-Digest refusing sha-256": Case(
+        "GET", "/files/data.bin", {"Want-Repr-Digest": "sha-256=0"}, 200, DATA, "span", True
     ),
     "HEAD": Case("HEAD", "/files/data.bin", {}, 200, b"", "nothing", False),
     "HEAD of a range": Case(
@@ -267,6 +285,12 @@ def check_case(case: Case, headers: dict[str, str], body: bytes) -> None:
         assert headers["content-encoding"] == "gzip"
         assert headers["transfer-encoding"] == "chunked"
         assert "content-length" not in headers
+    if "Want-Digest" in case.headers:
+        assert headers["digest"] == LEGACY_DIGEST
+    elif "Want-Repr-Digest" in case.headers:
+        assert "repr-digest" not in headers
+    else:
+        assert "digest" not in headers
     if case.status == 416:
         assert headers["content-range"] == f"bytes */{len(DATA)}"
     if case.status in (412, 416):

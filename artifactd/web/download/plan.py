@@ -28,7 +28,13 @@ from artifactd.http.conditional import (
     format_http_date,
     if_range_matches,
 )
-from artifactd.http.digests import repr_digest_header
+from artifactd.http.digests import (
+    DEFAULT_DIGESTS,
+    DigestFields,
+    legacy_digest_header,
+    repr_digest_header,
+    wanted_digests,
+)
 from artifactd.http.ranges import ByteRange, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo
 
@@ -44,10 +50,21 @@ IF_UNMODIFIED_SINCE = istr("If-Unmodified-Since")
 IF_RANGE = istr("If-Range")
 RANGE = istr("Range")
 CONTENT_TYPE = istr("Content-Type")
+WANT_DIGEST = istr("Want-Digest")
+WANT_REPR_DIGEST = istr("Want-Repr-Digest")
 
-# A GET with none of these is a 200 with the whole body: no preconditions or ranges to
-# evaluate, so its plan is worked out once per version (see `_plain_get`).
-_CONDITIONS_AND_RANGE = (IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE, RANGE)
+# A GET with none of these is a 200 with the whole body and the usual digest fields: no
+# preconditions, ranges or digest wishes to evaluate, so its plan is worked out once per
+# version (see `_plain_get`).
+_CONDITIONS_AND_RANGE = (
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+    RANGE,
+    WANT_DIGEST,
+    WANT_REPR_DIGEST,
+)
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
@@ -127,10 +144,15 @@ class Representation:
 
 @functools.lru_cache(maxsize=1024)
 def representation(
-    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None
+    info: ArtifactInfo,
+    media_type: str,
+    vary: bool,
+    content_encoding: str | None,
+    digests: DigestFields = DEFAULT_DIGESTS,
 ) -> Representation:
     """`vary` adds `Vary: Accept-Encoding` (the path has a compressed variant); a
-    `content_encoding` describes a precompressed sibling sent in place of the artifact."""
+    `content_encoding` describes a precompressed sibling sent in place of the artifact;
+    `digests` says which digest fields the client gets (`wanted_digests`)."""
     etag = info.etag
     validators = CIMultiDict({"ETag": etag, "Last-Modified": format_http_date(info.modified_at)})
     if vary:
@@ -138,7 +160,10 @@ def representation(
     headers = validators.copy()
     headers["Accept-Ranges"] = "bytes"
     if info.sha256:
-        headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        if digests.repr:
+            headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        if digests.legacy:
+            headers["Digest"] = legacy_digest_header(info.sha256)
         headers["X-Checksum-Sha256"] = info.sha256
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
@@ -185,7 +210,10 @@ def plan_download(
     media_type = content_type or info.content_type
     if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
         return _plain_get(info, media_type, vary, content_encoding, zero_copy)
-    rep = representation(info, media_type, vary, content_encoding)
+    digests = DEFAULT_DIGESTS
+    if WANT_DIGEST in headers or WANT_REPR_DIGEST in headers:
+        digests = wanted_digests(headers.get(WANT_DIGEST), headers.get(WANT_REPR_DIGEST))
+    rep = representation(info, media_type, vary, content_encoding, digests)
     early = plan_preconditions(
         method, headers, rep.etag, info.modified_at, rep.not_modified_headers
     )
