@@ -124,6 +124,7 @@ async def send_compressed(
             vary=True,
             content_encoding="gzip" if chosen is sibling else None,
             content_type=reader.info.content_type,
+            path=reader.info.path,
             zero_copy=settings.sendfile,
         )
     finally:

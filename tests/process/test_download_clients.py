@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
+import os
 import random
+import re
 import socket
 import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -188,3 +192,55 @@ def put(port: int, path: str, data: bytes) -> None:
 
 def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120, check=True)
+
+
+SPACED = "a b.txt"
+NON_ASCII = "café ünï.txt"
+
+
+def test_real_clients_save_names_a_url_cannot_carry_under_the_real_name(
+    storage_root: Path, tmp_path: Path
+) -> None:
+    contents = {SPACED: b"a name with a space\n", NON_ASCII: "non-ASCII ✓\n".encode()}
+    for name, data in contents.items():
+        (storage_root / "n").mkdir(exist_ok=True)
+        (storage_root / "n" / name).write_bytes(data)
+    server = ServerProcess(storage_root)
+    try:
+        urls = {name: server.files_url("n/" + quote(name)) for name in contents}
+        # curl -OJ names the file from Content-Disposition's `filename`.
+        by_curl = tmp_path / "curl"
+        by_curl.mkdir()
+        run("curl", "-fsSOJ", urls[SPACED], cwd=by_curl)
+        assert (by_curl / SPACED).read_bytes() == contents[SPACED]
+        # curl (up to 8.x at least) ignores `filename*`: a non-ASCII name is saved under
+        # the ASCII fallback, which is why the browse page suggests `-o NAME` for it.
+        run("curl", "-fsSOJ", urls[NON_ASCII], cwd=by_curl)
+        saved = sorted(set(os.listdir(by_curl)) - {SPACED})
+        assert saved in ([NON_ASCII], ["cafe uni.txt"])
+        assert (by_curl / saved[0]).read_bytes() == contents[NON_ASCII]
+
+        # The browse page's own commands, run by a shell, save every name as it is.
+        page = run("curl", "-fsS", server.files_url("n/")).stdout
+        commands = [html.unescape(c) for c in re.findall(r"<code[^>]*>([^<]*)</code>", page)]
+        by_page = tmp_path / "page"
+        by_page.mkdir()
+        for name in contents:
+            (command,) = [c for c in commands if c.endswith("/" + quote(name))]
+            subprocess.run(["sh", "-c", command], cwd=by_page, check=True, timeout=60)
+        assert sorted(os.listdir(by_page)) == sorted(contents)
+        for name, data in contents.items():
+            assert (by_page / name).read_bytes() == data
+
+        # wget reads `filename*` (RFC 6266, RFC 8187): the real name, byte for byte.
+        by_wget = tmp_path / "wget"
+        by_wget.mkdir()
+        for url in urls.values():
+            run("wget", "-q", "--content-disposition", url, cwd=by_wget)
+        assert sorted(os.fsencode(n) for n in os.listdir(by_wget)) == sorted(
+            name.encode() for name in contents
+        )
+        for name, data in contents.items():
+            assert (by_wget / name).read_bytes() == data
+    finally:
+        server.terminate()

@@ -418,3 +418,26 @@ def test_want_repr_digest_refusing_sha256_gets_no_repr_digest() -> None:
     assert "Repr-Digest" not in refused.response_headers()
     others = plan(Case({"Want-Repr-Digest": "sha-512=9"}, 200, BodySource.INLINE))
     assert "Repr-Digest" in others.response_headers()  # all we have, sent unasked (§4)
+
+
+def test_a_name_a_url_cannot_carry_gets_content_disposition_in_every_answer() -> None:
+    spaced = ArtifactInfo("dir/a b.bin", 10000, "application/octet-stream", MODIFIED_AT, 0.0, SHA)
+    expected = "attachment; filename=\"a b.bin\"; filename*=UTF-8''a%20b.bin"
+    for headers in ({}, {"Range": "bytes=0-3"}, {"Want-Digest": "SHA-256"}):
+        planned = plan(Case(headers, 200, BodySource.INLINE, info=spaced))
+        assert planned.response_headers()["Content-Disposition"] == expected
+    head = plan(Case({}, 200, BodySource.HEADERS, method="HEAD", info=spaced))
+    assert head.response_headers()["Content-Disposition"] == expected
+    assert "Content-Disposition" not in plan(Case({}, 200, BodySource.INLINE)).headers
+
+
+def test_a_precompressed_sibling_is_named_after_the_artifact() -> None:
+    sibling = ArtifactInfo("a b.txt.gz", 900, "application/gzip", MODIFIED_AT, 0.0, SHA)
+    planned = plan(
+        Case({}, 200, BodySource.INLINE, info=sibling),
+        vary=True,
+        content_encoding="gzip",
+        content_type="text/plain",
+        path="a b.txt",
+    )
+    assert planned.headers["Content-Disposition"].endswith("filename*=UTF-8''a%20b.txt")

@@ -121,6 +121,10 @@ CASES: dict[str, Case] = {
     "Want-Repr-Digest refusing sha-256": Case(
         "GET", "/files/data.bin", {"Want-Repr-Digest": "sha-256=0"}, 200, DATA, "span", True
     ),
+    "name with a space": Case("GET", "/files/a%20b.bin", {}, 200, DATA, "span", True),
+    "name with a space, a range": Case(
+        "GET", "/files/a%20b.bin", {"Range": "bytes=0-3"}, 206, DATA[:4], "span", True
+    ),
     "HEAD": Case("HEAD", "/files/data.bin", {}, 200, b"", "nothing", False),
     "HEAD of a range": Case(
         "HEAD", "/files/data.bin", {"Range": "bytes=0-9"}, 206, b"", "nothing", False
@@ -176,6 +180,7 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "empty.bin", b"")
     await store_bytes(store, "stale.txt.gz", gzip.compress(b"an older version\n" * 100))
     await store_bytes(store, "stale.txt", TEXT)  # replaced after its sibling was made
+    await store_bytes(store, "a b.bin", DATA)
     await store_bytes(store, "settled.bin", DATA)
     await store_bytes(store, "unsettled.bin", DATA)
     await store.close()
@@ -291,6 +296,12 @@ def check_case(case: Case, headers: dict[str, str], body: bytes) -> None:
         assert "repr-digest" not in headers
     else:
         assert "digest" not in headers
+    if case.target == "/files/a%20b.bin":
+        assert headers["content-disposition"] == (
+            "attachment; filename=\"a b.bin\"; filename*=UTF-8''a%20b.bin"
+        )
+    else:
+        assert "content-disposition" not in headers
     if case.status == 416:
         assert headers["content-range"] == f"bytes */{len(DATA)}"
     if case.status in (412, 416):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import html
 import time
 
 from artifactd.http.digests import repr_digest_header
@@ -110,3 +111,41 @@ async def test_http_1_0_asking_for_gzip_gets_a_body_without_chunks(
     if headers.get("content-encoding") == "gzip":
         body = gzip.decompress(body)
     assert body == TEXT_V1
+
+
+SPACED_DISPOSITION = "attachment; filename=\"notes v1.txt\"; filename*=UTF-8''notes%20v1.txt"
+
+
+async def test_every_variant_of_a_spaced_name_is_named_after_the_artifact(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "notes v1.txt", TEXT_V1)
+    for headers in ({}, {"Accept-Encoding": "gzip"}, {"Range": "bytes=0-9"}):
+        resp = await client.get("/files/notes%20v1.txt", headers=headers)
+        assert resp.headers["Content-Disposition"] == SPACED_DISPOSITION, headers
+    await store_bytes(fs_store, "notes v1.txt.gz", gzip.compress(TEXT_V1))
+    sibling = await client.get("/files/notes%20v1.txt", headers={"Accept-Encoding": "gzip"})
+    assert sibling.headers["Content-Encoding"] == "gzip"
+    assert "Content-Length" in sibling.headers  # the sibling, not compressed on the fly
+    assert sibling.headers["Content-Disposition"] == SPACED_DISPOSITION
+    plain = await client.get("/files/data.bin")
+    assert "Content-Disposition" not in plain.headers
+
+
+async def test_browse_page_suggests_commands_that_save_the_real_name(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    await store_bytes(fs_store, "n/a b.txt", b"x")
+    await store_bytes(fs_store, "n/it's café.txt", b"x")
+    await store_bytes(fs_store, "n/plain.txt", b"x")
+    page = html.unescape(await (await client.get("/files/n/")).text())
+    origin = f"http://{client.host}:{client.port}"
+    assert f"curl -fo 'a b.txt' {origin}/files/n/a%20b.txt" in page
+    assert f"curl -fo 'it'\"'\"'s café.txt' {origin}/files/n/it%27s%20caf%C3%A9.txt" in page
+    assert f"curl -fO {origin}/files/n/plain.txt" in page
+    assert "curl -fO " + origin + "/files/n/a%20b.txt" not in page
+
+
+async def test_browse_page_quotes_a_hostile_host_in_its_commands(client: Client) -> None:
+    page = await (await client.get("/files/docs/", headers={"Host": "x;touch${IFS}p"})).text()
+    assert "curl -fO 'http://x;touch${IFS}p/files/docs/readme.txt'" in html.unescape(page)

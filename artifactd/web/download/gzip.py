@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from artifactd.http.conditional import format_http_date
+from artifactd.http.disposition import content_disposition
 from artifactd.http.negotiation import coding_accepted
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.download.plan import BodySource, DownloadPlan, plan_preconditions
@@ -128,6 +129,9 @@ def plan_gzip_stream(method: str, headers: Mapping[str, str], info: ArtifactInfo
     validators["Content-Type"] = info.content_type
     validators["Content-Encoding"] = "gzip"
     validators["Accept-Ranges"] = "bytes"
+    disposition = content_disposition(info.path)
+    if disposition is not None:
+        validators["Content-Disposition"] = disposition
     source = BodySource.HEADERS if method == hdrs.METH_HEAD else BodySource.GZIP
     return DownloadPlan(200, source, CIMultiDictProxy(validators))
 

@@ -35,6 +35,7 @@ from artifactd.http.digests import (
     repr_digest_header,
     wanted_digests,
 )
+from artifactd.http.disposition import content_disposition
 from artifactd.http.ranges import ByteRange, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo
 
@@ -149,10 +150,12 @@ def representation(
     vary: bool,
     content_encoding: str | None,
     digests: DigestFields = DEFAULT_DIGESTS,
+    path: str | None = None,
 ) -> Representation:
     """`vary` adds `Vary: Accept-Encoding` (the path has a compressed variant); a
     `content_encoding` describes a precompressed sibling sent in place of the artifact;
-    `digests` says which digest fields the client gets (`wanted_digests`)."""
+    `digests` says which digest fields the client gets (`wanted_digests`); `path` (default
+    `info.path`) is the artifact's, whose name a Content-Disposition may give (RFC 6266)."""
     etag = info.etag
     validators = CIMultiDict({"ETag": etag, "Last-Modified": format_http_date(info.modified_at)})
     if vary:
@@ -167,6 +170,9 @@ def representation(
         headers["X-Checksum-Sha256"] = info.sha256
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
+    disposition = content_disposition(info.path if path is None else path)
+    if disposition is not None:
+        headers["Content-Disposition"] = disposition
     body_headers = headers.copy()
     body_headers[CONTENT_TYPE] = media_type
     return Representation(
@@ -195,6 +201,7 @@ def plan_download(
     vary: bool = False,
     content_encoding: str | None = None,
     content_type: str | None = None,
+    path: str | None = None,
     new_boundary: Callable[[], str] = make_boundary,
     now: float | None = None,
 ) -> DownloadPlan:
@@ -202,18 +209,19 @@ def plan_download(
     `headers` (case-insensitive), the coding already chosen and the settings.
 
     `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
-    `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
-    artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
+    `content_encoding`/`content_type`/`path` describe a precompressed sibling sent in place
+    of the artifact at `path` (its own ETag and digest then describe the encoded bytes, as
+    RFC 9530 says; its name is the artifact's).
     `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts;
     `now` is the clock an If-Range date is judged by (default: the current time).
     """
     media_type = content_type or info.content_type
     if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
-        return _plain_get(info, media_type, vary, content_encoding, zero_copy)
+        return _plain_get(info, media_type, vary, content_encoding, zero_copy, path)
     digests = DEFAULT_DIGESTS
     if WANT_DIGEST in headers or WANT_REPR_DIGEST in headers:
         digests = wanted_digests(headers.get(WANT_DIGEST), headers.get(WANT_REPR_DIGEST))
-    rep = representation(info, media_type, vary, content_encoding, digests)
+    rep = representation(info, media_type, vary, content_encoding, digests, path)
     early = plan_preconditions(
         method, headers, rep.etag, info.modified_at, rep.not_modified_headers
     )
@@ -290,11 +298,16 @@ def plan_preconditions(
 
 @functools.lru_cache(maxsize=1024)
 def _plain_get(
-    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None, zero_copy: bool
+    info: ArtifactInfo,
+    media_type: str,
+    vary: bool,
+    content_encoding: str | None,
+    zero_copy: bool,
+    path: str | None,
 ) -> DownloadPlan:
     """The plan of a GET without preconditions or Range: the same for every such request
     of one version and variant, so worked out once (the usual download)."""
-    rep = representation(info, media_type, vary, content_encoding)
+    rep = representation(info, media_type, vary, content_encoding, DEFAULT_DIGESTS, path)
     return _whole(rep, info.size, False, zero_copy)
 
 
