@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster
 
-from artifactd.http.conditional import format_http_date
+from artifactd.http import conditional
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.readers import FileReader
@@ -42,9 +42,10 @@ TEXT = b"compressible line\n" * 5000  # text/plain, worth gzip
 STYLE = random.Random(0).randbytes(80 * 1024)  # its gzip is hardly smaller
 STYLE_GZ = gzip.compress(STYLE, mtime=0)
 LEGACY_DIGEST = "SHA-256=" + base64.b64encode(hashlib.sha256(DATA).digest()).decode()
-# Two copies of DATA whose Last-Modified is strong (long past) or not (not yet reached).
-SETTLED_AT = 1_000_000_000.0
-UNSETTLED_AT = float(int(time.time()) + 30 * 86400)
+# Server clocks (conditional.wall_clock) at which every file here has a strong
+# Last-Modified (its second long over) or not (a date not reached yet), RFC 9110 §8.8.2.2.
+SETTLED_CLOCK = time.time() + 30 * 86400
+UNSETTLED_CLOCK = 1_000_000_000.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Case:
     body: bytes | None  # None: checked by `check` or against the reference only
     sends: str  # "span": one span of bytes, "multipart", "gzip", "nothing"
     hot: bool  # answered by the hot path (once the artifact is hot)
+    clock: float | None = None  # the servers' wall clock for If-Range dates, if not the real one
 
 
 CASES: dict[str, Case] = {
@@ -90,21 +92,23 @@ CASES: dict[str, Case] = {
     ),
     "If-Range date of a settled version": Case(
         "GET",
-        "/files/settled.bin",
-        {"Range": "bytes=0-3", "If-Range": format_http_date(SETTLED_AT)},
+        "/files/data.bin",
+        {"Range": "bytes=0-3", "If-Range": "LAST_MODIFIED"},
         206,
         DATA[:4],
         "span",
         True,
+        clock=SETTLED_CLOCK,
     ),
     "If-Range date of a version within its second": Case(
         "GET",
-        "/files/unsettled.bin",
-        {"Range": "bytes=0-3", "If-Range": format_http_date(UNSETTLED_AT)},
+        "/files/data.bin",
+        {"Range": "bytes=0-3", "If-Range": "LAST_MODIFIED"},
         200,
         DATA,
         "span",
         True,
+        clock=UNSETTLED_CLOCK,
     ),
     "Want-Digest": Case(
         "GET", "/files/data.bin", {"Want-Digest": "SHA-256;q=1, SHA;q=0.1"}, 200, DATA, "span", True
@@ -181,12 +185,9 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "stale.txt.gz", gzip.compress(b"an older version\n" * 100))
     await store_bytes(store, "stale.txt", TEXT)  # replaced after its sibling was made
     await store_bytes(store, "a b.bin", DATA)
-    await store_bytes(store, "settled.bin", DATA)
-    await store_bytes(store, "unsettled.bin", DATA)
     await store.close()
-    os.utime(storage_root / "settled.bin", (SETTLED_AT, SETTLED_AT))
-    os.utime(storage_root / "unsettled.bin", (UNSETTLED_AT, UNSETTLED_AT))
-    os.utime(storage_root / "stale.txt.gz", (SETTLED_AT, SETTLED_AT))  # older, whatever the tick
+    long_ago = 1_000_000_000.0  # older than stale.txt, whatever the clock tick
+    os.utime(storage_root / "stale.txt.gz", (long_ago, long_ago))
     return storage_root
 
 
@@ -236,8 +237,9 @@ async def serving_by(
             plan_module._plain_get.cache_clear()
 
 
-async def answer_of(served: Served, case: Case, etag: str) -> Answer:
-    headers = {k: (etag if v == "ETAG" else v) for k, v in case.headers.items()}
+async def answer_of(served: Served, case: Case, validators: dict[str, str]) -> Answer:
+    """The answer to `case`, with "ETAG" and "LAST_MODIFIED" replaced by data.bin's."""
+    headers = {k: validators.get(v, v) for k, v in case.headers.items()}
     async with client_session() as session:
         return await fetch(session, served.url, case.method, case.target, headers)
 
@@ -246,15 +248,19 @@ async def answer_of(served: Served, case: Case, etag: str) -> Answer:
 async def test_each_case_answers_alike_down_every_body_path(
     case: Case, body_path: BodyPath, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if case.clock is not None:
+        clock = case.clock
+        monkeypatch.setattr(conditional, "wall_clock", lambda: clock)
     async with serving(Settings(root=root), hot=False) as reference:
         async with client_session() as session:
-            etag = (await fetch(session, reference.url, "HEAD", "/files/data.bin", {}))[1]["etag"]
-        expected = await answer_of(reference, case, etag)
+            head = (await fetch(session, reference.url, "HEAD", "/files/data.bin", {}))[1]
+        validators = {"ETAG": head["etag"], "LAST_MODIFIED": head["last-modified"]}
+        expected = await answer_of(reference, case, validators)
     async with serving_by(body_path, root, monkeypatch) as server:
-        await answer_of(server.served, case, etag)  # warms the hot cache
+        await answer_of(server.served, case, validators)  # warms the hot cache
         server.used.clear()
         server.served.reached_application.clear()
-        answer = await answer_of(server.served, case, etag)
+        answer = await answer_of(server.served, case, validators)
         used, reached = list(server.used), bool(server.served.reached_application)
 
     assert answer == expected
