@@ -112,6 +112,14 @@ async def test_http_1_0_asking_for_gzip_gets_a_body_without_chunks(
         body = gzip.decompress(body)
     assert body == TEXT_V1
 
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(b"HEAD /files/notes.txt HTTP/1.0\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert raw.startswith(b"HTTP/1.0 200 "), raw[:500]
+    assert b"chunked" not in raw.lower()
+
 
 SPACED_DISPOSITION = "attachment; filename=\"notes v1.txt\"; filename*=UTF-8''notes%20v1.txt"
 
