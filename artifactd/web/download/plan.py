@@ -57,7 +57,7 @@ WANT_REPR_DIGEST = istr("Want-Repr-Digest")
 # A GET with none of these is a 200 with the whole body and the usual digest fields: no
 # preconditions, ranges or digest wishes to evaluate, so its plan is worked out once per
 # version (see `_plain_get`).
-_CONDITIONS_AND_RANGE = (
+_CONDITIONS_RANGE_AND_WANTS = (
     IF_MATCH,
     IF_NONE_MATCH,
     IF_MODIFIED_SINCE,
@@ -216,7 +216,7 @@ def plan_download(
     `now` is the clock an If-Range date is judged by (default: the current time).
     """
     media_type = content_type or info.content_type
-    if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
+    if method == GET and not _has_any(headers, _CONDITIONS_RANGE_AND_WANTS):
         return _plain_get(info, media_type, vary, content_encoding, zero_copy, path)
     digests = DEFAULT_DIGESTS
     if WANT_DIGEST in headers or WANT_REPR_DIGEST in headers:
