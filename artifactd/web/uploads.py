@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
@@ -25,14 +25,17 @@ from artifactd.http.conditional import Precondition, evaluate_preconditions
 from artifactd.http.digests import expected_sha256
 from artifactd.paths import is_internal, join_path, parse_artifact_path
 from artifactd.settings import Settings
-from artifactd.store.base import ArtifactInfo, Requirement
+from artifactd.store.base import ArtifactInfo, Requirement, Upload
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
 from artifactd.web.middlewares import framing_error
+from artifactd.web.multipart import FormReader, form_boundary
 from artifactd.web.security import check_upload_allowed
 
+# Files one form may bring: each holds an open upload (a temp file) until the form ends.
+MAX_FORM_FILES = 256
 # Client types that say nothing about the content: the name is a better guide.
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
@@ -147,8 +150,13 @@ async def store_stream(
             request.app[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
+    return await publish(request, info, replaced), replaced
+
+
+async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> ArtifactInfo:
+    """Tell event listeners about a version just committed."""
     request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
-    return info, replaced
+    return info
 
 
 async def put_file(request: web.Request) -> web.Response:
@@ -198,49 +206,50 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 async def post_files(request: web.Request) -> web.StreamResponse:
-    """POST multipart/form-data to a directory: store each file part under it."""
+    """POST multipart/form-data to a directory: store each file part under it.
+
+    All or nothing: every file part is written to its own upload first, and they are
+    committed only once the form's close delimiter has arrived, so a form cut short or
+    malformed (400) leaves every path as it was.
+    """
     settings = request.app[SETTINGS]
     dir_path, is_dir_request = requested_path(request)
     if not is_dir_request:
         raise InvalidPathError("POST uploads go to a directory URL ending in '/'")
-    if not request.content_type.startswith("multipart/form-data"):
-        raise InvalidValueError("POST needs a multipart/form-data body")
+    boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
     check_declared_length(request, settings)
     expires_at = expires_at_for(request, settings)
     requirement = write_requirement(request, settings)
-    stored: list[dict[str, object]] = []
-    reader = await request.multipart()
-    budget = [settings.max_upload_size]  # bytes the rest of the form may still bring
-
-    async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(settings.chunk_size):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise UploadTooLargeError(f"body is over {settings.max_upload_size} bytes")
-            yield chunk
-
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue  # a nested multipart: not something a form sends
-        if not part.filename:
-            if part.name == "ttl":  # the browse page's "keep for" field, sent before files
-                ttl_text = (await part.text()).strip()
-                if ttl_text:
-                    ttl = parse_duration(ttl_text)
-                    expires_at = None if ttl is None else time.time() + ttl
-            continue
-        info, _ = await store_stream(
-            request,
-            _part_path(dir_path, part.filename),
-            part_chunks(part),
-            content_type=part.headers.get(hdrs.CONTENT_TYPE),
-            expires_at=expires_at,
-            expected_sha256=None,
-            requirement=requirement,
-        )
-        stored.append(artifact_document(info))
-    if not stored:
-        raise InvalidValueError("the form contained no file")
+    form = FormReader(body_chunks(request, settings), boundary)
+    staged: list[Upload] = []
+    try:
+        while (part := await form.next_part()) is not None:
+            if not part.filename:
+                if part.name == "ttl":  # the browse page's "keep for" field, sent before files
+                    ttl_text = (await part.text()).strip()
+                    if ttl_text:
+                        ttl = parse_duration(ttl_text)
+                        expires_at = None if ttl is None else time.time() + ttl
+                continue  # other fields (and empty file inputs) are skipped
+            if len(staged) >= MAX_FORM_FILES:
+                raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
+            path = _part_path(dir_path, part.filename)
+            requirement(await _current_or_none(request, path))  # fail fast; checked again
+            upload = await request.app[STORE].begin_upload(
+                path, content_type=stored_type(part.content_type), expires_at=expires_at
+            )
+            staged.append(upload)
+            async for chunk in part.chunks():
+                await upload.write(chunk)
+        if not staged:
+            raise InvalidValueError("the form contained no file")
+        stored = [
+            artifact_document(await publish(request, *await upload.commit(require=requirement)))
+            for upload in staged
+        ]
+    finally:
+        for upload in staged:
+            await upload.abort()  # a no-op for those committed
     if not wants_json(request):
         # A browser's form post: back to the listing, which now shows the files.
         raise web.HTTPSeeOther(directory_url(dir_path))
