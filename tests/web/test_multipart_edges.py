@@ -3,11 +3,17 @@ stores nothing, and a part is stored only once its closing boundary arrived."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import Client
+from artifactd.settings import Settings
+from artifactd.store.filesystem import FilesystemStore
+from artifactd.web.app import create_app
+from tests.web.conftest import Client, ClientFactory
 
 BOUNDARY = "xYzZY"
 OLD = b"old version\n"
@@ -162,3 +168,27 @@ async def test_a_part_body_holding_boundary_lookalikes_is_kept_whole(client: Cli
     status, document = await post(client, "", file_part("t.bin", tricky) + close())
     assert status == 201, document
     assert await (await client.get("/files/up/t.bin")).read() == tricky
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+async def test_a_stalled_body_times_out_for_put_and_post_alike(
+    aiohttp_client: ClientFactory, fs_store: FilesystemStore, storage_root: Path, method: str
+) -> None:
+    client = await aiohttp_client(
+        create_app(Settings(root=storage_root, body_timeout=0.5), fs_store)
+    )
+    target = "/files/up/a.txt" if method == "PUT" else "/files/up/"
+    sent = file_part("a.txt", b"the start of a long file")
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(sent) + 1000}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n".encode()
+        + sent
+    )
+    await writer.drain()
+    started = time.monotonic()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    assert time.monotonic() - started < 5
+    writer.close()
+    assert status_line.split(b" ")[1] == b"400"
+    assert (await client.get("/files/up/a.txt")).status == 404
