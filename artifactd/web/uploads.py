@@ -162,9 +162,7 @@ async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> A
 async def put_file(request: web.Request) -> web.Response:
     """PUT: stream the body into a new version, verify it, publish it atomically."""
     settings = request.app[SETTINGS]
-    path, is_dir_request = requested_path(request)
-    if is_dir_request or not path:
-        raise InvalidPathError("PUT needs a file path, not a directory")
+    path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
     expected = expected_sha256(request.headers)
     expires_at = expires_at_for(request, settings)
@@ -196,9 +194,7 @@ async def _current_or_none(request: web.Request, path: str) -> ArtifactInfo | No
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    path, is_dir_request = requested_path(request)
-    if is_dir_request or not path:
-        raise InvalidPathError("DELETE needs a file path, not a directory")
+    path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     settings = request.app[SETTINGS]
     info = await request.app[STORE].delete(path, require=write_requirement(request, settings))
     request.app[EVENTS].publish("deleted", artifact_document(info))
@@ -213,9 +209,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     malformed (400) leaves every path as it was.
     """
     settings = request.app[SETTINGS]
-    dir_path, is_dir_request = requested_path(request)
-    if not is_dir_request:
-        raise InvalidPathError("POST uploads go to a directory URL ending in '/'")
+    dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
     boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
     check_declared_length(request, settings)
     expires_at = expires_at_for(request, settings)
