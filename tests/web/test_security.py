@@ -19,6 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
+from artifactd.durations import parse_rate
+from artifactd.ratelimit import RateLimiter
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
@@ -598,7 +600,8 @@ def test_reads_pass_unchecked_only_when_public_and_not_rate_limited(
     storage_root: Path, private: bool, rate_limited: bool, unchecked: bool
 ) -> None:
     # What decides whether the hot path may answer in front of the middlewares.
-    policy = AccessPolicy(TokenStore(storage_root), private=private, rate_limited=rate_limited)
+    limiter = RateLimiter(*parse_rate("600/min")) if rate_limited else None
+    policy = AccessPolicy(TokenStore(storage_root), private=private, limiter=limiter)
     assert policy.passes_reads_unchecked() is unchecked
 
 
