@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import HttpVersion11, hdrs, web
@@ -12,6 +13,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
 from artifactd.errors import (
+    ArtifactdError,
     ConflictError,
     DigestMismatchError,
     IncompleteUploadError,
@@ -82,17 +84,18 @@ def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
 
 
 async def expect_handler(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: refuse oversized bodies before the client sends them.
+    """`Expect: 100-continue`: refuse a request before the client sends its body.
 
     aiohttp runs this before the middlewares, so failures are answered here directly,
-    starting with authorisation: a client that may not write never gets 100 Continue.
+    starting with the access policy's decision (429, 401, 403), then the checks the
+    handler makes before reading the body (400, 409, 412, 413), with the same functions.
     """
     refused = framing_error(request) or await check_upload_allowed(request)
     if refused is not None:
         return refused
     try:
-        check_declared_length(request, request.app[SETTINGS])
-    except UploadTooLargeError as exc:
+        await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
+    except ArtifactdError as exc:
         return error_for_domain(exc)
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         return json_error(417, "expectation failed")
@@ -159,25 +162,51 @@ async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> A
     return info
 
 
-async def put_file(request: web.Request) -> web.Response:
-    """PUT: stream the body into a new version, verify it, publish it atomically."""
+@dataclass(frozen=True)
+class WriteTarget:
+    """What a PUT or a form POST asks for, checked before any of its body is read."""
+
+    path: str  # the file (PUT) or the directory (POST)
+    expires_at: float | None
+    requirement: Requirement
+    expected_sha256: str | None = None  # PUT only
+    boundary: bytes = b""  # POST only
+
+
+async def put_target(request: web.Request) -> WriteTarget:
+    """A PUT's path, length, digest, TTL and preconditions (400, 409, 412, 413)."""
     settings = request.app[SETTINGS]
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
     expected = expected_sha256(request.headers)
     expires_at = expires_at_for(request, settings)
     requirement = write_requirement(request, settings)
-    requirement_now = await _current_or_none(request, path)
-    requirement(requirement_now)  # fail fast, before reading the body; re-checked at commit
+    requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
+    return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
 
+
+async def form_target(request: web.Request) -> WriteTarget:
+    """A form POST's directory, boundary, length and TTL (400, 413)."""
+    settings = request.app[SETTINGS]
+    dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
+    boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
+    check_declared_length(request, settings)
+    expires_at = expires_at_for(request, settings)
+    requirement = write_requirement(request, settings)
+    return WriteTarget(dir_path, expires_at, requirement, boundary=boundary)
+
+
+async def put_file(request: web.Request) -> web.Response:
+    """PUT: stream the body into a new version, verify it, publish it atomically."""
+    target = await put_target(request)
     info, replaced = await store_stream(
         request,
-        path,
-        body_chunks(request, settings),
+        target.path,
+        body_chunks(request, request.app[SETTINGS]),
         content_type=request.headers.get(hdrs.CONTENT_TYPE),
-        expires_at=expires_at,
-        expected_sha256=expected,
-        requirement=requirement,
+        expires_at=target.expires_at,
+        expected_sha256=target.expected_sha256,
+        requirement=target.requirement,
     )
     return web.json_response(
         artifact_document(info),
@@ -208,13 +237,9 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     committed only once the form's close delimiter has arrived, so a form cut short or
     malformed (400) leaves every path as it was.
     """
-    settings = request.app[SETTINGS]
-    dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
-    boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
-    check_declared_length(request, settings)
-    expires_at = expires_at_for(request, settings)
-    requirement = write_requirement(request, settings)
-    form = FormReader(body_chunks(request, settings), boundary)
+    target = await form_target(request)
+    dir_path, expires_at, requirement = target.path, target.expires_at, target.requirement
+    form = FormReader(body_chunks(request, request.app[SETTINGS]), target.boundary)
     staged: list[Upload] = []
     try:
         while (part := await form.next_part()) is not None:

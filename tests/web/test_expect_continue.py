@@ -13,13 +13,14 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
-from tests.web.conftest import Client, ClientFactory
+from tests.web.conftest import Client, ClientFactory, store_bytes
 
 BODY = b"body"
 
 
 async def expect_exchange(client: Client, method: str, target: str, headers: str = "") -> bytes:
-    """The status line answering the head; the body goes out only after `100 Continue`."""
+    """The status answering the head (say `401`); after `100 Continue` the body goes out
+    and the answer is `100+` and the final status (say `100+201`)."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
         writer.write(
@@ -31,7 +32,7 @@ async def expect_exchange(client: Client, method: str, target: str, headers: str
             return status.split(b" ")[1]
         assert await asyncio.wait_for(reader.readline(), 10) == b"\r\n"
         writer.write(BODY)
-        return (await asyncio.wait_for(reader.readline(), 10)).split(b" ")[1]
+        return b"100+" + (await asyncio.wait_for(reader.readline(), 10)).split(b" ")[1]
     finally:
         writer.close()
 
@@ -78,6 +79,51 @@ async def test_an_admitted_request_is_counted_once(
     limited: Client, method: str, target: str
 ) -> None:
     # 2/min: two requests pass, each through the Expect handler and then the middleware.
-    answers = [await expect_exchange(limited, method, target) for _ in range(3)]
+    form = "Content-Type: multipart/form-data; boundary=b\r\n"
+    answers = [await expect_exchange(limited, method, target, form) for _ in range(3)]
     assert answers[2] == b"429"
-    assert all(answer != b"429" for answer in answers[:2]), answers
+    assert all(answer.startswith(b"100+") for answer in answers[:2]), answers
+    assert b"100+429" not in answers
+
+
+@pytest.mark.parametrize(
+    ("immutable", "method", "target", "headers", "status"),
+    [
+        pytest.param(False, "PUT", "/files/data.bin", "If-None-Match: *\r\n", b"412", id="412"),
+        pytest.param(
+            False, "PUT", "/files/data.bin", 'If-Match: "nope"\r\n', b"412", id="if-match"
+        ),
+        pytest.param(True, "PUT", "/files/data.bin", "", b"409", id="immutable"),
+        pytest.param(False, "PUT", "/files/x", "X-Artifact-TTL: soon\r\n", b"400", id="bad-ttl"),
+        pytest.param(
+            False, "PUT", "/files/x", "X-Checksum-Sha256: zz\r\n", b"400", id="bad-digest"
+        ),
+        pytest.param(False, "PUT", "/files/a/%2e%2e/x", "", b"400", id="bad-path"),
+        pytest.param(False, "POST", "/files/up/", "", b"400", id="form-without-type"),
+        pytest.param(
+            False,
+            "POST",
+            "/files/up/",
+            "Content-Type: multipart/form-data\r\n",
+            b"400",
+            id="form-without-boundary",
+        ),
+    ],
+)
+async def test_what_the_handler_would_refuse_is_refused_before_the_body(
+    aiohttp_client: ClientFactory,
+    fs_store: FilesystemStore,
+    storage_root: Path,
+    immutable: bool,
+    method: str,
+    target: str,
+    headers: str,
+    status: bytes,
+) -> None:
+    """SPEC "Build caches": the final refusal is sent instead of `100 Continue`."""
+    await store_bytes(fs_store, "data.bin", b"stored")
+    client = await aiohttp_client(
+        create_app(Settings(root=storage_root, immutable=immutable), fs_store)
+    )
+    assert await expect_exchange(client, method, target, headers) == status
+    assert await (await client.get("/files/data.bin")).read() == b"stored"

@@ -27,7 +27,7 @@ from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenFileError, TokenStore
 from artifactd.web import uploads
 from artifactd.web.app import create_app
-from artifactd.web.keys import SETTINGS
+from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.security import (
     ACCESS_POLICY,
@@ -501,6 +501,7 @@ async def test_expect_100_continue_is_refused_before_the_body_without_a_token(
 
     app.router.add_put("/files/{tail:.*}", accept, expect_handler=guarded_expect_handler)
     app[SETTINGS] = Settings(root=storage_root)
+    app[STORE] = MemoryStore()  # the expect handler looks for the version a PUT replaces
     client = await aiohttp_client(app)
     assert await raw_put_with_expect(client, "") == b"HTTP/1.1 401 Unauthorized\r\n"
     read_only = f"Authorization: Bearer {tokens['read']}\r\n"
