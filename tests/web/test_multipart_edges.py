@@ -13,6 +13,7 @@ import pytest
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.app import create_app
+from artifactd.web.uploads import MAX_FORM_FILES
 from tests.web.conftest import Client, ClientFactory
 
 BOUNDARY = "xYzZY"
@@ -192,3 +193,13 @@ async def test_a_stalled_body_times_out_for_put_and_post_alike(
     writer.close()
     assert status_line.split(b" ")[1] == b"400"
     assert (await client.get("/files/up/a.txt")).status == 404
+
+
+async def test_a_form_with_too_many_files_is_400_and_stores_nothing(client: Client) -> None:
+    files = [file_part(f"f{i}.txt", b"x") for i in range(MAX_FORM_FILES + 1)]
+    status, document = await post(client, "", b"".join(files) + close())
+    assert status == 400, document
+    listing = await client.get("/files/up/", headers={"Accept": "application/json"})
+    assert listing.status == 404
+    status, document = await post(client, "", b"".join(files[:MAX_FORM_FILES]) + close())
+    assert status == 201, document
