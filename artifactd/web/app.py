@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from artifactd import evictor as evictor_module
 from artifactd.config import settings_from_environment
@@ -24,6 +24,7 @@ from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.pipeline import PIPELINE, Pipeline
+from artifactd.web.routes import FilesResource
 from artifactd.web.security import install_security
 
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
@@ -85,10 +86,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.router.add_get("/", files.redirect_to_files)
     app.router.add_get("/files", files.redirect_to_files)
-    app.router.add_get(FILES_ROUTE, files.get_file)
-    app.router.add_put(FILES_ROUTE, uploads.put_file, expect_handler=uploads.expect_handler)
-    app.router.add_post(FILES_ROUTE, uploads.post_files, expect_handler=uploads.expect_handler)
-    app.router.add_delete(FILES_ROUTE, uploads.delete_file)
+    files_resource = FilesResource(FILES_ROUTE)
+    app.router.register_resource(files_resource)
+    files_resource.add_route(hdrs.METH_HEAD, files.get_file)
+    files_resource.add_route(hdrs.METH_GET, files.get_file)
+    files_resource.add_route(hdrs.METH_PUT, uploads.put_file, expect_handler=uploads.expect_handler)
+    files_resource.add_route(
+        hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
+    )
+    files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())
