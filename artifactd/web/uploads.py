@@ -88,7 +88,7 @@ async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     if refused is not None:
         return refused
     try:
-        check_declared_length(request, request.app[SETTINGS])
+        check_declared_length(request, request.config_dict[SETTINGS])
     except UploadTooLargeError as exc:
         return error_for_domain(exc)
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
@@ -135,7 +135,7 @@ async def store_stream(
     requirement: Requirement,
 ) -> tuple[ArtifactInfo, bool]:
     """Write one new version from `chunks` and publish it, or leave nothing behind."""
-    upload = await request.app[STORE].begin_upload(
+    upload = await request.config_dict[STORE].begin_upload(
         path, content_type=stored_type(content_type), expires_at=expires_at
     )
     try:
@@ -144,10 +144,12 @@ async def store_stream(
         info, replaced = await upload.commit(expected_sha256, require=requirement)
     except BaseException as exc:
         if isinstance(exc, DigestMismatchError):
-            request.app[METRICS].checksum_failures.inc()
+            request.config_dict[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
-    request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
+    request.config_dict[EVENTS].publish(
+        "replaced" if replaced else "created", artifact_document(info)
+    )
     return info, replaced
 
 
