@@ -19,14 +19,21 @@ import contextlib
 
 from aiohttp import hdrs, web
 
-from artifactd.errors import ConflictError, InvalidValueError, IsDirectoryError, NotFoundError
+from artifactd.errors import (
+    ArtifactdError,
+    ConflictError,
+    InvalidValueError,
+    IsDirectoryError,
+    NotFoundError,
+)
 from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo
 from artifactd.web import buildcache
 from artifactd.web.download.send import send_artifact
-from artifactd.web.errors import ERROR_RENDERER, with_app_shape
+from artifactd.web.errors import ERROR_RENDERER, error_for_domain, with_app_shape
 from artifactd.web.files import record_read
 from artifactd.web.keys import SETTINGS, STORE
+from artifactd.web.security import check_upload_allowed
 from artifactd.web.uploads import (
     body_chunks,
     check_declared_length,
@@ -42,8 +49,23 @@ def create_nx_app() -> web.Application:
     app = web.Application()
     app[ERROR_RENDERER] = render_error
     app.router.add_get("/v1/cache/{hash}", get_entry)  # and HEAD
-    app.router.add_put("/v1/cache/{hash}", put_entry, expect_handler=with_app_shape(expect_handler))
+    app.router.add_put("/v1/cache/{hash}", put_entry, expect_handler=with_app_shape(expect_entry))
     return app
+
+
+async def expect_entry(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: an authorised upload of a hash already stored gets its 409
+    instead of `100 Continue`, so the archive is never sent; then the usual checks."""
+    refused = await check_upload_allowed(request)
+    if refused is not None:
+        return refused
+    try:
+        path = buildcache.nx_path(request.match_info["hash"])
+        with contextlib.suppress(NotFoundError, IsDirectoryError):
+            write_once(await request.config_dict[STORE].info(path))
+    except ArtifactdError as exc:
+        return error_for_domain(exc)
+    return await expect_handler(request)
 
 
 def render_error(status: int, reason: str) -> tuple[bytes, str]:

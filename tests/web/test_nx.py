@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -113,3 +114,26 @@ async def test_expect_continue_refusal_is_plain_text(nx: Client, tokens: dict[st
     response = await nx.put(URL, data=BODY, headers=headers)
     assert response.status == 403
     assert response.headers["Content-Type"].startswith("text/plain")
+
+
+async def first_answer_to_expect(client: Client, url: str) -> bytes:
+    """The status line answering a PUT's headers with `Expect: 100-continue` (no body sent)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            f"PUT {url} HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def test_expect_continue_on_an_existing_hash_is_409_before_the_body(nx: Client) -> None:
+    assert (await nx.put(URL, data=BODY)).status == 202
+    assert (await first_answer_to_expect(nx, URL)).startswith(b"HTTP/1.1 409 ")
+    assert (await first_answer_to_expect(nx, "/nx/v1/cache/42")).startswith(b"HTTP/1.1 100 ")
+    response = await nx.put(URL, data=b"other", expect100=True)
+    assert response.status == 409
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert (await nx.put("/nx/v1/cache/42", data=BODY, expect100=True)).status == 202

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from artifactd.metrics import Metrics
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.tokens import TokenStore
@@ -15,6 +16,7 @@ from tests.web.conftest import Client, ClientFactory, sha256_hex
 
 HASH = "0123456789abcdef"
 URL = f"/turbo/v8/artifacts/{HASH}"
+TURBO_QUERY = "/turbo/v8/artifacts"
 BODY = b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 8  # a zstd magic, then anything
 
 
@@ -25,6 +27,7 @@ def tokens(storage_root: Path) -> dict[str, str]:
         "read": store.add("pr-ci", "read"),
         "write": store.add("main-ci", "write", prefix="turbo/"),
         "other": store.add("other-ci", "write", prefix="myproj/"),
+        "acme-read": store.add("acme-dash", "read", prefix="turbo/acme/"),
     }
 
 
@@ -266,3 +269,45 @@ async def test_private_server_needs_a_read_token(
     status = await client.get("/turbo/v8/artifacts/status", headers=bearer(tokens["read"]))
     assert json.loads(await status.text()) == {"status": "enabled"}
     assert (await client.get(URL, headers=bearer(tokens["read"]))).status == 404
+
+
+async def test_unknown_routes_and_rate_limits_answer_in_turborepo_shape(
+    aiohttp_client: ClientFactory, fs_store: FilesystemStore, storage_root: Path
+) -> None:
+    settings = Settings(root=storage_root, rate_limit="2/min")
+    client = await aiohttp_client(create_app(settings, fs_store))
+    unknown = await client.get("/turbo/v9/artifacts")
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["code"] == "not_found"
+    await client.get(URL)
+    limited = await client.get(URL)
+    assert limited.status == 429
+    assert "Retry-After" in limited.headers
+    assert (await limited.json())["error"]["code"] == "rate_limited"
+    plain = await client.get("/files/x")
+    assert plain.status == 429
+    assert (await plain.json())["status"] == 429  # /files/ keeps its own shape
+
+
+async def test_a_prefixed_read_token_reads_only_its_team_on_a_private_server(
+    aiohttp_client: ClientFactory,
+    fs_store: FilesystemStore,
+    storage_root: Path,
+    tokens: dict[str, str],
+) -> None:
+    client = await aiohttp_client(create_app(Settings(root=storage_root, private=True), fs_store))
+    acme = bearer(tokens["acme-read"])
+    query = {"hashes": [HASH]}
+    assert (await client.post(TURBO_QUERY + "?slug=acme", json=query, headers=acme)).status == 200
+    assert (await client.post(TURBO_QUERY + "?slug=other", json=query, headers=acme)).status == 403
+    assert (await client.get(URL + "?slug=other", headers=acme)).status == 403
+    assert (await client.get(URL + "?slug=acme", headers=acme)).status == 404
+
+
+def test_cache_metric_labels_are_a_closed_set() -> None:
+    metrics = Metrics()
+    metrics.count_cache("turbo", "hit")
+    with pytest.raises(ValueError, match="no cache metric"):
+        metrics.count_cache("bazel", "hit")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no cache metric"):
+        metrics.count_cache("nx", "evicted")  # type: ignore[arg-type]
