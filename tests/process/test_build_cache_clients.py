@@ -9,6 +9,7 @@ and stores nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -87,7 +88,9 @@ def workspace(path: Path, node_modules: Path, tool: str, config: str, config_tex
     return path
 
 
-def run_snippet(name: str, cwd: Path, server: ServerProcess, token: str) -> str:
+def run_readme_snippet(
+    name: str, cwd: Path, server: ServerProcess, token: str, **extra_env: str
+) -> str:
     """The README snippet as written, against this server, with this token."""
     script = snippet(name).replace(README_HOST, server.url)
     home = cwd.parent / "home"  # where the tools keep caches and settings of their own
@@ -107,6 +110,7 @@ def run_snippet(name: str, cwd: Path, server: ServerProcess, token: str) -> str:
         "NO_COLOR": "1",
         "FORCE_COLOR": "0",
         "npm_config_update_notifier": "false",
+        **extra_env,
     }
     result = subprocess.run(
         ["sh", "-ec", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -114,6 +118,12 @@ def run_snippet(name: str, cwd: Path, server: ServerProcess, token: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
+
+
+def api_document(server: ServerProcess, path: str) -> dict[str, str]:
+    with urllib.request.urlopen(f"{server.url}/api/v1/artifacts/{path}", timeout=10) as answer:
+        document: dict[str, str] = json.load(answer)
+    return document
 
 
 def cache_metrics(server: ServerProcess, kind: str) -> dict[str, float]:
@@ -132,17 +142,26 @@ def wipe(ws: Path, *local: str) -> None:
         shutil.rmtree(ws / name, ignore_errors=True)
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_turbo_remote_hits_and_a_read_token_never_writes(
-    storage_root: Path, tmp_path: Path, node_modules: Path
+    storage_root: Path, tmp_path: Path, node_modules: Path, signed: bool
 ) -> None:
+    """Signed: turbo tags each upload (x-artifact-tag, an HMAC of the artifact) and refuses
+    a download whose tag it cannot verify, so a hit proves the tag came back intact."""
     tokens = add_tokens(storage_root)
+    remote_cache = ', "remoteCache": {"signature": true}' if signed else ""
     ws = workspace(
         tmp_path / "turbo",
         node_modules,
         "turbo",
         "turbo.json",
-        '{"tasks": {"build": {"outputs": ["out/**"]}}}\n',
+        '{"tasks": {"build": {"outputs": ["out/**"]}}' + remote_cache + "}\n",
     )
+    key = {"TURBO_REMOTE_CACHE_SIGNATURE_KEY": "a shared secret"} if signed else {}
+
+    def run_snippet(name: str, cwd: Path, server: ServerProcess, token: str) -> str:
+        return run_readme_snippet(name, cwd, server, token, **key)
+
     server = ServerProcess(storage_root)
     try:
         first = run_snippet("turbo-env", ws, server, tokens["ci-main-turbo"])
@@ -151,6 +170,8 @@ def test_turbo_remote_hits_and_a_read_token_never_writes(
         entries = stored(storage_root, "turbo")
         assert len(entries) == 1
         assert entries[0].startswith("turbo/web/")
+        document = api_document(server, entries[0])
+        assert ('; tag="' in document["content_type"]) is signed
 
         wipe(ws, ".turbo")
         second = run_snippet("turbo-env", ws, server, tokens["ci-pull-requests"])
@@ -185,7 +206,7 @@ def test_nx_remote_hits_and_a_read_token_never_writes(
     )
     server = ServerProcess(storage_root)
     try:
-        first = run_snippet("nx-env", ws, server, tokens["ci-main-nx"])
+        first = run_readme_snippet("nx-env", ws, server, tokens["ci-main-nx"])
         assert "Successfully ran target build" in first, first
         assert "read the output from the cache" not in first, first
         built = (ws / "packages/a/out/result.txt").read_bytes()
@@ -193,7 +214,7 @@ def test_nx_remote_hits_and_a_read_token_never_writes(
         assert len(entries) == 1
 
         wipe(ws, ".nx")
-        second = run_snippet("nx-env", ws, server, tokens["ci-pull-requests"])
+        second = run_readme_snippet("nx-env", ws, server, tokens["ci-pull-requests"])
         assert "Nx read the output from the cache" in second, second
         assert "remote cache" in second, second
         assert (ws / "packages/a/out/result.txt").read_bytes() == built
@@ -201,7 +222,7 @@ def test_nx_remote_hits_and_a_read_token_never_writes(
         with (ws / "packages/a/build.js").open("a") as script:
             script.write("// changed\n")
         wipe(ws, ".nx")
-        third = run_snippet("nx-env", ws, server, tokens["ci-pull-requests"])
+        third = run_readme_snippet("nx-env", ws, server, tokens["ci-pull-requests"])
         assert "read the output from the cache" not in third, third
         assert stored(storage_root, "nx") == entries
         counts = cache_metrics(server, "nx")
