@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yarl
 
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
@@ -79,9 +80,13 @@ async def test_content_length_is_required(nx: Client) -> None:
 
 
 @pytest.mark.parametrize("tail", ["a-b", "a.b", "%2e%2e", "x" * 129, "a%2Fb"])
-async def test_unsafe_hash_is_refused(nx: Client, tail: str) -> None:
-    response = await nx.put(f"/nx/v1/cache/{tail}", data=b"x")
-    assert response.status in (400, 404)
+async def test_unsafe_hash_is_400(nx: Client, tail: str) -> None:
+    for method in ("GET", "PUT"):
+        data = b"x" if method == "PUT" else None
+        url = yarl.URL(f"/nx/v1/cache/{tail}", encoded=True)
+        response = await nx.request(method, url, data=data)
+        assert response.status == 400
+        assert response.headers["Content-Type"].startswith("text/plain")
     listed = await (await nx.get("/api/v1/artifacts")).json()
     assert listed["artifacts"] == []
 
