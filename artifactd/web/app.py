@@ -20,12 +20,15 @@ from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
+from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
 from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
+from artifactd.web.nx import create_nx_app
 from artifactd.web.pipeline import PIPELINE, Pipeline
 from artifactd.web.routes import FilesResource
 from artifactd.web.security import install_security
+from artifactd.web.turbo import create_turbo_app
 
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
 # the route (404).
@@ -98,6 +101,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())
+    app.add_subapp(TURBO_PREFIX, create_turbo_app())
+    app.add_subapp(NX_PREFIX, create_nx_app())
     return app
 
 

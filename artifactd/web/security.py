@@ -30,6 +30,7 @@ from artifactd.ratelimit import (
     parse_address,
 )
 from artifactd.tokens import Scope, TokenFileError, TokenInfo, TokenStore
+from artifactd.web import buildcache
 from artifactd.web.errors import json_error
 from artifactd.web.files import FILES_PREFIX, requested_path
 from artifactd.web.middlewares import Handler
@@ -63,7 +64,7 @@ def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
     """The scope a request needs; None when anyone may make it."""
     if path in EXEMPT_PATHS:
         return None
-    if method not in READ_METHODS:
+    if method not in READ_METHODS and not buildcache.is_read_only_post(method, path):
         return "write"
     return "read" if private else None
 
@@ -145,6 +146,12 @@ def within_prefix(request: web.Request, info: TokenInfo) -> bool | None:
             return info.covers(parse_artifact_path(raw[len(_API_ARTIFACTS) + 1 :]))
     except (InvalidPathError, NotFoundError):
         return None
+    try:
+        touched = buildcache.touched_path(request.path, request.query)
+    except InvalidPathError:
+        return None
+    if touched is not None:
+        return info.covers(touched)
     if raw == _API_ARTIFACTS:
         # The store lists by string prefix: require the slash, or `myproj` lists `myproj2/`.
         return request.query.get("prefix", "").startswith(info.prefix + "/")
