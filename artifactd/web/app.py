@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from artifactd import evictor as evictor_module
 from artifactd.config import settings_from_environment
@@ -20,6 +20,7 @@ from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
+from artifactd.web.dav import handlers as dav
 from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
@@ -89,6 +90,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.router.add_put(FILES_ROUTE, uploads.put_file, expect_handler=uploads.expect_handler)
     app.router.add_post(FILES_ROUTE, uploads.post_files, expect_handler=uploads.expect_handler)
     app.router.add_delete(FILES_ROUTE, uploads.delete_file)
+    app.router.add_route(hdrs.METH_OPTIONS, FILES_ROUTE, dav.options)
+    for method, handler in dav.METHODS.items():
+        app.router.add_route(method, FILES_ROUTE, handler)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())
