@@ -18,6 +18,12 @@ from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
 from artifactd.web.dav.properties import MAX_BODY_BYTES
+from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket`
+    Seaweed,
+    open_s3_store,
+    s3_bucket_fixture,  # noqa: F401
+    seaweed_fixture,  # noqa: F401
+)
 from tests.web.conftest import DATA, Client, ClientFactory, store_bytes
 
 D = "{DAV:}"
@@ -407,6 +413,34 @@ async def test_every_method_on_the_memory_backend(
     ).status == 201
     responses = by_href(await (await propfind(client, "/files/d/", "1")).text())
     assert set(responses) == {"/files/d/", "/files/d/x.txt", "/files/d/y.txt"}
+
+
+async def test_every_method_on_the_s3_backend(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, storage_root: Path
+) -> None:
+    store = await open_s3_store(seaweed, s3_bucket)
+    client = await aiohttp_client(create_app(Settings(root=storage_root), store))
+    assert (await client.request("MKCOL", "/files/d")).status == 201
+    assert (await client.request("MKCOL", "/files/d")).status == 405
+    assert (await client.request("MKCOL", "/files/d/e")).status == 201
+    assert (await client.request("MKCOL", "/files/absent/e")).status == 409
+    empty = by_href(await (await propfind(client, "/files/d/e/", "1")).text())
+    assert list(empty) == ["/files/d/e/"]
+    put = await client.put("/files/d/x.txt", data=b"x", headers={"X-Artifact-TTL": "1d"})
+    assert put.status == 201
+    before = await document(client, "d/x.txt")
+    copied = await client.request("COPY", "/files/d", headers={"Destination": "/files/c"})
+    assert copied.status == 201
+    moved = await client.request(
+        "MOVE", "/files/c/x.txt", headers={"Destination": "/files/d/e/y.txt"}
+    )
+    assert moved.status == 201
+    after = await document(client, "d/e/y.txt")
+    for key in ("sha256", "size", "content_type", "expires_at"):
+        assert after[key] == before[key], key
+    responses = by_href(await (await propfind(client, "/files/d/", "1")).text())
+    assert set(responses) == {"/files/d/", "/files/d/e/", "/files/d/x.txt"}
+    assert is_collection(responses["/files/d/e/"])
 
 
 # -- access rules --------------------------------------------------------------------------
