@@ -150,6 +150,15 @@ async def test_propfind_of_a_directory_without_its_slash_and_depth_0(client: Cli
     assert set(responses) == {"/files/docs/", "/files/docs/readme.txt"}
 
 
+async def test_propfind_answer_is_xml_whatever_names_lie_on_disk(
+    client: Client, storage_root: Path
+) -> None:
+    (storage_root / "docs" / "odd\x01&<name>.txt").write_bytes(b"placed by hand")
+    responses = by_href(await (await propfind(client, "/files/docs/", "1")).text())
+    names = {props(r)[f"{D}displayname"].text for r in responses.values()}
+    assert "odd\ufffd&<name>.txt" in names
+
+
 async def test_propfind_prop_request_reports_unknown_properties_as_404(client: Client) -> None:
     response = await propfind(client, "/files/data.bin", "0", data=PROP_REQUEST)
     assert response.status == 207

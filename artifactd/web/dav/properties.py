@@ -7,9 +7,11 @@ first declaration, before anything expands. Bodies over MAX_BODY_BYTES are never
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import re
 from dataclasses import dataclass
 from typing import Literal
+from xml.etree.ElementTree import ParseError
+from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException
@@ -31,9 +33,8 @@ LIVE_PROPERTIES = (
     "creationdate",
     "resourcetype",
 )
-# ET.tostring writes ASCII (other characters as references): valid UTF-8 too.
-XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
-ET.register_namespace("D", DAV)
+XML_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 PropertyName = tuple[str, str]  # (namespace, local name)
 
@@ -87,7 +88,7 @@ def parse_propfind(body: bytes) -> Propfind:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise InvalidValueError(f"PROPFIND body refused: {type(exc).__name__}") from exc
-    except ET.ParseError as exc:
+    except ParseError as exc:
         raise InvalidValueError("PROPFIND body is not well-formed XML") from exc
     if root.tag != f"{{{DAV}}}propfind":
         raise InvalidValueError("PROPFIND body must be a DAV:propfind element")
@@ -110,11 +111,12 @@ def _split(tag: str) -> PropertyName:
 
 def multistatus(resources: list[Resource], request: Propfind) -> bytes:
     """The 207 body (§13): one response per resource, found properties under 200 and
-    (for a prop request) the ones it lacks under 404."""
-    root = ET.Element(f"{{{DAV}}}multistatus")
+    (for a prop request) the ones it lacks under 404. Written as text: ElementTree took
+    100 µs per resource, on the event loop."""
+    out = [XML_DECLARATION, '<D:multistatus xmlns:D="DAV:">']
+    names_only = request.kind == "propname"
     for resource in resources:
-        response = ET.SubElement(root, f"{{{DAV}}}response")
-        ET.SubElement(response, f"{{{DAV}}}href").text = resource.href
+        out.append(f"<D:response><D:href>{_text(resource.href)}</D:href>")
         values = resource.live_values()
         if request.kind == "prop":
             found = [n for n in request.names if n[0] == DAV and n[1] in values]
@@ -122,41 +124,43 @@ def multistatus(resources: list[Resource], request: Propfind) -> bytes:
         else:
             found = [(DAV, name) for name in values]
             missing = []
-        names_only = request.kind == "propname"
-        _propstat(response, found, values, resource.is_collection, "200 OK", names_only)
+        out.append("<D:propstat><D:prop>")
+        for _, local in found:
+            if names_only:
+                out.append(f"<D:{local}/>")
+            elif local == "resourcetype":
+                inner = "<D:collection/>" if resource.is_collection else ""
+                out.append(f"<D:resourcetype>{inner}</D:resourcetype>")
+            else:
+                out.append(f"<D:{local}>{_text(values[local] or '')}</D:{local}>")
+        out.append("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
         if missing:
-            _propstat(response, missing, {}, False, "404 Not Found", True)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(
-        root
-    )  # ASCII, non-ASCII as references
+            out.append("<D:propstat><D:prop>")
+            out.extend(_empty_element(name) for name in missing)
+            out.append("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
+        out.append("</D:response>")
+    out.append("</D:multistatus>")
+    return "".join(out).encode()
 
 
-def _propstat(
-    response: ET.Element,
-    names: list[PropertyName],
-    values: dict[str, str | None],
-    is_collection: bool,
-    status: str,
-    names_only: bool,
-) -> None:
-    propstat = ET.SubElement(response, f"{{{DAV}}}propstat")
-    prop = ET.SubElement(propstat, f"{{{DAV}}}prop")
-    for namespace, local in names:
-        element = ET.SubElement(prop, f"{{{namespace}}}{local}" if namespace else local)
-        if names_only:
-            continue
-        if local == "resourcetype" and namespace == DAV:
-            if is_collection:
-                ET.SubElement(element, f"{{{DAV}}}collection")
-        else:
-            element.text = values.get(local)
-    ET.SubElement(propstat, f"{{{DAV}}}status").text = f"HTTP/1.1 {status}"
+def _text(value: str) -> str:
+    """Character data: escaped, and characters XML 1.0 cannot hold (control characters in
+    a name placed by hand) replaced."""
+    return _NOT_XML_CHAR.sub("\ufffd", escape(value))
+
+
+def _empty_element(name: PropertyName) -> str:
+    """`<ns:local/>` for a property asked for by a name the request's parser accepted."""
+    namespace, local = name
+    if namespace == DAV:
+        return f"<D:{local}/>"
+    if not namespace:
+        return f"<{local}/>"
+    return f"<x:{local} xmlns:x={quoteattr(namespace)}/>"
 
 
 def finite_depth_error() -> bytes:
     """The body of PROPFIND's 403 for Depth: infinity: the §16 precondition element."""
-    root = ET.Element(f"{{{DAV}}}error")
-    ET.SubElement(root, f"{{{DAV}}}propfind-finite-depth")
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(
-        root
-    )  # ASCII, non-ASCII as references
+    return (
+        XML_DECLARATION + '<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>'
+    ).encode()
