@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.router.add_delete(FILES_ROUTE, uploads.delete_file)
     app.router.add_route(hdrs.METH_OPTIONS, FILES_ROUTE, dav.options)
     for method, handler in dav.METHODS.items():
-        app.router.add_route(method, FILES_ROUTE, handler)
+        app.router.add_route(method, FILES_ROUTE, handler, expect_handler=uploads.expect_handler)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

@@ -3,6 +3,7 @@ MKCOL, COPY and MOVE, the hardened PROPFIND parser, and the access rules for eac
 
 from __future__ import annotations
 
+import asyncio
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -547,3 +548,21 @@ async def test_a_prefixed_token_moves_and_copies_only_within_its_prefix(
     extra = {} if target is None else {"Destination": target}
     response = await client.request(method, path, headers=bearer(tokens["myproj"], **extra))
     assert response.status == status
+
+
+async def test_expect_100_continue_is_refused_before_the_body(
+    make_client: MakeClient, tokens: dict[str, str]
+) -> None:
+    """A client that may not write gets its 401 instead of `100 Continue`, and never sends
+    the body."""
+    client = await make_client()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"MOVE /files/public.txt HTTP/1.1\r\nHost: x\r\nDestination: /files/m.txt\r\n"
+        b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 401 "), status_line
+    assert (await client.get("/files/public.txt")).status == 200
