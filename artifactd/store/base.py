@@ -42,6 +42,7 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
 - list_dir: NotFoundError, NotDirectoryError, InvalidPathError, StoreUnavailableError.
 - make_dir: NotFoundError or NotDirectoryError (for the parent), InvalidPathError,
   StorageFullError (read-only root), StoreUnavailableError.
+- remove_dir: InvalidPathError, StorageFullError (read-only root), StoreUnavailableError.
 - begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
   InvalidPathError, NotFoundError (internal state), StoreUnavailableError.
 - Upload.write: StorageFullError, StoreUnavailableError.
@@ -218,6 +219,13 @@ class Store(abc.ABC):
         lists (and opens as IsDirectoryError) like one holding files; the filesystem makes
         a real directory (removed again with the last file deleted under it), S3 an empty
         marker object `<key>/`, the memory backend remembers the name."""
+
+    @abc.abstractmethod
+    async def remove_dir(self, path: str) -> bool:
+        """Remove the directory `path` and the empty directories below it, if no file (even
+        an expired one) is left under it: what a MOVE of a directory leaves behind. False,
+        and nothing removed, if a file is at or under `path` (or `path` is the root); True
+        if nothing is left at `path`."""
 
     @abc.abstractmethod
     async def begin_upload(

@@ -103,6 +103,13 @@ class MemoryStore(Store):
         self._dirs.add(path)
         return True
 
+    async def remove_dir(self, path: str) -> bool:
+        prefix = f"{path}/" if path else ""
+        if path in self._objects or any(p.startswith(prefix) for p in self._objects):
+            return False
+        self._dirs = {d for d in self._dirs if d != path and not d.startswith(prefix)}
+        return True
+
     def _current_or_dir(self, path: str) -> ArtifactInfo | None:
         """The live file at `path`; None for a directory or nothing."""
         try:

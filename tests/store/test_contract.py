@@ -235,3 +235,18 @@ async def test_make_dir_refuses_what_exists_and_a_missing_or_file_parent(store: 
     assert (await store.info("d/f.txt")).size == 1
     with pytest.raises(NotFoundError):
         await store.list_dir("missing")
+
+
+async def test_remove_dir_removes_empty_directories_only(store: Store) -> None:
+    assert await store.make_dir("tree")
+    assert await store.make_dir("tree/empty")
+    await put(store, "tree/full/a.txt", b"a")
+    assert not await store.remove_dir("tree")
+    assert not await store.remove_dir("tree/full/a.txt")
+    assert not await store.remove_dir("")
+    assert [e.name for e in await store.list_dir("tree")] == ["empty", "full"]
+    await store.delete("tree/full/a.txt")
+    assert await store.remove_dir("tree")
+    with pytest.raises(NotFoundError):
+        await store.list_dir("tree")
+    assert await store.remove_dir("tree")  # nothing there: nothing left to remove

@@ -197,6 +197,33 @@ class FilesystemStore(Store):
         fsync_dir(target.parent)
         return True
 
+    async def remove_dir(self, path: str) -> bool:
+        return await asyncio.to_thread(self._remove_dir_sync, path)
+
+    def _remove_dir_sync(self, path: str) -> bool:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        if not path:
+            return False
+        top = resolve_inside(self.root, path)
+        if not os.path.lexists(top):
+            return True
+        if os.path.islink(top) or not os.path.isdir(top):
+            return False
+        empty_dirs: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+            if filenames or any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+                return False
+            empty_dirs.append(dirpath)
+        for directory in empty_dirs:  # deepest first
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError:  # a file arrived meanwhile: it stays, and so does its directory
+                return False
+        return True
+
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False
     ) -> AsyncIterator[ArtifactInfo]:

@@ -213,6 +213,20 @@ class S3Store(Store):
         await self.bucket.request("put_object", Key=f"{key}/", Body=b"")
         return True
 
+    async def remove_dir(self, path: str) -> bool:
+        """The directory markers under `path` deleted, if no other key lies there."""
+        if not path or await self.objects.head(self.layout.key(path)) is not None:
+            return False
+        markers: list[str] = []
+        async for page in self.bucket.list_pages(f"{self.layout.key(path)}/"):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    return False
+                markers.append(item["Key"])
+        for key in markers:
+            await self.bucket.delete_quietly(key)
+        return True
+
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False
     ) -> AsyncIterator[ArtifactInfo]:
