@@ -423,6 +423,12 @@ async def test_every_method_on_the_memory_backend(
     ).status == 201
     responses = by_href(await (await propfind(client, "/files/d/", "1")).text())
     assert set(responses) == {"/files/d/", "/files/d/x.txt", "/files/d/y.txt"}
+    assert (await client.request("MKCOL", "/files/m")).status == 201
+    assert (await client.request("MKCOL", "/files/m/empty")).status == 201
+    moved = await client.request("MOVE", "/files/m", headers={"Destination": "/files/n"})
+    assert moved.status == 201
+    assert (await propfind(client, "/files/m/", "0")).status == 404
+    assert (await propfind(client, "/files/n/", "0")).status == 207
 
 
 async def test_every_method_on_the_s3_backend(
@@ -451,6 +457,11 @@ async def test_every_method_on_the_s3_backend(
     responses = by_href(await (await propfind(client, "/files/d/", "1")).text())
     assert set(responses) == {"/files/d/", "/files/d/e/", "/files/d/x.txt"}
     assert is_collection(responses["/files/d/e/"])
+    moved_dir = await client.request("MOVE", "/files/d", headers={"Destination": "/files/f"})
+    assert moved_dir.status == 201
+    assert (await propfind(client, "/files/d/", "0")).status == 404
+    assert (await propfind(client, "/files/d/e/", "0")).status == 404
+    assert (await client.get("/files/f/e/y.txt")).status == 200
 
 
 # -- access rules --------------------------------------------------------------------------

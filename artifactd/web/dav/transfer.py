@@ -2,7 +2,8 @@
 from one pinned version and committed at the destination like an upload (verified against
 the source's digest, atomic, with its content type and expiry time), then, for MOVE, the
 source is deleted if it still holds that version. A collection is copied file by file
-(empty directories below it are not); two paths change, so a failure midway can leave both.
+(empty directories below it are not), and a moved one's directories removed once empty;
+two paths change, so a failure midway can leave both.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ async def transfer_tree(
             await move_file(request, path, target, requirement)
         else:
             await copy_file(request, path, target, requirement)
+    if move:
+        await store.remove_dir(source)  # and its empty directories (a file arriving stays)
 
 
 async def remove_tree(request: web.Request, path: str) -> None:
@@ -111,3 +114,4 @@ async def remove_tree(request: web.Request, path: str) -> None:
     for info in found:
         removed = await store.delete(info.path)
         request.app[EVENTS].publish("deleted", artifact_document(removed))
+    await store.remove_dir(path)
