@@ -78,10 +78,11 @@ async def propfind(request: web.Request) -> web.Response:
     """207 Multi-Status for the resource (Depth 0) and its members (Depth 1): one
     `list_dir` of the directory asked for, never a walk; Depth: infinity is 403 (§9.1)."""
     path, _ = requested_path(request)
-    if headers.depth(request, default="infinity") == "infinity":
+    depth = headers.depth(request, default="infinity")
+    if depth == "infinity":
         return web.Response(status=403, body=finite_depth_error(), content_type=XML)
     wanted = parse_propfind(await small_body(request))
-    resources = await describe(request.app[STORE], path, headers.depth(request, default="0"))
+    resources = await describe(request.app[STORE], path, depth)
     return web.Response(
         status=207, body=multistatus(resources, wanted), content_type=XML, charset="utf-8"
     )
