@@ -21,6 +21,7 @@ from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
+from artifactd.web.dav import handlers as dav
 from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
@@ -98,6 +99,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
     )
     files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
+    files_resource.add_route(hdrs.METH_OPTIONS, dav.options)
+    for method, handler in dav.METHODS.items():
+        files_resource.add_route(
+            method, handler, expect_handler=uploads.declared_length_expect_handler
+        )
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

@@ -36,8 +36,8 @@ from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.security import check_upload_allowed
 from artifactd.web.uploads import (
     body_chunks,
-    cache_expect_handler,
     check_declared_length,
+    declared_length_expect_handler,
     expires_at_for,
     store_stream,
 )
@@ -65,7 +65,7 @@ async def expect_entry(request: web.Request) -> web.StreamResponse | None:
             write_once(await request.config_dict[STORE].info(path))
     except ArtifactdError as exc:
         return error_for_domain(exc)
-    return await cache_expect_handler(request)
+    return await declared_length_expect_handler(request)
 
 
 def render_error(status: int, reason: str) -> tuple[bytes, str]:

@@ -35,8 +35,8 @@ from artifactd.web.files import file_url, record_read
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.uploads import (
     body_chunks,
-    cache_expect_handler,
     check_declared_length,
+    declared_length_expect_handler,
     expires_at_for,
     store_stream,
     write_requirement,
@@ -82,7 +82,9 @@ def create_turbo_app() -> web.Application:
     app.router.add_post("/v8/artifacts", query_artifacts)
     app.router.add_get("/v8/artifacts/{hash}", get_artifact)  # and HEAD
     app.router.add_put(
-        "/v8/artifacts/{hash}", put_artifact, expect_handler=with_app_shape(cache_expect_handler)
+        "/v8/artifacts/{hash}",
+        put_artifact,
+        expect_handler=with_app_shape(declared_length_expect_handler),
     )
     return app
 

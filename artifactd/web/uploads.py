@@ -120,9 +120,10 @@ async def _declared_length(request: web.Request) -> None:
     check_declared_length(request, request.config_dict[SETTINGS])
 
 
-# PUT and form POST under /files/; the build caches' PUTs, which check their own targets.
+# PUT and form POST under /files/; the build caches' PUTs and WebDAV's methods, which check
+# their own targets once admitted.
 expect_handler = expect_handler_checking(_files_write_target)
-cache_expect_handler = expect_handler_checking(_declared_length)
+declared_length_expect_handler = expect_handler_checking(_declared_length)
 
 
 async def body_chunks(request: web.Request, settings: Settings) -> AsyncIterator[bytes]:
