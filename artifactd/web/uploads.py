@@ -199,6 +199,8 @@ async def store_stream(
             request.config_dict[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
+    if upload.kept_current:
+        return info, replaced  # the bytes were already there: no new version, no event
     return await publish(request, info, replaced), replaced
 
 

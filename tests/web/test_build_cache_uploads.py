@@ -1,10 +1,13 @@
 """Uploads as build caches make them, in-process: Bazel's content-addressed store checks
-each blob against its name."""
+each blob against its name; re-uploading the bytes already stored writes nothing new."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from artifactd.web.keys import EVENTS
 from artifactd.web.uploads import content_address
 from tests.web.conftest import Client, sha256_hex
 
@@ -70,3 +73,35 @@ async def test_a_declared_digest_contradicting_the_cas_name_is_refused_before_th
 async def test_other_bazel_keys_take_any_bytes(client: Client) -> None:
     response = await client.put(f"/files/bazel/ac/{DIGEST}", data=b"an action result")
     assert response.status == 201
+
+
+async def test_re_putting_the_same_bytes_writes_nothing_and_restarts_the_ttl(
+    client: Client, storage_root: Path
+) -> None:
+    url = f"/files/bazel/cas/{DIGEST}"
+    first = await client.put(url, data=BLOB, headers={"X-Artifact-TTL": "60"})
+    assert first.status == 201
+    before = (storage_root / "bazel" / "cas" / DIGEST).stat()
+    events = client.app[EVENTS]
+    published_before = len(list(events.since(0)))
+    again = await client.put(url, data=BLOB, headers={"X-Artifact-TTL": "3600"})
+    assert again.status == 200
+    assert again.headers["ETag"] == first.headers["ETag"]
+    doc, first_doc = await again.json(), await first.json()
+    assert doc["created_at"] == first_doc["created_at"]
+    assert doc["expires_at"] > first_doc["expires_at"]
+    head = await client.head(url)
+    assert head.headers["ETag"] == first.headers["ETag"]
+    info = await (await client.get(f"/api/v1/artifacts/bazel/cas/{DIGEST}")).json()
+    assert info["expires_at"] == doc["expires_at"]
+    after = (storage_root / "bazel" / "cas" / DIGEST).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert len(list(events.since(0))) == published_before  # no "replaced" event
+    assert list((storage_root / ".artifactd" / "tmp").iterdir()) == []
+
+
+async def test_re_putting_other_bytes_still_replaces(client: Client) -> None:
+    assert (await client.put("/files/ccache/ab/cd", data=b"one")).status == 201
+    replaced = await client.put("/files/ccache/ab/cd", data=b"two")
+    assert replaced.status == 200
+    assert await (await client.get("/files/ccache/ab/cd")).read() == b"two"
