@@ -9,6 +9,7 @@ byte-identical object file. With a read-only token ccache gets hits and writes n
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.process.test_auth import add_token
+from tests.process.test_readme_snippets import snippet
 from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
+
+README_HOST = "artifacts.example.com:8080"
 
 SOURCE = """\
 #include <stdio.h>
@@ -35,12 +39,20 @@ def ccache_binary() -> str:
     return found
 
 
-def remote_storage(server: ServerProcess, layout: str, how: str, token: str) -> str:
-    """ccache's `remote_storage` value, as the README gives it."""
-    base = f"127.0.0.1:{server.port}/files/ccache"
+def remote_storage(host: str, layout: str, how: str, token: str) -> str:
+    """ccache's `remote_storage` value, as the README gives it (checked below)."""
+    base = f"{host}/files/ccache"
     if how == "basic":
         return f"http://:{token}@{base}|layout={layout}"
     return f"http://{base}|layout={layout}|bearer-token={token}"
+
+
+def test_the_readme_gives_these_settings() -> None:
+    values = re.findall(r'export CCACHE_REMOTE_STORAGE="([^"]*)"', snippet("ccache-env"))
+    assert values == [
+        remote_storage(README_HOST, "subdirs", "basic", "$ARTIFACTD_TOKEN"),
+        remote_storage(README_HOST, "bazel", "bearer", "$ARTIFACTD_TOKEN"),
+    ]
 
 
 def compile_once(
@@ -89,14 +101,15 @@ def stored_files(root: Path) -> set[Path]:
 def test_ccache_gets_remote_hits_and_read_only_tokens_never_write(
     storage_root: Path, tmp_path: Path, layout: str, how: str
 ) -> None:
-    writer = add_token(storage_root, "main-ci", "write")
+    writer = add_token(storage_root, "ci-main-ccache", "write", "--prefix", "ccache/")
     reader = add_token(storage_root, "pr-ci", "read")
     work = tmp_path / "src"
     work.mkdir()
     server = ServerProcess(storage_root)
+    host = f"127.0.0.1:{server.port}"
     try:
         first, stats = compile_once(
-            work, tmp_path / "c1", remote_storage(server, layout, how, writer)
+            work, tmp_path / "c1", remote_storage(host, layout, how, writer)
         )
         assert stats["remote_storage_miss"] == 1, stats
         assert stats["remote_storage_write"] >= 1, stats
@@ -108,14 +121,14 @@ def test_ccache_gets_remote_hits_and_read_only_tokens_never_write(
 
         # A wiped local cache (a new CI machine): the object comes from artifactd.
         second, stats = compile_once(
-            work, tmp_path / "c2", remote_storage(server, layout, how, writer)
+            work, tmp_path / "c2", remote_storage(host, layout, how, writer)
         )
         assert stats["remote_storage_hit"] == 1, stats
         assert stats.get("remote_storage_miss", 0) == 0, stats
         assert second == first
 
         # A pull request's job with the read-only token: hits, but no write gets through.
-        readonly = remote_storage(server, layout, how, reader)
+        readonly = remote_storage(host, layout, how, reader)
         third, stats = compile_once(work, tmp_path / "c3", readonly)
         assert stats["remote_storage_hit"] == 1, stats
         assert third == first
