@@ -3,15 +3,18 @@ per path prefix"): LRU eviction inside one prefix leaves other prefixes alone.""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.process.test_readme_snippets import snippet
 from tests.serverproc import ServerProcess, eventually
 
 pytestmark = pytest.mark.allow_blocking
@@ -109,3 +112,31 @@ def test_gc_applies_policies_from_flags_and_the_config_file(tmp_path: Path) -> N
         "ccache/c",
         "artifactd.toml",
     }
+
+
+def test_the_readme_policy_snippets_mean_the_same(tmp_path: Path) -> None:
+    """The README's flags and config file read as the policies they describe."""
+    args = shlex.split(snippet("policy-flags").replace("\\\n", " "))
+    assert args[:2] == ["artifactd", "serve"]
+    flags = [a for a in args[2:] if a not in ("--root", "/srv/artifacts")]
+    printed = subprocess.run(
+        [sys.executable, "-m", "artifactd", "config", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert printed.returncode == 0, printed.stderr
+    policies = tomllib.loads(printed.stdout)["policy"]
+    assert policies[0] == {"prefix": "release/", "ttl": "never", "immutable": True}
+    config = tmp_path / "artifactd.toml"
+    config.write_text(snippet("policy-config"))
+    from_file = subprocess.run(
+        [sys.executable, "-m", "artifactd", "config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    by_prefix = {p["prefix"]: p for p in policies}
+    for table in tomllib.loads(from_file.stdout)["policy"]:
+        assert table == by_prefix[table["prefix"]]
