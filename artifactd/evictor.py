@@ -31,6 +31,7 @@ class Victim:
 
     artifact: ArtifactInfo
     reason: EvictionReason
+    prefix: str | None = None  # whose policy's max_size chose it (None: --max-size, TTL)
 
 
 def select_victims(
@@ -58,21 +59,23 @@ def select_victims(
             governed.setdefault(policy.prefix, []).append(artifact)
             budgets[policy.prefix] = policy.max_size
     for prefix in sorted(governed):
-        victims += _least_recent_beyond(governed[prefix], budgets[prefix])
+        victims += _least_recent_beyond(governed[prefix], budgets[prefix], prefix)
     if max_size_bytes is not None:
         gone = {v.artifact.path for v in victims}
         victims += _least_recent_beyond([a for a in live if a.path not in gone], max_size_bytes)
     return victims
 
 
-def _least_recent_beyond(artifacts: Sequence[ArtifactInfo], budget: int) -> list[Victim]:
+def _least_recent_beyond(
+    artifacts: Sequence[ArtifactInfo], budget: int, prefix: str | None = None
+) -> list[Victim]:
     """The least recently accessed of `artifacts` until the rest add up to `budget`."""
     total = sum(a.size for a in artifacts)
     victims: list[Victim] = []
     for artifact in sorted(artifacts, key=lambda a: (a.last_accessed or a.created_at, a.path)):
         if total <= budget:
             break
-        victims.append(Victim(artifact, "size"))
+        victims.append(Victim(artifact, "size", prefix))
         total -= artifact.size
     return victims
 
@@ -87,6 +90,8 @@ def survivors(artifacts: Sequence[ArtifactInfo], victims: Sequence[Victim]) -> l
 class EvictionReport:
     expired: list[str] = field(default_factory=list)
     over_size: list[str] = field(default_factory=list)
+    # Those of over_size evicted for a policy's max_size: path -> the policy's prefix.
+    over_prefix_size: dict[str, str] = field(default_factory=dict)
     stale_uploads: int = 0
     bytes_freed: int = 0
     live_artifacts: int = 0  # what remains after the pass
@@ -145,6 +150,8 @@ class Evictor:
             if dry_run or await self._evict_one(artifact):
                 paths = report.expired if victim.reason == "ttl" else report.over_size
                 paths.append(artifact.path)
+                if victim.prefix is not None:
+                    report.over_prefix_size[artifact.path] = victim.prefix
                 report.bytes_freed += artifact.size
                 if not dry_run:
                     self.evicted_total += 1

@@ -135,7 +135,9 @@ def gc(root: Path, max_size: int | None, policies: tuple[Policy, ...], dry_run: 
     for path in report.expired:
         click.echo(f"{verb} {path} (expired)")
     for path in report.over_size:
-        click.echo(f"{verb} {path} (over --max-size)")
+        prefix = report.over_prefix_size.get(path)
+        budget = "--max-size" if prefix is None else f"the max_size of {prefix}"
+        click.echo(f"{verb} {path} (over {budget})")
     click.echo(
         f"{verb} {len(report.expired)} expired and {len(report.over_size)} over-size "
         f"artifacts ({format_size(report.bytes_freed)}), {report.stale_uploads} stale uploads"

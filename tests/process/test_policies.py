@@ -95,8 +95,8 @@ def test_gc_applies_policies_from_flags_and_the_config_file(tmp_path: Path) -> N
         assert server.terminate() == 0  # its access times are written on the way out
     out = gc(tmp_path, "--policy", "bazel/:max_size=1KiB", "--dry-run")
     assert out.splitlines()[:2] == [
-        "would remove bazel/cas/b (over --max-size)",
-        "would remove bazel/cas/c (over --max-size)",
+        "would remove bazel/cas/b (over the max_size of bazel/)",
+        "would remove bazel/cas/c (over the max_size of bazel/)",
     ]
     config = tmp_path / "artifactd.toml"
     config.write_text(

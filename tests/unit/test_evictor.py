@@ -241,6 +241,12 @@ def test_select_victims_with_prefix_budgets(
     assert chosen(select_victims(artifacts, NOW, max_size_bytes, policies)) == expected
 
 
+def test_a_victim_of_a_prefix_budget_names_the_prefix() -> None:
+    artifacts = [artifact("cache/a", 10), artifact("b", 10)]
+    victims = select_victims(artifacts, NOW, 0, [budget("cache/", 0)])
+    assert [(v.artifact.path, v.prefix) for v in victims] == [("cache/a", "cache/"), ("b", None)]
+
+
 def recency(a: ArtifactInfo) -> float:
     return a.last_accessed or a.created_at
 
