@@ -46,9 +46,12 @@ _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlenc
 def expires_at_for(request: web.Request, settings: Settings, path: str) -> float | None:
     """Retention from X-Artifact-TTL, else ?ttl=, else the path's policy or --default-ttl;
     at most the policy's max_ttl (Settings.ttl_for)."""
-    return expires_at(
-        settings, path, request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
-    )
+    return expires_at(settings, path, requested_ttl(request))
+
+
+def requested_ttl(request: web.Request) -> str | None:
+    """The TTL a write asks for, as written: X-Artifact-TTL, else ?ttl=."""
+    return request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
 
 
 def expires_at(settings: Settings, path: str, requested: str | None) -> float | None:
@@ -281,17 +284,17 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     """
     target = await form_target(request)
     dir_path, requirement = target.path, target.requirement
-    requested_ttl = request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
+    ttl_text = requested_ttl(request)  # or the form's own `ttl` field, below
     form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
     try:
         while (part := await form.next_part()) is not None:
             if not part.filename:
                 if part.name == "ttl":  # the browse page's "keep for" field, sent before files
-                    ttl_text = (await part.text()).strip()
-                    if ttl_text:
-                        parse_duration(ttl_text)  # a bad one is a 400 even after the files
-                        requested_ttl = ttl_text
+                    field_text = (await part.text()).strip()
+                    if field_text:
+                        parse_duration(field_text)  # a bad one is a 400 even after the files
+                        ttl_text = field_text
                 continue  # other fields (and empty file inputs) are skipped
             if len(staged) >= MAX_FORM_FILES:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
@@ -300,7 +303,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
             upload = await request.config_dict[STORE].begin_upload(
                 path,
                 content_type=stored_type(part.content_type),
-                expires_at=expires_at(request.config_dict[SETTINGS], path, requested_ttl),
+                expires_at=expires_at(request.config_dict[SETTINGS], path, ttl_text),
             )
             staged.append(upload)
             async for chunk in part.chunks():
