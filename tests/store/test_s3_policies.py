@@ -3,6 +3,7 @@ immutable on writes, and its max_size in an eviction pass, hold on that backend 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ async def test_policies_on_s3(
     for name in ("a", "b", "c"):
         put = await client.put(f"/files/cache/{name}", data=b"c" * 1024)
         assert put.status == 201
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
     expires_at = (await backend.info("cache/a")).expires_at
     assert expires_at is not None and expires_at <= time.time() + DAY
 
