@@ -7,6 +7,7 @@ built-in defaults (click's `default_map` gives exactly that order).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from artifactd.errors import InvalidValueError
-from artifactd.options import values_from_env
+from artifactd.options import Policies, values_from_env
 from artifactd.settings import OPTIONS, OPTIONS_BY_NAME, Settings
 
 CONFIG_KEYS = frozenset(option.key for option in OPTIONS)
+OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -52,7 +54,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
     config_path = environ.get(CONFIG_VARIABLE)
     if config_path:
         for name, raw in load_config(Path(config_path)).items():
-            values[name] = OPTIONS_BY_NAME[name].read(raw, f"{name} in {config_path}")
+            option = OPTIONS_BY_NAME[name]
+            values[name] = option.read(raw, f"{option.key} in {config_path}")
     values.update(values_from_env(OPTIONS, environ))
     return Settings(**values)
 
@@ -60,14 +63,16 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
 def check_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, value in values.items():
-        name = key.replace("-", "_")
-        option = OPTIONS_BY_NAME.get(name)
+        option = OPTIONS_BY_KEY.get(key.replace("-", "_"))
         if option is None:
             raise InvalidValueError(f"unknown key {key!r} in {source}")
-        if isinstance(value, dict | list):
-            raise InvalidValueError(f"key {key!r} in {source} must be a single value")
+        # Tables are for the [[policy]] array alone; every other key is a single value.
+        tables = isinstance(option.kind, Policies) and isinstance(value, list)
+        if isinstance(value, dict | list) and not tables:
+            form = "[[policy]] tables" if isinstance(option.kind, Policies) else "a single value"
+            raise InvalidValueError(f"key {key!r} in {source} must be {form}")
         option.read(value, f"{key} in {source}")
-        checked[name] = value
+        checked[option.name] = value
     return checked
 
 
@@ -77,16 +82,26 @@ def settings_document(settings: Settings) -> dict[str, Any]:
 
 
 def format_toml(values: Mapping[str, Any]) -> str:
-    """Flat key = value lines; None becomes a comment (TOML has no null)."""
+    """Flat key = value lines; None becomes a comment (TOML has no null); a list of tables
+    (`policy`) comes last, as `[[policy]]` tables."""
     lines = []
+    tables = {key: value for key, value in values.items() if isinstance(value, list)}
     for key, value in values.items():
-        if value is None:
+        if key in tables:
+            if not value:
+                lines.append(f"# {key} is not set")
+        elif value is None:
             lines.append(f"# {key} is not set")
         elif isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, int | float):
             lines.append(f"{key} = {value!r}")
         else:
-            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key} = "{escaped}"')
+            # A JSON string is a TOML basic string (its escapes are TOML's too).
+            lines.append(f"{key} = {json.dumps(str(value), ensure_ascii=False)}")
+    for key, value in tables.items():
+        for table in value:
+            lines.append("")
+            lines.append(f"[[{key}]]")
+            lines.extend(format_toml(table).splitlines())
     return "\n".join(lines) + "\n"

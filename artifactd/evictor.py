@@ -1,7 +1,8 @@
 """Retention: which artifacts to evict (a pure function) and the background task doing it.
 
 Each pass deletes expired artifacts, removes temp files of crashed uploads, and with a size
-limit evicts the least recently accessed artifacts until the store fits. With several
+limit evicts the least recently accessed artifacts until the store fits (and each prefix
+whose policy has a max_size fits that). With several
 processes on one root, the store's maintenance lock lets exactly one of them run a pass.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from artifactd.errors import StorageFullError, StoreUnavailableError
+from artifactd.policies import Policy, policy_for
 from artifactd.store.base import ArtifactInfo, Store
 
 log = logging.getLogger("artifactd.evictor")
@@ -29,30 +31,51 @@ class Victim:
 
     artifact: ArtifactInfo
     reason: EvictionReason
+    prefix: str | None = None  # whose policy's max_size chose it (None: --max-size, TTL)
 
 
 def select_victims(
-    artifacts: Sequence[ArtifactInfo], now: float, max_size_bytes: int | None
+    artifacts: Sequence[ArtifactInfo],
+    now: float,
+    max_size_bytes: int | None,
+    policies: Sequence[Policy] = (),
 ) -> list[Victim]:
     """What one pass evicts, in order: every artifact expired at `now` (reason "ttl"),
-    then, with a size budget, the least recently accessed of the rest (reason "size")
-    until the survivors add up to at most `max_size_bytes`.
+    then for each policy with a max_size, the least recently accessed of the live artifacts
+    it governs (its prefix is their longest matching one) until they fit it, then with a
+    size budget the least recently accessed of all that is left until the survivors add up
+    to at most `max_size_bytes` (reason "size" for both).
 
     Never accessed counts as accessed when created; ties go by path, so the choice is
     deterministic. Paths are unique (one version per path), which `survivors` relies on.
     """
     victims = [Victim(a, "ttl") for a in artifacts if a.is_expired(now)]
-    if max_size_bytes is None:
-        return victims
-    expired = {v.artifact.path for v in victims}
-    live = [a for a in artifacts if a.path not in expired]
-    total = sum(a.size for a in live)
-    if total <= max_size_bytes:
-        return victims
-    for artifact in sorted(live, key=lambda a: (a.last_accessed or a.created_at, a.path)):
-        if total <= max_size_bytes:
+    live = [a for a in artifacts if not a.is_expired(now)]
+    governed: dict[str, list[ArtifactInfo]] = {}
+    budgets: dict[str, int] = {}
+    for artifact in live:
+        policy = policy_for(policies, artifact.path)
+        if policy is not None and policy.max_size is not None:
+            governed.setdefault(policy.prefix, []).append(artifact)
+            budgets[policy.prefix] = policy.max_size
+    for prefix in sorted(governed):
+        victims += _least_recent_beyond(governed[prefix], budgets[prefix], prefix)
+    if max_size_bytes is not None:
+        gone = {v.artifact.path for v in victims}
+        victims += _least_recent_beyond([a for a in live if a.path not in gone], max_size_bytes)
+    return victims
+
+
+def _least_recent_beyond(
+    artifacts: Sequence[ArtifactInfo], budget: int, prefix: str | None = None
+) -> list[Victim]:
+    """The least recently accessed of `artifacts` until the rest add up to `budget`."""
+    total = sum(a.size for a in artifacts)
+    victims: list[Victim] = []
+    for artifact in sorted(artifacts, key=lambda a: (a.last_accessed or a.created_at, a.path)):
+        if total <= budget:
             break
-        victims.append(Victim(artifact, "size"))
+        victims.append(Victim(artifact, "size", prefix))
         total -= artifact.size
     return victims
 
@@ -67,6 +90,8 @@ def survivors(artifacts: Sequence[ArtifactInfo], victims: Sequence[Victim]) -> l
 class EvictionReport:
     expired: list[str] = field(default_factory=list)
     over_size: list[str] = field(default_factory=list)
+    # Those of over_size evicted for a policy's max_size: path -> the policy's prefix.
+    over_prefix_size: dict[str, str] = field(default_factory=dict)
     stale_uploads: int = 0
     bytes_freed: int = 0
     live_artifacts: int = 0  # what remains after the pass
@@ -86,11 +111,13 @@ class Evictor:
         store: Store,
         *,
         max_size_bytes: int | None = None,
+        policies: Sequence[Policy] = (),
         on_evicted: OnEvicted | None = None,
         on_pass: OnPass | None = None,
     ) -> None:
         self.store = store
         self.max_size_bytes = max_size_bytes
+        self.policies = tuple(policies)
         self.on_evicted = on_evicted
         self.on_pass = on_pass
         self.evicted_total = 0
@@ -105,7 +132,7 @@ class Evictor:
                 report.skipped = True
                 return report
             artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
-            victims = select_victims(artifacts, time.time(), self.max_size_bytes)
+            victims = select_victims(artifacts, time.time(), self.max_size_bytes, self.policies)
             await self._evict(victims, report, dry_run)
             live = survivors(artifacts, victims)
             report.live_artifacts = len(live)
@@ -123,6 +150,8 @@ class Evictor:
             if dry_run or await self._evict_one(artifact):
                 paths = report.expired if victim.reason == "ttl" else report.over_size
                 paths.append(artifact.path)
+                if victim.prefix is not None:
+                    report.over_prefix_size[artifact.path] = victim.prefix
                 report.bytes_freed += artifact.size
                 if not dry_run:
                     self.evicted_total += 1

@@ -12,7 +12,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from artifactd.durations import (
     check_duration,
@@ -22,6 +22,7 @@ from artifactd.durations import (
     parse_size,
 )
 from artifactd.errors import InvalidValueError
+from artifactd.policies import POLICY_KEYS, SERVER_WIDE, Policy, check_policies
 from artifactd.ratelimit import parse_networks
 
 # Which commands take an option: `serve` (and `config`, which prints what serve would use),
@@ -30,7 +31,7 @@ Scope = Literal["serve", "storage"]
 SERVE: Scope = "serve"
 STORAGE: Scope = "storage"
 
-TomlValue = str | int | float | bool
+TomlValue = str | int | float | bool | list[dict[str, Any]]
 
 
 class Kind(ABC):
@@ -38,6 +39,7 @@ class Kind(ABC):
 
     metavar = "TEXT"
     none_words: tuple[str, ...] = ()  # text meaning "not set" (None), if the option may be
+    repeatable = False  # a flag given again adds values (each occurrence may hold several)
 
     def __init__(self, optional: bool = False) -> None:
         self.optional = optional  # None is a value (no bound, no cache, never)
@@ -247,6 +249,7 @@ class Networks(Kind):
     """Addresses or CIDRs, separated by commas and/or spaces; a repeated flag adds more."""
 
     metavar = "CIDR"
+    repeatable = True
 
     def from_text(self, text: str) -> object:
         return tuple(text.replace(",", " ").split())
@@ -261,6 +264,101 @@ class Networks(Kind):
         return " ".join(value)
 
 
+class Policies(Kind):
+    """Policies per path prefix (artifactd.policies). As text, `PREFIX:KEY=VALUE,...`;
+    several are separated by `;` or newlines (a repeated flag adds more). In a config file,
+    `[[policy]]` tables with `prefix` and the same keys (TOML numbers and booleans allowed,
+    as for the options they resemble)."""
+
+    metavar = "PREFIX:KEY=VALUE,..."
+    repeatable = True
+    # How each key's value is read: as the server-wide option it stands in for.
+    keys: ClassVar[dict[str, Kind]] = {
+        "ttl": Duration(),
+        "max_ttl": Duration(positive=True),
+        "max_size": Size(optional=True),
+        "immutable": Boolean(),
+    }
+
+    def read(self, raw: object) -> Any:
+        if isinstance(raw, list):  # a config file's [[policy]] tables
+            raw = tuple(self.from_table(table) for table in raw)
+        return super().read(raw)
+
+    def from_text(self, text: str) -> object:
+        return tuple(
+            self.one_from_text(part.strip())
+            for part in text.replace("\n", ";").split(";")
+            if part.strip()
+        )
+
+    def one_from_text(self, text: str) -> Policy:
+        prefix, colon, pairs = text.rpartition(":")
+        if not colon:
+            raise InvalidValueError(f"{text!r} is not PREFIX:KEY=VALUE,...")
+        table: dict[str, object] = {"prefix": prefix.strip()}
+        for pair in pairs.split(","):
+            key, equals, value = pair.partition("=")
+            key = key.strip()
+            if not equals:
+                raise InvalidValueError(f"{pair.strip()!r} in {text!r} is not KEY=VALUE")
+            if key.replace("-", "_") in table:
+                raise InvalidValueError(f"{key!r} is given twice in {text!r}")
+            table[key.replace("-", "_")] = value.strip()
+        return self.from_table(table)
+
+    def from_table(self, table: object) -> Policy:
+        if not isinstance(table, dict):
+            raise InvalidValueError(f"{table!r} is not a policy table")
+        table = {str(key).replace("-", "_"): value for key, value in table.items()}
+        if "prefix" not in table:
+            raise InvalidValueError(f"policy {table!r} has no prefix")
+        prefix = table.pop("prefix")
+        where = f"policy {prefix!r}"
+        if not table:
+            raise InvalidValueError(f"{where} sets none of {', '.join(POLICY_KEYS)}")
+        values: dict[str, Any] = {}
+        for key, raw in table.items():
+            kind = self.keys.get(key)
+            if kind is None:
+                raise InvalidValueError(
+                    f"{where}: unknown key {key!r} (keys: {', '.join(POLICY_KEYS)})"
+                )
+            try:
+                values[key] = kind.read(raw)
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"{where}: {key}: {exc}") from None
+        if not isinstance(prefix, str):
+            raise InvalidValueError(f"{where}: the prefix is not a string")
+        return Policy(prefix, **values)
+
+    def check_value(self, value: object) -> Any:
+        return check_policies(value)
+
+    def to_toml(self, value: Any) -> TomlValue | None:
+        return [self.to_table(policy) for policy in value]
+
+    def to_table(self, policy: Policy) -> dict[str, Any]:
+        table: dict[str, Any] = {"prefix": policy.prefix}
+        for key in POLICY_KEYS:
+            given = getattr(policy, key)
+            if given is SERVER_WIDE or (given is None and key in ("max_ttl", "max_size")):
+                continue
+            kind = self.keys[key]
+            table[key] = kind.describe(given) if isinstance(kind, Size) else kind.to_toml(given)
+        return table
+
+    def to_text(self, policy: Policy) -> str:
+        """The policy as a flag takes it."""
+        table = self.to_table(policy)
+        prefix = table.pop("prefix")
+        shown = ("true" if v is True else "false" if v is False else v for v in table.values())
+        return f"{prefix}:" + ",".join(f"{k}={v}" for k, v in zip(table, shown, strict=True))
+
+    def describe(self, value: Any) -> str | None:
+        return "; ".join(self.to_text(policy) for policy in value) or None
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One option of Settings: its flag, ARTIFACTD_* variable and config key follow its name."""
@@ -270,19 +368,21 @@ class Option:
     default: Any
     help: str
     scope: Scope
+    # The flag, variable and key spell the name so (`--policy` for the field `policies`).
+    spelling: str | None = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + self.key.replace("_", "-")
 
     @property
     def env(self) -> str:
-        return "ARTIFACTD_" + self.name.upper()
+        return "ARTIFACTD_" + self.key.upper()
 
     @property
     def key(self) -> str:
         """Its key in the config file (a dash spelling, `max-size`, is read as the same)."""
-        return self.name
+        return self.spelling or self.name
 
     def read(self, raw: object, source: str) -> Any:
         """The value `raw` (text or a TOML value) stands for; InvalidValueError names
@@ -300,10 +400,12 @@ class Option:
             raise InvalidValueError(f"{self.name}: {exc}") from exc
 
 
-def option(kind: Kind, help: str, scope: Scope = SERVE) -> dict[str, Any]:
+def option(
+    kind: Kind, help: str, scope: Scope = SERVE, spelling: str | None = None
+) -> dict[str, Any]:
     """The metadata that makes a Settings field an option:
     `port: int = field(default=8080, metadata=option(Integer(0, 65535), "Port to bind."))`."""
-    return {"option": {"kind": kind, "help": help, "scope": scope}}
+    return {"option": {"kind": kind, "help": help, "scope": scope, "spelling": spelling}}
 
 
 def options_of(settings_class: type[Any]) -> tuple[Option, ...]:

@@ -24,6 +24,7 @@ from artifactd.options import (
     Integer,
     Networks,
     Option,
+    Policies,
     Rate,
     Size,
     Text,
@@ -31,6 +32,7 @@ from artifactd.options import (
     options_of,
     values_from_env,
 )
+from artifactd.policies import SERVER_WIDE, Policy, ServerWide, is_immutable, policy_for, ttl_for
 
 LogFormat = Literal["text", "json"]
 LoopName = Literal["uvloop", "asyncio"]
@@ -117,6 +119,15 @@ class Settings:
             "On SIGTERM, how long requests in flight may take to finish.",
         ),
     )
+    policies: tuple[Policy, ...] = field(
+        default=(),
+        metadata=option(
+            Policies(),
+            "Rules for paths under a prefix, e.g. 'cache/:ttl=7d,max_size=20GiB' (keys ttl, "
+            "max_ttl, max_size, immutable; repeatable; ';' or newlines separate several).",
+            spelling="policy",
+        ),
+    )
     log_format: LogFormat = field(
         default="text", metadata=option(Choice("text", "json"), "Access log format.")
     )
@@ -184,6 +195,21 @@ class Settings:
             raise InvalidValueError("--backend s3 needs --s3-bucket")
         if self.cache_max_size is not None and self.cache_dir is None:
             raise InvalidValueError("--cache-max-size needs --cache-dir")
+
+    def policy_for(self, path: str) -> Policy | None:
+        """The policy of the longest --policy prefix `path` lies under, if any."""
+        return policy_for(self.policies, path)
+
+    def ttl_for(
+        self, path: str, requested: float | ServerWide | None = SERVER_WIDE
+    ) -> float | None:
+        """Retention of an upload to `path` that asked for `requested` (seconds, None for
+        never; SERVER_WIDE if it asked for nothing), by its policy and --default-ttl."""
+        return ttl_for(self.policy_for(path), self.default_ttl, requested)
+
+    def immutable_at(self, path: str) -> bool:
+        """Whether an existing `path` may not be overwritten (--immutable or its policy)."""
+        return is_immutable(self.policy_for(path), self.immutable)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -13,7 +13,7 @@ import click
 
 from artifactd.config import load_config
 from artifactd.errors import InvalidPathError, InvalidValueError
-from artifactd.options import SERVE, STORAGE, Boolean, Duration, Kind, Networks, Option
+from artifactd.options import SERVE, STORAGE, Boolean, Duration, Kind, Option
 from artifactd.settings import OPTIONS, OPTIONS_BY_NAME, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +54,10 @@ class KindParam(CheckedParam):
     def __init__(self, kind: Kind, keep_text: bool = False) -> None:
         super().__init__(kind.metavar.lower(), kind.read, keep_text, kind.metavar)
 
+    def split_envvar_value(self, rv: str) -> Any:
+        # The whole variable goes to the kind, which splits it as gunicorn's reading does.
+        return (rv,)
+
 
 class BooleanParam(KindParam, click.types.BoolParamType):
     """For switches: click treats an option of a boolean type as a flag (`--immutable`,
@@ -80,7 +84,8 @@ def _settle(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     the command but kept for `command_settings`, so every store command takes them all
     without listing them."""
     if param.multiple:
-        value = tuple(itertools.chain.from_iterable(value))
+        # Checked again as a whole (two --policy flags may not name one prefix).
+        value = param.type.convert(tuple(itertools.chain.from_iterable(value)), param, ctx)
     if not param.expose_value:
         ctx.meta.setdefault(STORAGE_KEY, {})[param.name] = value
     return value
@@ -99,11 +104,11 @@ def click_option(
         "expose_value": to_command,
         "callback": _settle,
     }
-    decls = [option.flag]
+    decls = [option.flag, option.name]
     if isinstance(option.kind, Boolean):
         kwargs["type"] = BooleanParam(option.kind)
         if option.default:
-            decls = [f"{option.flag}/--no-{option.flag[2:]}"]
+            decls = [f"{option.flag}/--no-{option.flag[2:]}", option.name]
             kwargs["show_default"] = True
         else:
             kwargs["is_flag"] = True
@@ -113,7 +118,7 @@ def click_option(
         shown = option.kind.describe(option.default)
         if shown is not None:  # the default as text (`64KiB`), read back by the same parser
             kwargs["default"], kwargs["show_default"] = shown, True
-    if isinstance(option.kind, Networks):
+    if option.kind.repeatable:
         # Repeatable; each occurrence (and the variable) may hold several, comma-separated.
         kwargs["multiple"] = True
         kwargs["default"] = [kwargs["default"]] if option.default else []

@@ -25,6 +25,7 @@ from artifactd.cli.options import (
 from artifactd.documents import artifact_document
 from artifactd.durations import format_size
 from artifactd.evictor import Evictor
+from artifactd.policies import Policy
 from artifactd.store.base import Store
 from artifactd.store.factory import build_store
 from artifactd.timestamps import isoformat_utc
@@ -115,11 +116,18 @@ def rm(root: Path, artifact_path: str) -> None:
 @settings_option(
     "max_size", help="Also evict least recently accessed artifacts beyond this total size."
 )
+@settings_option(
+    "policies",
+    help="Also keep each prefix with a max_size within it, e.g. "
+    "'cache/:max_size=20GiB' (repeatable; other keys are read and ignored here).",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
-def gc(root: Path, max_size: int | None, dry_run: bool) -> None:
-    """Run one eviction pass now: expired artifacts, crashed uploads, --max-size."""
+def gc(root: Path, max_size: int | None, policies: tuple[Policy, ...], dry_run: bool) -> None:
+    """Run one eviction pass now: expired artifacts, crashed uploads, --max-size, and the
+    max_size of --policy prefixes."""
     report = run_store_command(
-        root, lambda s: Evictor(s, max_size_bytes=max_size).run_once(dry_run=dry_run)
+        root,
+        lambda s: Evictor(s, max_size_bytes=max_size, policies=policies).run_once(dry_run=dry_run),
     )
     if report.skipped:
         raise click.ClickException("another process is evicting right now; try again")
@@ -127,7 +135,9 @@ def gc(root: Path, max_size: int | None, dry_run: bool) -> None:
     for path in report.expired:
         click.echo(f"{verb} {path} (expired)")
     for path in report.over_size:
-        click.echo(f"{verb} {path} (over --max-size)")
+        prefix = report.over_prefix_size.get(path)
+        budget = "--max-size" if prefix is None else f"the max_size of {prefix}"
+        click.echo(f"{verb} {path} (over {budget})")
     click.echo(
         f"{verb} {len(report.expired)} expired and {len(report.over_size)} over-size "
         f"artifacts ({format_size(report.bytes_freed)}), {report.stale_uploads} stale uploads"

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app[EVICTOR] = Evictor(
         store,
         max_size_bytes=settings.max_size,
+        policies=settings.policies,
         on_evicted=record_eviction,
         on_pass=record_pass,
     )

@@ -119,7 +119,7 @@ async def put_entry(request: web.Request) -> web.Response:
         path,
         body_chunks(request, settings),
         content_type=MEDIA_TYPE,
-        expires_at=expires_at_for(request, settings),
+        expires_at=expires_at_for(request, settings, path),
         expected_sha256=expected_sha256(request.headers),
         requirement=write_once,
     )

@@ -175,7 +175,7 @@ async def put_artifact(request: web.Request) -> web.Response:
         path,
         body_chunks(request, settings),
         content_type=media_type,
-        expires_at=expires_at_for(request, settings),
+        expires_at=expires_at_for(request, settings, path),
         expected_sha256=expected_sha256(request.headers),
         requirement=write_requirement(request, settings),
     )

@@ -28,6 +28,7 @@ from artifactd.errors import (
 from artifactd.http.conditional import Precondition, evaluate_preconditions
 from artifactd.http.digests import expected_sha256
 from artifactd.paths import is_internal, join_path, parse_artifact_path
+from artifactd.policies import SERVER_WIDE
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Requirement, Upload
 from artifactd.web.errors import error_for_domain, json_error
@@ -47,10 +48,20 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
 
-def expires_at_for(request: web.Request, settings: Settings) -> float | None:
-    """Retention from X-Artifact-TTL, else ?ttl=, else --default-ttl."""
-    raw = request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
-    ttl = settings.default_ttl if raw is None else parse_duration(raw)
+def expires_at_for(request: web.Request, settings: Settings, path: str) -> float | None:
+    """Retention from X-Artifact-TTL, else ?ttl=, else the path's policy or --default-ttl;
+    at most the policy's max_ttl (Settings.ttl_for)."""
+    return expires_at(settings, path, requested_ttl(request))
+
+
+def requested_ttl(request: web.Request) -> str | None:
+    """The TTL a write asks for, as written: X-Artifact-TTL, else ?ttl=."""
+    return request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
+
+
+def expires_at(settings: Settings, path: str, requested: str | None) -> float | None:
+    """When an upload to `path` that asked for the TTL `requested` (text) expires."""
+    ttl = settings.ttl_for(path, SERVER_WIDE if requested is None else parse_duration(requested))
     return None if ttl is None else time.time() + ttl
 
 
@@ -73,10 +84,18 @@ def write_requirement(request: web.Request, settings: Settings) -> Requirement:
         )
         if outcome is not Precondition.PROCEED:
             raise PreconditionFailedError("the stored version does not match the conditions")
-        if settings.immutable and current is not None and request.method != hdrs.METH_DELETE:
-            raise ConflictError(f"{current.path} exists and the server is immutable")
+        if current is not None and request.method != hdrs.METH_DELETE:
+            check_mutable(settings, current.path)
 
     return require
+
+
+def check_mutable(settings: Settings, path: str) -> None:
+    """409 for overwriting `path` where --immutable or its policy forbids it."""
+    if settings.immutable_at(path):
+        policy = settings.policy_for(path)
+        where = "the server" if policy is None or policy.immutable is SERVER_WIDE else policy.prefix
+        raise ConflictError(f"{path} exists and {where} is immutable")
 
 
 def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
@@ -229,7 +248,7 @@ async def put_target(request: web.Request) -> WriteTarget:
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
     expected = expected_digest(path, expected_sha256(request.headers))
-    expires_at = expires_at_for(request, settings)
+    expires_at = expires_at_for(request, settings, path)
     requirement = write_requirement(request, settings)
     requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
     return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
@@ -241,7 +260,8 @@ async def form_target(request: web.Request) -> WriteTarget:
     dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
     boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
     check_declared_length(request, settings)
-    expires_at = expires_at_for(request, settings)
+    # Its files' policy (prefixes end in '/'); post_files works out each part's retention.
+    expires_at = expires_at_for(request, settings, f"{dir_path}/" if dir_path else "")
     requirement = write_requirement(request, settings)
     return WriteTarget(dir_path, expires_at, requirement, boundary=boundary)
 
@@ -290,24 +310,27 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     malformed (400) leaves every path as it was.
     """
     target = await form_target(request)
-    dir_path, expires_at, requirement = target.path, target.expires_at, target.requirement
+    dir_path, requirement = target.path, target.requirement
+    ttl_text = requested_ttl(request)  # or the form's own `ttl` field, below
     form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
     try:
         while (part := await form.next_part()) is not None:
             if not part.filename:
                 if part.name == "ttl":  # the browse page's "keep for" field, sent before files
-                    ttl_text = (await part.text()).strip()
-                    if ttl_text:
-                        ttl = parse_duration(ttl_text)
-                        expires_at = None if ttl is None else time.time() + ttl
+                    field_text = (await part.text()).strip()
+                    if field_text:
+                        parse_duration(field_text)  # a bad one is a 400 even after the files
+                        ttl_text = field_text
                 continue  # other fields (and empty file inputs) are skipped
             if len(staged) >= MAX_FORM_FILES:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
             path = _part_path(dir_path, part.filename)
             requirement(await _current_or_none(request, path))  # fail fast; checked again
             upload = await request.config_dict[STORE].begin_upload(
-                path, content_type=stored_type(part.content_type), expires_at=expires_at
+                path,
+                content_type=stored_type(part.content_type),
+                expires_at=expires_at(request.config_dict[SETTINGS], path, ttl_text),
             )
             staged.append(upload)
             async for chunk in part.chunks():

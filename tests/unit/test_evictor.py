@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from artifactd.evictor import Victim, select_victims, survivors
+from artifactd.policies import SERVER_WIDE, Policy, ServerWide, policy_for
 from artifactd.store.base import ArtifactInfo
 
 NOW = 1_000_000.0
@@ -160,3 +161,127 @@ def test_selection_evicts_for_size_only_while_over_the_budget(
         # Without its last size victim the store would not have fit.
         kept = survivors(artifacts, victims)
         assert sum(a.size for a in kept) + by_size[-1].size > max_size_bytes
+
+
+def budget(
+    prefix: str, max_size: int | None, ttl: float | ServerWide | None = SERVER_WIDE
+) -> Policy:
+    return Policy(prefix, max_size=max_size, ttl=ttl)
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "max_size_bytes", "policies", "expected"),
+    [
+        pytest.param(
+            [
+                artifact("cache/a", 10, last_accessed=NOW - 1),
+                artifact("cache/b", 10, last_accessed=NOW - 3),
+                artifact("cache/c", 10, last_accessed=NOW - 2),
+                artifact("release/old", 100, last_accessed=NOW - 99),
+            ],
+            None,
+            [budget("cache/", 15)],
+            [("cache/b", "size"), ("cache/c", "size")],
+            id="a prefix's budget evicts its least recent, leaving other prefixes alone",
+        ),
+        pytest.param(
+            [artifact("cache/a", 10), artifact("cachet/b", 10), artifact("cache", 10)],
+            None,
+            [budget("cache/", 0)],
+            [("cache/a", "size")],
+            id="a prefix is a directory",
+        ),
+        pytest.param(
+            [
+                artifact("cache/keep/a", 10, last_accessed=NOW - 9),
+                artifact("cache/b", 10, last_accessed=NOW - 1),
+                artifact("cache/c", 10, last_accessed=NOW - 2),
+            ],
+            None,
+            [budget("cache/", 10), budget("cache/keep/", None, ttl=None)],
+            [("cache/c", "size")],
+            id="the longest prefix governs: a deeper policy without budget is outside it",
+        ),
+        pytest.param(
+            [
+                artifact("cache/a", 10, last_accessed=NOW - 1),
+                artifact("cache/b", 10, last_accessed=NOW - 2),
+                artifact("release/x", 10, last_accessed=NOW - 3),
+            ],
+            15,
+            [budget("cache/", 10)],
+            [("cache/b", "size"), ("release/x", "size")],
+            id="the global --max-size still applies to what the prefixes left",
+        ),
+        pytest.param(
+            [
+                artifact("cache/gone", 50, expires_at=NOW - 1),
+                artifact("cache/a", 10, last_accessed=NOW - 1),
+            ],
+            None,
+            [budget("cache/", 10)],
+            [("cache/gone", "ttl")],
+            id="the expired go first and count for no budget",
+        ),
+        pytest.param(
+            [artifact("a/x", 10), artifact("b/x", 10, last_accessed=NOW - 200)],
+            None,
+            [budget("b/", 5), budget("a/", 5)],
+            [("a/x", "size"), ("b/x", "size")],
+            id="budgets are applied prefix by prefix, in prefix order",
+        ),
+    ],
+)
+def test_select_victims_with_prefix_budgets(
+    artifacts: list[ArtifactInfo],
+    max_size_bytes: int | None,
+    policies: list[Policy],
+    expected: list[tuple[str, str]],
+) -> None:
+    assert chosen(select_victims(artifacts, NOW, max_size_bytes, policies)) == expected
+
+
+def test_a_victim_of_a_prefix_budget_names_the_prefix() -> None:
+    artifacts = [artifact("cache/a", 10), artifact("b", 10)]
+    victims = select_victims(artifacts, NOW, 0, [budget("cache/", 0)])
+    assert [(v.artifact.path, v.prefix) for v in victims] == [("cache/a", "cache/"), ("b", None)]
+
+
+def recency(a: ArtifactInfo) -> float:
+    return a.last_accessed or a.created_at
+
+
+@st.composite
+def policy_sets(draw: st.DrawFn) -> list[Policy]:
+    prefixes = draw(st.lists(st.sampled_from(["a/", "b/", "a/b/", "ab/", "c/a/"]), unique=True))
+    return [budget(p, draw(st.none() | st.integers(0, 200))) for p in prefixes]
+
+
+@given(stores(), st.none() | st.integers(0, 600), policy_sets())
+def test_every_prefix_fits_its_budget_and_the_rest_is_judged_by_the_global_one_alone(
+    artifacts: list[ArtifactInfo], max_size_bytes: int | None, policies: list[Policy]
+) -> None:
+    victims = select_victims(artifacts, NOW, max_size_bytes, policies)
+    kept = survivors(artifacts, victims)
+    assert not any(a.is_expired(NOW) for a in kept)
+    if max_size_bytes is not None:
+        assert sum(a.size for a in kept) <= max_size_bytes
+    for policy in policies:
+        if policy.max_size is not None:
+            inside = [a for a in kept if policy_for(policies, a.path) is policy]
+            assert sum(a.size for a in inside) <= policy.max_size
+    # Without a global budget, a size victim is always governed by a budgeted prefix: the
+    # artifacts outside every budgeted prefix are untouched by those budgets.
+    # Within a prefix the least recently accessed go first.
+    without_global = select_victims(artifacts, NOW, None, policies)
+    left = survivors(artifacts, without_global)
+    for victim in without_global:
+        if victim.reason == "size":
+            governing = policy_for(policies, victim.artifact.path)
+            assert governing is not None and governing.max_size is not None
+            for other in left:
+                if policy_for(policies, other.path) is governing:
+                    assert recency(victim.artifact) <= recency(other)
+    # Without policies the selection is what it was.
+    if not policies:
+        assert victims == select_victims(artifacts, NOW, max_size_bytes)

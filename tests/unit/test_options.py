@@ -38,6 +38,7 @@ from artifactd.options import (
     Kind,
     Networks,
     Option,
+    Policies,
     Rate,
     Size,
     Text,
@@ -99,6 +100,31 @@ SAMPLES: dict[type[Kind], list[str]] = {
     Choice: ["nope", "TEXT", ""],
     Text: ["x", "0.0.0.0", "some prefix/", " spaced "],
     Directory: ["some/dir", "a-file"],
+    Policies: [
+        "cache/:ttl=7d,max_size=20GiB",
+        "release/:immutable=true",
+        "cache/:ttl=7d;release/:immutable=yes",
+        "cache/:ttl=1h,max_ttl=1d\nci/bazel/:max_size=1.5G , immutable = off",
+        "cache/:ttl=never",
+        "cache/:max_ttl=never,max-size=unlimited",
+        "cache/:ttl=90",
+        "cache/:color=red",  # unknown key
+        "cache/:ttl=7x",  # bad duration
+        "cache/:ttl=-1s",
+        "cache/:max_size=lots",  # bad size
+        "cache/:immutable=maybe",
+        "cache:ttl=7d",  # prefix not ending in '/'
+        "/cache/:ttl=7d",
+        "a/../b/:ttl=7d",
+        "a/./:ttl=7d",
+        "cache/:ttl=7d;cache/:max_size=1G",  # duplicate prefix
+        "cache/:ttl=7d,ttl=1d",
+        "cache/:ttl=30d,max_ttl=7d",  # a default above the cap
+        "cache/:max_ttl=0",
+        "cache/",
+        "cache/:",
+        ";",
+    ],
 }
 
 # Options whose valid values only make sense with another one set (the same way).
@@ -170,7 +196,7 @@ def by_cli_env(runner: CliRunner, values: dict[str, str]) -> Outcome:
 
 def by_config_file(runner: CliRunner, values: dict[str, str], tmp_path: Path) -> Outcome:
     path = tmp_path / "artifactd.toml"
-    path.write_text(format_toml(values))
+    path.write_text(format_toml({OPTIONS_BY_NAME[name].key: v for name, v in values.items()}))
     return run(runner, ["config", "--config", str(path)], {})
 
 
@@ -203,7 +229,7 @@ def test_a_value_means_the_same_as_flag_environment_and_config_key(
         "ARTIFACTD_* to gunicorn": by_gunicorn_env(values),
         "config file": by_config_file(runner, values, tmp_path),
     }
-    if not value.strip():
+    if not value.strip() or value == ";":
         # An empty variable counts as unset (as click reads it), so the default applies.
         outcomes.pop("ARTIFACTD_* to the CLI")
         outcomes.pop("ARTIFACTD_* to gunicorn")
@@ -249,12 +275,13 @@ def test_each_option_is_tried_with_values_it_takes_and_values_it_refuses(option:
 
 def test_every_option_is_exercised_and_every_settings_field_is_an_option() -> None:
     assert {o.name for o in OPTIONS} == set(Settings.__dataclass_fields__)
-    assert {o.name for o in OPTIONS} == CONFIG_KEYS
+    assert {o.key for o in OPTIONS} == CONFIG_KEYS
     assert {o.scope for o in OPTIONS} == {SERVE, STORAGE}
     for option in OPTIONS:
         assert samples(option), option.name
-        assert option.env == "ARTIFACTD_" + option.name.upper()
-        assert option.flag == "--" + option.name.replace("_", "-")
+        assert option.env == "ARTIFACTD_" + option.key.upper()
+        assert option.flag == "--" + option.key.replace("_", "-")
+    assert OPTIONS_BY_NAME["policies"].flag == "--policy"
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
@@ -283,6 +310,10 @@ def test_config_output_read_back_as_a_config_file_gives_the_same_settings(
         "--immutable",
         "--evict-interval",
         "1.5s",
+        "--policy",
+        "cache/:ttl=7d,max_size=20GiB",
+        "--policy",
+        "release/:immutable=true;ci/:ttl=1h,max_ttl=1d",
     ]
     first = runner.invoke(main, ["config", *flags])
     assert first.exit_code == 0, first.output
@@ -301,6 +332,11 @@ def test_config_output_read_back_as_a_config_file_gives_the_same_settings(
         ("default_ttl = 90", "default_ttl = '90s'"),
         ("keepalive_timeout = 1.5", "keepalive_timeout = '1.5s'"),
         ("immutable = true", "immutable = 'yes'"),
+        (
+            "[[policy]]\nprefix = 'c/'\nttl = 90\nmax_size = 1048576\nimmutable = true",
+            "[[policy]]\nprefix = 'c/'\nttl = '90s'\nmax-size = '1MiB'\nimmutable = 'on'",
+        ),
+        ("[[policy]]\nprefix = 'c/'\nttl = '1d'", "policy = 'c/:ttl=1d'"),
     ],
 )
 def test_toml_numbers_and_booleans_mean_what_their_text_means(
@@ -326,6 +362,16 @@ def test_toml_numbers_and_booleans_mean_what_their_text_means(
         "default_ttl = true",
         "immutable = 1",
         "trusted_proxy = 10",
+        "policy = 10",
+        "policy = {prefix = 'c/', ttl = '1d'}",
+        "policy = [1]",
+        "[[policy]]\nttl = '1d'",
+        "[[policy]]\nprefix = 'c/'\nttl = true",
+        "[[policy]]\nprefix = 'c/'\nmax_size = -1",
+        "[[policy]]\nprefix = 'c/'\ncolor = 'red'",
+        "[[policy]]\nprefix = 'c/'\nttl = {}",
+        "[[policy]]\nprefix = 5\nttl = '1d'",
+        "[[policy]]\nprefix = 'c/'\nttl = '1d'\n[[policy]]\nprefix = 'c/'\nimmutable = true",
     ],
 )
 def test_toml_values_of_the_wrong_type_are_refused_naming_the_key(
@@ -335,7 +381,8 @@ def test_toml_values_of_the_wrong_type_are_refused_naming_the_key(
     path.write_text(text + "\n")
     result = runner.invoke(main, ["config", "--config", str(path)])
     assert result.exit_code == 2, result.output
-    assert text.split(" ")[0] + " in " in result.output
+    key = text.split()[0].strip("[]")
+    assert f"{key} in " in result.output or f"{key!r} in " in result.output
 
 
 def test_a_settings_field_set_in_code_obeys_its_option() -> None:
@@ -376,3 +423,33 @@ def test_gunicorn_refuses_a_bad_config_file_as_serve_does(tmp_path: Path) -> Non
     config.write_text("no_such_key = 1\n")
     with pytest.raises(InvalidValueError, match="no_such_key"):
         settings_from_environment({"ARTIFACTD_CONFIG": str(config)})
+
+
+def test_two_policy_flags_may_not_name_one_prefix(runner: CliRunner) -> None:
+    result = runner.invoke(
+        main, ["config", "--policy", "cache/:ttl=1d", "--policy", "cache/:max_size=1G"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "'--policy'" in result.output and "'cache/' has two policies" in result.output
+
+
+def test_policy_flags_replace_the_config_files_policies(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "artifactd.toml"
+    config.write_text("[[policy]]\nprefix = 'cache/'\nttl = '1d'\n")
+    result = runner.invoke(main, ["config", "--config", str(config)])
+    assert effective(result.output)["policy"] == [{"prefix": "cache/", "ttl": "1d"}]
+    result = runner.invoke(
+        main, ["config", "--config", str(config), "--policy", "release/:immutable=true"]
+    )
+    assert effective(result.output)["policy"] == [{"prefix": "release/", "immutable": True}]
+
+
+def test_gunicorn_reads_policy_tables_and_artifactd_policy(tmp_path: Path) -> None:
+    config = tmp_path / "artifactd.toml"
+    config.write_text("[[policy]]\nprefix = 'cache/'\nmax_size = '1GiB'\n")
+    settings = settings_from_environment({"ARTIFACTD_CONFIG": str(config)})
+    assert [(p.prefix, p.max_size) for p in settings.policies] == [("cache/", 1024**3)]
+    settings = settings_from_environment(
+        {"ARTIFACTD_CONFIG": str(config), "ARTIFACTD_POLICY": "a/:ttl=1d\nb/:immutable=1"}
+    )
+    assert [p.prefix for p in settings.policies] == ["a/", "b/"]

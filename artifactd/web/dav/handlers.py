@@ -41,7 +41,7 @@ from artifactd.web.dav.transfer import (
 from artifactd.web.errors import json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import SETTINGS, STORE
-from artifactd.web.uploads import body_chunks
+from artifactd.web.uploads import body_chunks, check_mutable
 
 Kind = Literal["file", "dir"] | None
 XML = "application/xml"
@@ -198,8 +198,12 @@ async def _transfer(request: web.Request, *, move: bool) -> web.Response:
     if existing is not None:
         if not may_overwrite:
             raise PreconditionFailedError(f"{destination} exists and Overwrite is F")
-        if settings.immutable:
-            raise ConflictError(f"{destination} exists and the server is immutable")
+        # --immutable or a policy: a file replaced, or the files of a tree replaced.
+        check_mutable(settings, destination if existing == "file" else f"{destination}/")
+        if existing == "dir":
+            for policy in settings.policies:
+                if policy.prefix.startswith(f"{destination}/"):
+                    check_mutable(settings, policy.prefix)
     if existing == "dir":  # what is there goes first (§9.8.4), or a file cannot land
         await remove_tree(request, destination)
     elif existing == "file" and source_kind == "dir":

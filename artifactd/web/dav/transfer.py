@@ -8,6 +8,7 @@ two paths change, so a failure midway can leave both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from artifactd.errors import ConflictError, PreconditionFailedError
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, ArtifactReader, Requirement
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
-from artifactd.web.uploads import store_stream
+from artifactd.web.uploads import check_mutable, store_stream
 
 
 def destination_requirement(settings: Settings, *, may_overwrite: bool) -> Requirement:
@@ -29,8 +30,7 @@ def destination_requirement(settings: Settings, *, may_overwrite: bool) -> Requi
             return
         if not may_overwrite:
             raise PreconditionFailedError(f"{current.path} exists and Overwrite is F")
-        if settings.immutable:
-            raise ConflictError(f"{current.path} exists and the server is immutable")
+        check_mutable(settings, current.path)
 
     return require
 
@@ -58,11 +58,21 @@ async def copy_file(
             destination,
             _chunks(reader, settings.chunk_size),
             content_type=info.content_type,
-            expires_at=info.expires_at,
+            expires_at=copy_expires_at(settings, destination, info.expires_at),
             expected_sha256=info.sha256,
             requirement=requirement,
         )
     return info, replaced
+
+
+def copy_expires_at(settings: Settings, destination: str, expires_at: float | None) -> float | None:
+    """A copy keeps its source's expiry time, but no later than the destination's policy's
+    max_ttl allows from now."""
+    cap = settings.ttl_for(destination, None)  # what "never" becomes there
+    if cap is None:
+        return expires_at
+    latest = time.time() + cap
+    return latest if expires_at is None else min(expires_at, latest)
 
 
 async def move_file(
