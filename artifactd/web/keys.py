@@ -26,3 +26,6 @@ STARTED_AT = web.RequestKey("started_at", float)
 STARTED_RESPONSE: web.RequestKey[weakref.ref[web.StreamResponse]] = web.RequestKey(
     "started_response"
 )
+# A request whose target aiohttp's pure-Python parser let through but could not make into a
+# URL (an authority with raw UTF-8): answered 400, as the C parser does.
+UNREADABLE_TARGET = web.RequestKey("unreadable_target", bool)
