@@ -30,7 +30,7 @@ async def no_store_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except ArtifactdError as exc:
-        response = error_for_domain(exc)
+        response = error_for_domain(exc, request)
     if not response.prepared:
         response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -97,7 +97,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             log.exception("error after the response started, request %s", request_id_for(request))
             raise
         if isinstance(exc, ArtifactdError):
-            return error_for_domain(exc)
+            return error_for_domain(exc, request)
         log.exception("unhandled error in request %s", request_id_for(request))
         return json_error(500, "internal error")
 
