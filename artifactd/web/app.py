@@ -19,7 +19,8 @@ from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
-from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
+from artifactd.web.departures import Departures
+from artifactd.web.keys import DEPARTURES, EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.pipeline import PIPELINE, Pipeline
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app[SETTINGS] = settings
     app[STORE] = store
     events = app[EVENTS] = EventLog()
+    app[DEPARTURES] = Departures()
     metrics = app[METRICS] = Metrics()
 
     def record_eviction(info: ArtifactInfo, reason: EvictionReason) -> None:

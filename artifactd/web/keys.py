@@ -11,12 +11,14 @@ from artifactd.evictor import Evictor
 from artifactd.metrics import Metrics
 from artifactd.settings import Settings
 from artifactd.store.base import Store
+from artifactd.web.departures import Departures
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 EVENTS = web.AppKey("events", EventLog)
 EVICTOR = web.AppKey("evictor", Evictor)
 METRICS = web.AppKey("metrics", Metrics)
+DEPARTURES = web.AppKey("departures", Departures)
 
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)
