@@ -56,10 +56,11 @@ def json_error(status: int, reason: str, headers: Mapping[str, str] | None = Non
 RETRY_AFTER_SECONDS = 5
 
 
-# Failures of the server's side (the store, the disk): their details name backend
-# endpoints, buckets, prefixes, upload ids and file system paths, so they go to the log
-# with the request id and the client gets the reason alone.
-PRIVATE_DETAIL_STATUSES = frozenset({500, 503, 507})
+# Failures of the store itself: their details name backend endpoints, buckets, prefixes,
+# upload ids and file system paths, so they go to the log with the request id and the
+# client gets the reason alone. (507's details are fixed sentences, kept: "no space left
+# on the storage device", "the storage root is on a read-only filesystem".)
+PRIVATE_DETAIL_STATUSES = frozenset({500, 503})
 
 
 def error_for_domain(
