@@ -7,12 +7,14 @@ built-in defaults (click's `default_map` gives exactly that order).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from artifactd.errors import InvalidValueError
+from artifactd.options import values_from_env
 from artifactd.settings import OPTIONS, OPTIONS_BY_NAME, Settings
 
 CONFIG_KEYS = frozenset(option.key for option in OPTIONS)
@@ -36,6 +38,23 @@ def load_config(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise InvalidValueError(f"cannot read config file {path}: {exc}") from exc
     return check_keys(values, str(path))
+
+
+# The variable naming the config file, as `--config` reads it (artifactd.cli.options).
+CONFIG_VARIABLE = "ARTIFACTD_CONFIG"
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """What gunicorn runs with (it passes no flags): ARTIFACTD_* variables over the values
+    of the file ARTIFACTD_CONFIG names, the precedence `serve` gives them below its flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = environ.get(CONFIG_VARIABLE)
+    if config_path:
+        for name, raw in load_config(Path(config_path)).items():
+            values[name] = OPTIONS_BY_NAME[name].read(raw, f"{name} in {config_path}")
+    values.update(values_from_env(OPTIONS, environ))
+    return Settings(**values)
 
 
 def check_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:

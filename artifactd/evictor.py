@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from artifactd.errors import StorageFullError, StoreUnavailableError
 from artifactd.store.base import ArtifactInfo, Store
 
 log = logging.getLogger("artifactd.evictor")
@@ -119,7 +120,7 @@ class Evictor:
         for victim in victims:
             artifact = victim.artifact
             # evict() removes exactly this version: a new upload meanwhile is left alone.
-            if dry_run or await self.store.evict(artifact):
+            if dry_run or await self._evict_one(artifact):
                 paths = report.expired if victim.reason == "ttl" else report.over_size
                 paths.append(artifact.path)
                 report.bytes_freed += artifact.size
@@ -127,6 +128,15 @@ class Evictor:
                     self.evicted_total += 1
                     if self.on_evicted is not None:
                         self.on_evicted(artifact, victim.reason)
+
+    async def _evict_one(self, artifact: ArtifactInfo) -> bool:
+        """Evict one artifact; one that cannot be removed now (a full or read-only disk,
+        storage unreachable) is left for the next pass, and the pass goes on freeing space."""
+        try:
+            return await self.store.evict(artifact)
+        except (StorageFullError, StoreUnavailableError, OSError) as exc:
+            log.warning("cannot evict %s now (%s); trying again next pass", artifact.path, exc)
+            return False
 
     async def run_forever(self, interval_seconds: float) -> None:
         """A pass now (so gauges are right from the start), then one every interval."""

@@ -139,9 +139,12 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
             await site.start()
         host, port = _bound_address(runner)
         serving = await asyncio.to_thread(_describe, settings)  # realpath touches the disk
-        announce(f"artifactd listening on http://{host}:{port}/ ({serving})")
-        sys.stdout.flush()
-        await _wait_for_stop_signal()
+        # Signals are ours before the readiness line: a SIGTERM sent as soon as a supervisor
+        # or a test has read it drains, rather than killing the process.
+        with stop_signals() as stopped:
+            announce(f"artifactd listening on http://{host}:{port}/ ({serving})")
+            sys.stdout.flush()
+            await stopped.wait()
         log.info(
             "shutting down: no new connections, waiting up to %ss for requests in flight",
             settings.shutdown_timeout,
@@ -238,15 +241,16 @@ def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
     return (f"[{host}]" if ":" in host else host), port
 
 
-async def _wait_for_stop_signal() -> None:
-    """Block until SIGTERM or SIGINT; restore the previous handlers afterwards."""
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGTERM or SIGINT while inside; the previous handlers come back after."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from artifactd.errors import InvalidValueError
 from artifactd.options import (
@@ -187,23 +187,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ARTIFACTD_<FLAG> variables (for gunicorn, which passes no flags),
-        over the values of the file ARTIFACTD_CONFIG names: the precedence `serve` gives
-        its variables and `--config` file, less the flags."""
-        from artifactd.config import load_config  # config reads OPTIONS from this module
-
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        config_path = environ.get(CONFIG_VARIABLE)
-        if config_path:
-            for name, raw in load_config(Path(config_path)).items():
-                values[name] = OPTIONS_BY_NAME[name].read(raw, f"{name} in {config_path}")
-        values.update(values_from_env(OPTIONS, environ))
-        return cls(**values)
-
-
-# The variable naming the config file, as `--config` reads it (artifactd.cli.options).
-CONFIG_VARIABLE = "ARTIFACTD_CONFIG"
+        """Settings from ARTIFACTD_<FLAG> variables alone (gunicorn's entry point adds the
+        config file: artifactd.config.settings_from_environment)."""
+        return cls(**values_from_env(OPTIONS, os.environ if environ is None else environ))
 
 
 OPTIONS: tuple[Option, ...] = options_of(Settings)

@@ -11,6 +11,7 @@ maintenance lock).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -37,10 +38,28 @@ MIN_HEALTHY_SECONDS = 5.0
 MAX_RESTART_DELAY_SECONDS = 10.0
 
 
-def _worker_main(settings: Settings, ready: multiprocessing.connection.Connection) -> None:
+def _worker_main(
+    settings: Settings, ready: multiprocessing.connection.Connection, supervisor_pid: int
+) -> None:
     """Entry point of a worker process (spawned, so it starts from a clean interpreter)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    stop_when_orphaned(supervisor_pid)
     serve(settings, announce=ready.send, reuse_port=True)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_when_orphaned(supervisor_pid: int) -> None:
+    """Have the kernel send this worker SIGTERM (a graceful drain) when its supervisor dies,
+    even by SIGKILL: an orphaned worker would go on holding the port, serving requests no
+    supervisor restarts or stops. Checked once more after asking, in case the supervisor
+    died in between."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -89,7 +108,9 @@ class Supervisor:
     def _start(self, number: int, restarts: int = 0) -> Worker:
         receiver, sender = self.context.Pipe(duplex=False)
         process = self.context.Process(
-            target=_worker_main, args=(self.settings, sender), name=f"artifactd-worker-{number}"
+            target=_worker_main,
+            args=(self.settings, sender, os.getpid()),
+            name=f"artifactd-worker-{number}",
         )
         process.start()
         sender.close()

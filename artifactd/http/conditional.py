@@ -12,6 +12,9 @@ import math
 import re
 import time
 
+# The clock If-Range dates are judged by when the caller gives none (a seam for tests).
+wall_clock = time.time
+
 
 class Precondition(enum.Enum):
     PROCEED = "proceed"
@@ -180,12 +183,19 @@ def evaluate_preconditions(
 
 
 def if_range_matches(
-    if_range: str | None, *, etag: str | None, last_modified: float | None
+    if_range: str | None,
+    *,
+    etag: str | None,
+    last_modified: float | None,
+    now: float | None = None,
 ) -> bool:
     """Whether a Range may be honoured given If-Range (§13.1.5); True when there is none.
 
-    An entity-tag must strongly match `etag` (a weak tag never does); an HTTP-date must
-    equal `last_modified` to the second. Anything else is false: send the whole body.
+    An entity-tag must strongly match `etag` (a weak tag never does). An HTTP-date must
+    equal `last_modified` to the second, and §13.1.5 counts it only if `last_modified` is
+    a strong validator (§8.8.2.2): that second must be over at `now` (default: the
+    current time), else another version may have carried the same date and the client's
+    bytes may be of it. Anything else is false: send the whole body.
     """
     if if_range is None:
         return True
@@ -198,4 +208,13 @@ def if_range_matches(
     date = parse_http_date(value)
     if date is None or last_modified is None:
         return False
-    return _last_modified_seconds(last_modified) == date
+    return _last_modified_seconds(last_modified) == date and last_modified_is_strong(
+        last_modified, wall_clock() if now is None else now
+    )
+
+
+def last_modified_is_strong(last_modified: float, now: float) -> bool:
+    """§8.8.2.2: a Last-Modified is strong when no other version can share its date: once
+    the second it names is over (a change from now on gets a later date). Dated in the
+    future (a clock step, a file touched by hand), it is not."""
+    return now >= _last_modified_seconds(last_modified) + 1

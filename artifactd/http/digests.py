@@ -1,6 +1,7 @@
 """Content digests (RFC 9530, legacy RFC 3230, X-Checksum-Sha256) and digest-based ETags.
 
-Reads the SHA-256 a client expects for an upload; formats the digest headers we send.
+Reads the SHA-256 a client expects for an upload and the digest fields a client wants
+(Want-Digest, Want-Repr-Digest); formats the digest headers we send.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from artifactd.errors import InvalidDigestError
+from artifactd.http.negotiation import parse_weighted
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -43,24 +46,33 @@ def _digest_bytes(encoded: str, source: str) -> str:
     return raw.hex()
 
 
-def _structured_sha256(value: str, source: str) -> str | None:
-    """The sha-256 member of a Repr-Digest / Content-Digest Dictionary (RFC 9530 §2-3)."""
-    text, found, pos = value.strip(" "), None, 0  # RFC 8941 §4.2: discard surrounding SP
+def _dictionary(value: str, source: str) -> list[tuple[str, str]]:
+    """The members of an RFC 8941 Dictionary (§3.2) as (key, bare value) pairs in order,
+    parameters dropped; a member without a value (boolean true) has "". Raises
+    InvalidDigestError when `value` is not a Dictionary."""
+    text, members, pos = value.strip(" "), [], 0  # RFC 8941 §4.2: discard surrounding SP
     while pos < len(text):
         member = _MEMBER.match(text, pos)
         if member is None:
             raise InvalidDigestError(f"{source}: not a structured field dictionary")
-        if member["key"] == "sha-256":  # duplicate keys: the last one wins (§3.2)
-            item = member["value"] or ""
-            if not (len(item) >= 2 and item[0] == item[-1] == ":"):
-                raise InvalidDigestError(f"{source}: sha-256 value is not a byte sequence")
-            found = _digest_bytes(item[1:-1], source)
+        members.append((member["key"], member["value"] or ""))
         pos = member.end()
         if pos < len(text):
             separator = _SEPARATOR.match(text, pos)
             if separator is None or separator.end() == len(text):
                 raise InvalidDigestError(f"{source}: not a structured field dictionary")
             pos = separator.end()
+    return members
+
+
+def _structured_sha256(value: str, source: str) -> str | None:
+    """The sha-256 member of a Repr-Digest / Content-Digest Dictionary (RFC 9530 §2-3)."""
+    found = None
+    for key, item in _dictionary(value, source):
+        if key == "sha-256":  # duplicate keys: the last one wins (§3.2)
+            if not (len(item) >= 2 and item[0] == item[-1] == ":"):
+                raise InvalidDigestError(f"{source}: sha-256 value is not a byte sequence")
+            found = _digest_bytes(item[1:-1], source)
     return found
 
 
@@ -124,6 +136,49 @@ def repr_digest_header(sha256_hex: str) -> str:
     """`sha-256=:<base64>:`, a Repr-Digest value (RFC 9530 §3, RFC 8941 byte sequence)."""
     raw = bytes.fromhex(_checked_hex(sha256_hex))
     return f"sha-256=:{base64.b64encode(raw).decode('ascii')}:"
+
+
+def legacy_digest_header(sha256_hex: str) -> str:
+    """`SHA-256=<base64>`, an RFC 3230 `Digest` value (what aria2c checks)."""
+    raw = bytes.fromhex(_checked_hex(sha256_hex))
+    return f"SHA-256={base64.b64encode(raw).decode('ascii')}"
+
+
+class DigestFields(NamedTuple):
+    """Which digest fields an answer carries (SHA-256, the one digest we keep)."""
+
+    repr: bool  # Repr-Digest (RFC 9530), with X-Checksum-Sha256
+    legacy: bool  # Digest (RFC 3230), only when asked for by Want-Digest
+
+
+DEFAULT_DIGESTS = DigestFields(repr=True, legacy=False)
+
+
+def wanted_digests(want_digest: str | None, want_repr_digest: str | None) -> DigestFields:
+    """The digest fields for a request's `Want-Digest` and `Want-Repr-Digest`.
+
+    RFC 3230 §4.3.1: Want-Digest lists algorithms (any case, §4.1.1) with qvalues; SHA-256
+    with a weight above 0 gets `Digest: SHA-256=<base64>`. RFC 9530 §4: Want-Repr-Digest
+    is a Dictionary of algorithms with weights 0 to 10; we have only sha-256, so a request
+    that wants others still gets it (§4: digests may be sent unasked), but `sha-256=0`
+    ("not acceptable") gets no Repr-Digest. A malformed Want-Repr-Digest is ignored.
+    """
+    legacy = want_digest is not None and parse_weighted(want_digest).get("sha-256", 0.0) > 0
+    return DigestFields(repr=not _refuses_sha256(want_repr_digest), legacy=legacy)
+
+
+def _refuses_sha256(want_repr_digest: str | None) -> bool:
+    if want_repr_digest is None:
+        return False
+    try:
+        members = _dictionary(want_repr_digest, "Want-Repr-Digest")
+    except InvalidDigestError:
+        return False
+    weights = {key: value for key, value in members}  # the last of a duplicate key wins
+    weight = weights.get("sha-256")
+    if weight is None or not weight.isascii() or not weight.isdigit() or int(weight) > 10:
+        return False
+    return int(weight) == 0
 
 
 def etag_for_digest(sha256_hex: str) -> str:

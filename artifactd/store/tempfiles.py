@@ -1,49 +1,59 @@
 """Temp files whose writer may die: each is locked (flock) by its writer for as long as it
 writes, so a temp file that can be locked has no live writer. The kernel drops the locks of
-dead processes, which makes this exact across processes and crashes."""
+dead processes, which makes this exact across processes and crashes.
+
+A writer creates and locks its file while holding a shared lock on the directory, and a
+cleaner scans holding it exclusively: a cleaner never sees a file its living writer has
+not locked yet, so every unlocked file it sees is a dead writer's and goes at once.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
-# A temp file is created under this prefix, locked, then renamed to its real name: a
-# cleaner never sees the real name unlocked while its writer lives.
+# Temp files were once created under this prefix and renamed once locked; a file still
+# named so was left by a writer that died in between.
 NEW_PREFIX = "new-"
-# A `new-` file this old belongs to a writer that died between creating and locking it.
-NEW_FILE_GRACE_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path, operation: int) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def create_locked(path: Path) -> int:
     """Create `path` for writing, already holding its lock; returns the descriptor."""
-    new_path = path.with_name(NEW_PREFIX + path.name)
-    fd = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(new_path, path)
-    except BaseException:
-        os.close(fd)
-        new_path.unlink(missing_ok=True)
-        raise
+    with _directory_locked(path.parent, fcntl.LOCK_SH):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
     return fd
 
 
 def remove_abandoned(directory: Path, prefix: str) -> int:
     """Delete the temp files (named `prefix...`) in `directory` that no writer holds."""
     removed = 0
-    for entry in os.scandir(directory):
-        if entry.name.startswith(NEW_PREFIX):
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - entry.stat().st_mtime > NEW_FILE_GRACE_SECONDS:
+    with _directory_locked(directory, fcntl.LOCK_EX):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(NEW_PREFIX) or (
+                entry.name.startswith(prefix) and _unlocked(entry.path)
+            ):
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
-        elif entry.name.startswith(prefix) and _unlocked(entry.path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-                removed += 1
     return removed
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from artifactd import evictor as evictor_module
+from artifactd.config import settings_from_environment
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_rate
 from artifactd.events import EventLog
@@ -24,6 +25,7 @@ from artifactd.web.keys import DEPARTURES, EVENTS, EVICTOR, METRICS, SETTINGS, S
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.pipeline import PIPELINE, Pipeline
+from artifactd.web.routes import FilesResource
 from artifactd.web.security import install_security
 
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     Without arguments (as under gunicorn) settings come from ARTIFACTD_* variables and a
     filesystem store is opened on `settings.root`, before any event loop runs.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or settings_from_environment()
     if store is None:
         store = build_store(settings)
         app_starts_store = True
@@ -86,10 +88,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.router.add_get("/", files.redirect_to_files)
     app.router.add_get("/files", files.redirect_to_files)
-    app.router.add_get(FILES_ROUTE, files.get_file)
-    app.router.add_put(FILES_ROUTE, uploads.put_file, expect_handler=uploads.expect_handler)
-    app.router.add_post(FILES_ROUTE, uploads.post_files, expect_handler=uploads.expect_handler)
-    app.router.add_delete(FILES_ROUTE, uploads.delete_file)
+    files_resource = FilesResource(FILES_ROUTE)
+    app.router.register_resource(files_resource)
+    files_resource.add_route(hdrs.METH_HEAD, files.get_file)
+    files_resource.add_route(hdrs.METH_GET, files.get_file)
+    files_resource.add_route(hdrs.METH_PUT, uploads.put_file, expect_handler=uploads.expect_handler)
+    files_resource.add_route(
+        hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
+    )
+    files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

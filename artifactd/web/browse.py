@@ -8,12 +8,14 @@ progress. No external assets; every name is escaped.
 from __future__ import annotations
 
 import html
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlencode
 
 from artifactd.durations import format_size
+from artifactd.http.disposition import is_plain_name
 from artifactd.store.base import DirEntry
 from artifactd.timestamps import isoformat_utc
 
@@ -65,6 +67,16 @@ def _readable_time(timestamp: float) -> str:
     return (isoformat_utc(timestamp) or "").replace("T", " ").removesuffix("Z")
 
 
+def download_command(name: str, url: str) -> str:
+    """A shell command that saves `url` under its real `name`: `curl -O` names the file
+    after the URL's last segment as sent, percent-encoding and all, so a name the URL
+    cannot carry as it is gets `-o NAME`. Both are shell-quoted (the origin comes from the
+    request's Host)."""
+    if is_plain_name(name):
+        return f"curl -fO {shlex.quote(url)}"
+    return f"curl -fo {shlex.quote(name)} {shlex.quote(url)}"
+
+
 def _row(entry: DirEntry, dir_url: str, origin: str) -> str:
     is_dir = entry.type == "dir"
     href = quote(entry.name, safe="") + ("/" if is_dir else "")
@@ -73,7 +85,7 @@ def _row(entry: DirEntry, dir_url: str, origin: str) -> str:
     exact = "" if entry.size is None else f"{entry.size} bytes"
     modified = _readable_time(entry.modified_at)
     expires = "never" if entry.expires_at is None else _readable_time(entry.expires_at)
-    command = "" if is_dir else f"curl -fO {origin}{dir_url}{href}"
+    command = "" if is_dir else download_command(entry.name, f"{origin}{dir_url}{href}")
     sha = f' title="sha256 {html.escape(entry.sha256)}"' if entry.sha256 else ""
     copy = (
         f"<code{sha}>{html.escape(command)}</code> "

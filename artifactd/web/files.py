@@ -15,10 +15,15 @@ from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactReader, Store
 from artifactd.web.browse import View, render_page
 from artifactd.web.departures import has_departed
-from artifactd.web.download.gzip import choose_variant, plan_gzip_stream
+from artifactd.web.download.gzip import (
+    GzipSource,
+    choose_variant,
+    gzip_source,
+    plan_gzip_stream,
+)
 from artifactd.web.download.send import send_artifact, send_plan
 from artifactd.web.keys import DEPARTURES, EVENTS, SETTINGS, STORE
-from artifactd.web.listing import entries_json, wants_json
+from artifactd.web.listing import LISTING_HEADERS, entries_json, wants_json
 
 FILES_PREFIX = "/files/"
 MAX_WAIT_SECONDS = 300
@@ -97,27 +102,35 @@ async def record_read(request: web.BaseRequest, store: Store, path: str) -> None
 async def send_compressed(
     request: web.Request, reader: ArtifactReader, path: str
 ) -> web.StreamResponse:
-    """The gzip variant: a `.gz` sibling stored next to the file if any (as nginx's
-    gzip_static), else compressed on the fly."""
+    """The gzip variant: a current `.gz` sibling stored next to the file if any (as nginx's
+    gzip_static), else compressed on the fly (`gzip_source` decides)."""
     settings = request.app[SETTINGS]
     try:
-        sibling = await request.app[STORE].open(path + ".gz")
+        sibling: ArtifactReader | None = await request.app[STORE].open(path + ".gz")
     except (NotFoundError, IsDirectoryError, InvalidPathError):
-        plan = plan_gzip_stream(request.method, request.headers, reader.info)
-        return await send_plan(
-            request, plan, reader, chunk_size=settings.chunk_size, zero_copy=settings.sendfile
-        )
-    async with sibling:
+        sibling = None
+    try:
+        source = gzip_source(request.version, reader.info, sibling.info if sibling else None)
+        if source is GzipSource.ON_THE_FLY:
+            plan = plan_gzip_stream(request.method, request.headers, reader.info)
+            return await send_plan(
+                request, plan, reader, chunk_size=settings.chunk_size, zero_copy=settings.sendfile
+            )
+        chosen = sibling if source is GzipSource.SIBLING and sibling is not None else reader
         return await send_artifact(
             request,
-            sibling,
+            chosen,
             chunk_size=settings.chunk_size,
             max_ranges=settings.max_ranges,
             vary=True,
-            content_encoding="gzip",
+            content_encoding="gzip" if chosen is sibling else None,
             content_type=reader.info.content_type,
+            path=reader.info.path,
             zero_copy=settings.sendfile,
         )
+    finally:
+        if sibling is not None:
+            await sibling.aclose()
 
 
 def parse_wait(raw: str | None) -> float:
@@ -159,10 +172,12 @@ async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> 
 async def list_directory(request: web.Request, path: str) -> web.Response:
     entries = await request.app[STORE].list_dir(path)
     if wants_json(request):
-        return web.json_response(entries_json(path, entries))
+        return web.json_response(entries_json(path, entries), headers=LISTING_HEADERS)
     origin = f"{request.scheme}://{request.host}"
     page = render_page(path, entries, View.from_query(dict(request.query)), origin)
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    return web.Response(
+        text=page, content_type="text/html", charset="utf-8", headers=LISTING_HEADERS
+    )
 
 
 async def redirect_to_files(request: web.Request) -> web.StreamResponse:

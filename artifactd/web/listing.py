@@ -8,6 +8,10 @@ from artifactd.http.negotiation import media_type_quality
 from artifactd.store.base import DirEntry
 from artifactd.timestamps import isoformat_utc
 
+# The form (HTML or JSON) is negotiated on Accept, so caches must key on it (RFC 9110
+# §12.5.5), whichever form this answer has.
+LISTING_HEADERS = {"Vary": "Accept"}
+
 
 def wants_json(request: web.Request) -> bool:
     """JSON on `?format=json`, or when Accept ranks application/json above text/html."""

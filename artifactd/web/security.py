@@ -1,8 +1,9 @@
 """Who may do what: bearer-token authorisation and per-client rate limiting, as middlewares.
 
 Install with `install_security(app, ...)` while errors_middleware is the innermost middleware:
-requests then pass metrics → errors → rate limit → auth → handler. The upload routes'
-Expect handler runs before any middleware, so it calls `check_upload_allowed` itself.
+requests then pass metrics → errors → access (rate limit, then auth) → handler. The upload
+routes' Expect handler runs before any middleware, so it asks the same decision itself
+(`check_upload_allowed`); a request is admitted once, and counted once by the rate limit.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ _API_ARTIFACTS = "/api/v1/artifacts"
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
 
 TOKEN_INFO = web.RequestKey("token_info", TokenInfo)  # the authenticated token, if any
+# Set once the request passed the rate limit and authorisation (by the Expect handler or the
+# middleware, whichever asked first): the other one does not count or check it again.
+ADMITTED = web.RequestKey("admitted", bool)
 
 
 def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
@@ -148,20 +152,21 @@ def within_prefix(request: web.Request, info: TokenInfo) -> bool | None:
 
 
 class AccessPolicy:
-    """The authorisation decision, shared by the middleware and the upload Expect handler."""
+    """Who may make a request: the rate limit, then authorisation. One decision, shared by
+    the middleware and the upload Expect handler."""
 
     def __init__(
         self,
         token_store: TokenStore,
         *,
         private: bool,
-        rate_limited: bool = False,
+        limiter: RateLimiter | None = None,
         trusted_proxies: Sequence[IPNetwork] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tokens = token_store
         self.private = private
-        self.rate_limited = rate_limited
+        self.limiter = limiter
         self.trusted_proxies = list(trusted_proxies)
         self._clock = clock
         self._next_reload_at = float("-inf")
@@ -172,14 +177,36 @@ class AccessPolicy:
         any check: it needs no token (`required_scope`) and no client is counted. Only then
         may something in front of them (the hot path) answer it."""
         needed = required_scope(hdrs.METH_GET, FILES_PREFIX, private=self.private)
-        return needed is None and not self.rate_limited
+        return needed is None and self.limiter is None
 
     async def load(self, app: web.Application | None = None) -> None:
         """on_startup: read the tokens file; a corrupt one stops the server from starting."""
         await asyncio.to_thread(self.tokens.load)
 
+    async def admit(self, request: web.Request) -> web.Response | None:
+        """None if the request may proceed, else the 429 (rate limit, checked first: it also
+        guards token guessing) or 401/403/503 answer. Decided once per request."""
+        if request.get(ADMITTED):
+            return None
+        refused = self.rate_limit(request) or await self.check(request)
+        if refused is None:
+            request[ADMITTED] = True
+        return refused
+
+    def rate_limit(self, request: web.BaseRequest) -> web.Response | None:
+        """429 with Retry-After beyond the limiter's rate, per client address."""
+        if self.limiter is None or request.path in EXEMPT_PATHS:
+            return None
+        client = client_address(
+            peer_host(request), forwarded_for(request.headers), self.trusted_proxies
+        )
+        wait_seconds = self.limiter.check(client, self._clock())
+        if wait_seconds is None:
+            return None
+        return json_error(429, "too many requests", {"Retry-After": str(int(wait_seconds))})
+
     async def check(self, request: web.Request) -> web.Response | None:
-        """None if the request may proceed, else the 401/403/503 answer."""
+        """Authorisation alone: None if the request may proceed, else the 401/403/503."""
         needed = required_scope(request.method, request.path, private=self.private)
         if needed is None:
             return None
@@ -230,41 +257,16 @@ class AccessPolicy:
 
     def middleware(self) -> Middleware:
         @web.middleware
-        async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            needed = required_scope(request.method, request.path, private=self.private)
-            if needed is not None:  # (public downloads skip the whole check)
-                refused = await self.check_scope(request, needed)
-                if refused is not None:
-                    return refused
+        async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+            refused = await self.admit(request)
+            if refused is not None:
+                return refused
             return await handler(request)
 
-        return auth
+        return access
 
 
 ACCESS_POLICY = web.AppKey("access_policy", AccessPolicy)
-
-
-def rate_limit_middleware(
-    limiter: RateLimiter,
-    trusted_proxies: Sequence[IPNetwork] = (),
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> Middleware:
-    """429 with Retry-After beyond the limiter's rate, per client address."""
-
-    @web.middleware
-    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in EXEMPT_PATHS:
-            client = client_address(
-                peer_host(request), forwarded_for(request.headers), trusted_proxies
-            )
-            wait_seconds = limiter.check(client, clock())
-            if wait_seconds is not None:
-                retry_after = {"Retry-After": str(int(wait_seconds))}
-                return json_error(429, "too many requests", retry_after)
-        return await handler(request)
-
-    return rate_limit
 
 
 def install_security(
@@ -275,18 +277,13 @@ def install_security(
     limiter: RateLimiter | None = None,
     trusted_proxies: Sequence[IPNetwork] = (),
 ) -> AccessPolicy:
-    """Append the rate-limit then auth middlewares (so call it while errors_middleware is
-    last in `app.middlewares`), keep the policy for `check_upload_allowed`, and load the
-    tokens file first thing at startup."""
+    """Append the access middleware (so call it while errors_middleware is last in
+    `app.middlewares`), keep the policy for `check_upload_allowed`, and load the tokens file
+    first thing at startup."""
     policy = AccessPolicy(
-        token_store,
-        private=private,
-        rate_limited=limiter is not None,
-        trusted_proxies=trusted_proxies,
+        token_store, private=private, limiter=limiter, trusted_proxies=trusted_proxies
     )
     app[ACCESS_POLICY] = policy
-    if limiter is not None:
-        app.middlewares.append(rate_limit_middleware(limiter, trusted_proxies))
     app.middlewares.append(policy.middleware())
     # First of all startup steps (before cleanup_ctx starts background tasks), so a corrupt
     # tokens file stops the server before anything needs cleaning up.
@@ -295,13 +292,14 @@ def install_security(
 
 
 async def check_upload_allowed(request: web.Request) -> web.StreamResponse | None:
-    """For an Expect handler (run before middlewares): the auth middleware's answer, so a
-    client that may not write never gets `100 Continue`. None: go on."""
+    """For an Expect handler (run before middlewares): the access middleware's answer (429,
+    401, 403), so a client that may not write never gets `100 Continue`. None: go on, and
+    the middleware will not count or check the request again."""
     policy = request.config_dict.get(ACCESS_POLICY)
     if policy is None:
         log.error("check_upload_allowed called without install_security; refusing")
         return json_error(500, "internal error")
-    return await policy.check(request)
+    return await policy.admit(request)
 
 
 def warn_if_writes_refused(

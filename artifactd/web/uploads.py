@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
 from artifactd.errors import (
+    ArtifactdError,
     ConflictError,
     DigestMismatchError,
     IncompleteUploadError,
@@ -25,14 +27,17 @@ from artifactd.http.conditional import Precondition, evaluate_preconditions
 from artifactd.http.digests import expected_sha256
 from artifactd.paths import is_internal, join_path, parse_artifact_path
 from artifactd.settings import Settings
-from artifactd.store.base import ArtifactInfo, Requirement
+from artifactd.store.base import ArtifactInfo, Requirement, Upload
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
 from artifactd.web.middlewares import framing_error
+from artifactd.web.multipart import FormReader, form_boundary
 from artifactd.web.security import check_upload_allowed
 
+# Files one form may bring: each holds an open upload (a temp file) until the form ends.
+MAX_FORM_FILES = 256
 # Client types that say nothing about the content: the name is a better guide.
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
@@ -79,17 +84,18 @@ def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
 
 
 async def expect_handler(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: refuse oversized bodies before the client sends them.
+    """`Expect: 100-continue`: refuse a request before the client sends its body.
 
     aiohttp runs this before the middlewares, so failures are answered here directly,
-    starting with authorisation: a client that may not write never gets 100 Continue.
+    starting with the access policy's decision (429, 401, 403), then the checks the
+    handler makes before reading the body (400, 409, 412, 413), with the same functions.
     """
     refused = framing_error(request) or await check_upload_allowed(request)
     if refused is not None:
         return refused
     try:
-        check_declared_length(request, request.app[SETTINGS])
-    except UploadTooLargeError as exc:
+        await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
+    except ArtifactdError as exc:
         return error_for_domain(exc)
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         return json_error(417, "expectation failed")
@@ -147,31 +153,60 @@ async def store_stream(
             request.app[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
+    return await publish(request, info, replaced), replaced
+
+
+async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> ArtifactInfo:
+    """Tell event listeners about a version just committed."""
     request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
-    return info, replaced
+    return info
 
 
-async def put_file(request: web.Request) -> web.Response:
-    """PUT: stream the body into a new version, verify it, publish it atomically."""
+@dataclass(frozen=True)
+class WriteTarget:
+    """What a PUT or a form POST asks for, checked before any of its body is read."""
+
+    path: str  # the file (PUT) or the directory (POST)
+    expires_at: float | None
+    requirement: Requirement
+    expected_sha256: str | None = None  # PUT only
+    boundary: bytes = b""  # POST only
+
+
+async def put_target(request: web.Request) -> WriteTarget:
+    """A PUT's path, length, digest, TTL and preconditions (400, 409, 412, 413)."""
     settings = request.app[SETTINGS]
-    path, is_dir_request = requested_path(request)
-    if is_dir_request or not path:
-        raise InvalidPathError("PUT needs a file path, not a directory")
+    path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
     expected = expected_sha256(request.headers)
     expires_at = expires_at_for(request, settings)
     requirement = write_requirement(request, settings)
-    requirement_now = await _current_or_none(request, path)
-    requirement(requirement_now)  # fail fast, before reading the body; re-checked at commit
+    requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
+    return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
 
+
+async def form_target(request: web.Request) -> WriteTarget:
+    """A form POST's directory, boundary, length and TTL (400, 413)."""
+    settings = request.app[SETTINGS]
+    dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
+    boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
+    check_declared_length(request, settings)
+    expires_at = expires_at_for(request, settings)
+    requirement = write_requirement(request, settings)
+    return WriteTarget(dir_path, expires_at, requirement, boundary=boundary)
+
+
+async def put_file(request: web.Request) -> web.Response:
+    """PUT: stream the body into a new version, verify it, publish it atomically."""
+    target = await put_target(request)
     info, replaced = await store_stream(
         request,
-        path,
-        body_chunks(request, settings),
+        target.path,
+        body_chunks(request, request.app[SETTINGS]),
         content_type=request.headers.get(hdrs.CONTENT_TYPE),
-        expires_at=expires_at,
-        expected_sha256=expected,
-        requirement=requirement,
+        expires_at=target.expires_at,
+        expected_sha256=target.expected_sha256,
+        requirement=target.requirement,
     )
     return web.json_response(
         artifact_document(info),
@@ -188,9 +223,7 @@ async def _current_or_none(request: web.Request, path: str) -> ArtifactInfo | No
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    path, is_dir_request = requested_path(request)
-    if is_dir_request or not path:
-        raise InvalidPathError("DELETE needs a file path, not a directory")
+    path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     settings = request.app[SETTINGS]
     info = await request.app[STORE].delete(path, require=write_requirement(request, settings))
     request.app[EVENTS].publish("deleted", artifact_document(info))
@@ -198,49 +231,44 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 async def post_files(request: web.Request) -> web.StreamResponse:
-    """POST multipart/form-data to a directory: store each file part under it."""
-    settings = request.app[SETTINGS]
-    dir_path, is_dir_request = requested_path(request)
-    if not is_dir_request:
-        raise InvalidPathError("POST uploads go to a directory URL ending in '/'")
-    if not request.content_type.startswith("multipart/form-data"):
-        raise InvalidValueError("POST needs a multipart/form-data body")
-    check_declared_length(request, settings)
-    expires_at = expires_at_for(request, settings)
-    requirement = write_requirement(request, settings)
-    stored: list[dict[str, object]] = []
-    reader = await request.multipart()
-    budget = [settings.max_upload_size]  # bytes the rest of the form may still bring
+    """POST multipart/form-data to a directory: store each file part under it.
 
-    async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(settings.chunk_size):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise UploadTooLargeError(f"body is over {settings.max_upload_size} bytes")
-            yield chunk
-
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue  # a nested multipart: not something a form sends
-        if not part.filename:
-            if part.name == "ttl":  # the browse page's "keep for" field, sent before files
-                ttl_text = (await part.text()).strip()
-                if ttl_text:
-                    ttl = parse_duration(ttl_text)
-                    expires_at = None if ttl is None else time.time() + ttl
-            continue
-        info, _ = await store_stream(
-            request,
-            _part_path(dir_path, part.filename),
-            part_chunks(part),
-            content_type=part.headers.get(hdrs.CONTENT_TYPE),
-            expires_at=expires_at,
-            expected_sha256=None,
-            requirement=requirement,
-        )
-        stored.append(artifact_document(info))
-    if not stored:
-        raise InvalidValueError("the form contained no file")
+    All or nothing: every file part is written to its own upload first, and they are
+    committed only once the form's close delimiter has arrived, so a form cut short or
+    malformed (400) leaves every path as it was.
+    """
+    target = await form_target(request)
+    dir_path, expires_at, requirement = target.path, target.expires_at, target.requirement
+    form = FormReader(body_chunks(request, request.app[SETTINGS]), target.boundary)
+    staged: list[Upload] = []
+    try:
+        while (part := await form.next_part()) is not None:
+            if not part.filename:
+                if part.name == "ttl":  # the browse page's "keep for" field, sent before files
+                    ttl_text = (await part.text()).strip()
+                    if ttl_text:
+                        ttl = parse_duration(ttl_text)
+                        expires_at = None if ttl is None else time.time() + ttl
+                continue  # other fields (and empty file inputs) are skipped
+            if len(staged) >= MAX_FORM_FILES:
+                raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
+            path = _part_path(dir_path, part.filename)
+            requirement(await _current_or_none(request, path))  # fail fast; checked again
+            upload = await request.app[STORE].begin_upload(
+                path, content_type=stored_type(part.content_type), expires_at=expires_at
+            )
+            staged.append(upload)
+            async for chunk in part.chunks():
+                await upload.write(chunk)
+        if not staged:
+            raise InvalidValueError("the form contained no file")
+        stored = [
+            artifact_document(await publish(request, *await upload.commit(require=requirement)))
+            for upload in staged
+        ]
+    finally:
+        for upload in staged:
+            await upload.abort()  # a no-op for those committed
     if not wants_json(request):
         # A browser's form post: back to the listing, which now shows the files.
         raise web.HTTPSeeOther(directory_url(dir_path))

@@ -501,16 +501,6 @@ def test_after_the_run(site: Site) -> None:
     check_after_run(site.server)
 
 
-# Found by this test, with both parsers; multipart parsing is artifactd/web/uploads.py's
-# (post_files), which lets aiohttp's MultipartReader errors through as 500s.
-MULTIPART_GAP = (
-    "multipart POSTs answer 500: a boundary missing, empty or over 70 characters, a body "
-    "empty or without its closing boundary, part headers unended or a line without a colon, "
-    "a ttl part with charset=foo or invalid UTF-8, a filename with NUL"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MULTIPART_GAP)
 @pytest.mark.parametrize("parser", sorted(PARSERS))
 def test_multipart_posts(tmp_path: Path, parser: str) -> None:
     server = start_server(tmp_path, parser)

@@ -93,3 +93,14 @@ def test_an_upload_slower_than_the_shutdown_timeout_is_cancelled_and_stores_noth
         assert not temp_dir.exists() or not any(temp_dir.iterdir())
     finally:
         proc.kill()
+
+
+def test_sigterm_right_after_the_readiness_line_drains_and_exits_0(storage_root: Path) -> None:
+    for _ in range(3):
+        proc = ServerProcess(storage_root)
+        try:
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.proc.wait(30) == 0, proc.stderr()
+            assert "stopped" in proc.stderr()
+        finally:
+            proc.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -202,3 +203,31 @@ def test_a_second_server_on_a_port_held_by_workers_fails_to_start(
             assert fetch(proc.files_url("a.txt")) == b"first"
     finally:
         proc.terminate()  # SIGTERM: the supervisor stops its workers (kill would orphan them)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(storage_root: Path) -> None:
+    """An orphaned worker would keep the port, serving with nobody to restart or stop it."""
+    proc = ServerProcess(storage_root, "--workers", "2")
+    try:
+        pids = list(worker_pids(proc).values())
+        assert len(pids) == 2
+        os.kill(proc.proc.pid, signal.SIGKILL)
+        proc.proc.wait(10)
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # A zombie (exited, not yet reaped by init) is gone too.
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ", 1)[1].startswith("Z")
+
+        eventually(lambda: all(gone(pid) for pid in pids), timeout=30)
+        with socket.socket() as probe:  # the port is free again
+            probe.bind(("127.0.0.1", proc.port))
+    finally:
+        for pid in worker_pids(proc).values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()

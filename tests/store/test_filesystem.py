@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from artifactd.errors import InvalidPathError, NotFoundError
+from artifactd.store.base import Upload
 from artifactd.store.filesystem import FilesystemStore, digests, hotcache
 
 
@@ -245,3 +248,72 @@ async def test_stale_upload_cleaning_never_removes_a_starting_upload(root: Path)
         )
     assert len([i async for i in store.iter_artifacts("race/")]) == 200
     await store.close()
+
+
+OPEN_FRESH_ROOTS = """
+import logging, sys, time
+from pathlib import Path
+from artifactd.store.filesystem import FilesystemStore
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+start, roots = float(sys.argv[1]), sys.argv[2:]
+for number, root in enumerate(roots):
+    time.sleep(max(0.0, start + 0.2 * number - time.time()))  # all processes at once
+    FilesystemStore(Path(root))
+"""
+
+
+def test_processes_opening_a_new_root_together_warn_of_no_lost_metadata(tmp_path: Path) -> None:
+    """`serve --workers 4` on a new root: every worker opens it at once, and none may take
+    another's half-made state directory for a root whose metadata went missing."""
+    roots = [str(tmp_path / f"root{number}") for number in range(10)]
+    start = time.time() + 2.0  # past every interpreter's start-up
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_FRESH_ROOTS, str(start), *roots],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    assert not any("missing or empty" in output for output in outputs), outputs
+
+
+@pytest.mark.allow_blocking
+async def test_a_commit_racing_the_delete_of_its_last_sibling_lands(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete removes the parent directories it empties; a commit into that directory
+    at the same moment (here: in another process) must neither fail nor be refused."""
+    rename, rmdir = os.rename, os.rmdir
+
+    def slow_rename(source: str, target: str) -> None:
+        time.sleep(0.010)  # a busy machine: each step may wait for a core
+        rename(source, target)
+
+    def slow_rmdir(path: str) -> None:
+        time.sleep(0.005)
+        rmdir(path)
+
+    monkeypatch.setattr(os, "rename", slow_rename)
+    monkeypatch.setattr(os, "rmdir", slow_rmdir)
+    store = await make_store(root)
+    other_process = await make_store(root)
+
+    async def commit_soon(upload: Upload) -> None:
+        await asyncio.sleep(0.001)  # just after the delete started
+        await upload.commit()
+
+    for number in range(5):
+        directory = f"d{number}/sub"
+        upload = await other_process.begin_upload(f"{directory}/sibling")
+        await upload.write(b"old")
+        await upload.commit()
+        upload = await other_process.begin_upload(f"{directory}/new")
+        await upload.write(b"new")
+        await asyncio.gather(store.delete(f"{directory}/sibling"), commit_soon(upload))
+        async with await store.open(f"{directory}/new") as reader:
+            assert await reader.read(0, 10) == b"new"
+    await store.close()
+    await other_process.close()

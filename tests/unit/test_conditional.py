@@ -283,6 +283,22 @@ def test_if_range_needs_a_strong_etag_match_or_the_exact_modification_date(
     assert if_range_matches(if_range, etag=ETAG, last_modified=EXAMPLE + 0.5) is expected
 
 
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (EXAMPLE + 0.6, False),  # the second the date names is not over: weak (§8.8.2.2)
+        (EXAMPLE + 0.999, False),
+        (EXAMPLE - 5, False),  # changed "in the future" (a clock step): never strong
+        (EXAMPLE + 1, True),  # the next second: no later change can carry this date
+        (EXAMPLE + 86400, True),
+    ],
+)
+def test_if_range_date_matches_only_a_strong_last_modified(now: float, expected: bool) -> None:
+    matches = if_range_matches(EXAMPLE_DATE, etag=ETAG, last_modified=EXAMPLE + 0.5, now=now)
+    assert matches is expected
+    assert if_range_matches(ETAG, etag=ETAG, last_modified=EXAMPLE + 0.5, now=now) is True
+
+
 def test_if_range_never_matches_a_resource_without_validators() -> None:
     assert if_range_matches(ETAG, etag=None, last_modified=None) is False
     assert if_range_matches(EXAMPLE_DATE, etag=None, last_modified=None) is False

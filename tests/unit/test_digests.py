@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from artifactd.errors import InvalidDigestError
-from artifactd.http.digests import etag_for_digest, expected_sha256, repr_digest_header
+from artifactd.http.digests import (
+    DigestFields,
+    etag_for_digest,
+    expected_sha256,
+    legacy_digest_header,
+    repr_digest_header,
+    wanted_digests,
+)
 
 HEX = hashlib.sha256(b"hello").hexdigest()
 B64 = base64.b64encode(bytes.fromhex(HEX)).decode()
@@ -137,3 +144,41 @@ def test_any_header_value_is_parsed_or_rejected_as_an_invalid_digest(value: str)
     for name in ("Repr-Digest", "Digest", "X-Checksum-Sha256"):
         with contextlib.suppress(InvalidDigestError):
             expected_sha256(CIMultiDict([(name, value)]))
+
+
+def test_legacy_digest_header_is_rfc_3230_base64() -> None:
+    assert legacy_digest_header(HEX) == f"SHA-256={B64}"
+
+
+@pytest.mark.parametrize(
+    ("want_digest", "want_repr_digest", "expected"),
+    [
+        (None, None, DigestFields(repr=True, legacy=False)),  # as always: Repr-Digest
+        ("SHA-256", None, DigestFields(repr=True, legacy=True)),
+        ("sha-256", None, DigestFields(repr=True, legacy=True)),  # names: any case (§4.1.1)
+        ("SHA-512;q=1, SHA-256;q=1, SHA;q=0.1", None, DigestFields(repr=True, legacy=True)),
+        ("MD5, Sha-256;q=0.3", None, DigestFields(repr=True, legacy=True)),
+        ("SHA-256;q=0", None, DigestFields(repr=True, legacy=False)),  # not acceptable
+        ("SHA-256;q=0.000", None, DigestFields(repr=True, legacy=False)),
+        ("MD5, SHA", None, DigestFields(repr=True, legacy=False)),  # none we have
+        ("", None, DigestFields(repr=True, legacy=False)),
+        (None, "sha-256=10", DigestFields(repr=True, legacy=False)),
+        (None, "sha-512=10, sha-256=1", DigestFields(repr=True, legacy=False)),
+        (None, "sha-512=3", DigestFields(repr=True, legacy=False)),  # ours, as we lack it
+        (None, "sha-256=0", DigestFields(repr=False, legacy=False)),  # "not acceptable"
+        (None, "sha-256=0, sha-512=5", DigestFields(repr=False, legacy=False)),
+        (None, "sha-256=x", DigestFields(repr=True, legacy=False)),  # malformed: ignored
+        (None, "sha-256=11", DigestFields(repr=True, legacy=False)),  # out of range: ignored
+        (None, "sha-256=0;p=1", DigestFields(repr=False, legacy=False)),  # parameters skipped
+        ("SHA-256", "sha-256=0", DigestFields(repr=False, legacy=True)),  # each on its own
+    ],
+)
+def test_wanted_digest_fields(
+    want_digest: str | None, want_repr_digest: str | None, expected: DigestFields
+) -> None:
+    assert wanted_digests(want_digest, want_repr_digest) == expected
+
+
+@given(st.text(), st.text())
+def test_wanted_digest_fields_never_raise(want_digest: str, want_repr_digest: str) -> None:
+    assert isinstance(wanted_digests(want_digest, want_repr_digest), DigestFields)

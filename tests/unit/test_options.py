@@ -20,7 +20,12 @@ from hypothesis import strategies as st
 
 import artifactd.server
 from artifactd.cli import main
-from artifactd.config import CONFIG_KEYS, format_toml, settings_document
+from artifactd.config import (
+    CONFIG_KEYS,
+    format_toml,
+    settings_document,
+    settings_from_environment,
+)
 from artifactd.errors import InvalidValueError
 from artifactd.options import (
     SERVE,
@@ -358,7 +363,9 @@ def test_gunicorn_reads_the_config_file_named_by_artifactd_config_below_variable
 ) -> None:
     config = tmp_path / "artifactd.toml"
     config.write_text('port = 9000\nmax_size = "1GiB"\nrate_limit = "off"\n')
-    settings = Settings.from_env({"ARTIFACTD_CONFIG": str(config), "ARTIFACTD_PORT": "9001"})
+    settings = settings_from_environment(
+        {"ARTIFACTD_CONFIG": str(config), "ARTIFACTD_PORT": "9001"}
+    )
     assert settings.port == 9001  # the variable wins over the file, as with `serve`
     assert settings.max_size == 1024**3
     assert settings.rate_limit is None
@@ -368,4 +375,4 @@ def test_gunicorn_refuses_a_bad_config_file_as_serve_does(tmp_path: Path) -> Non
     config = tmp_path / "artifactd.toml"
     config.write_text("no_such_key = 1\n")
     with pytest.raises(InvalidValueError, match="no_such_key"):
-        Settings.from_env({"ARTIFACTD_CONFIG": str(config)})
+        settings_from_environment({"ARTIFACTD_CONFIG": str(config)})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,6 +30,11 @@ LARGE = ArtifactInfo(
     "b.bin", 4 * INLINE_READ_BYTES, "application/octet-stream", MODIFIED_AT, 0.0, sha256=SHA
 )
 EMPTY = ArtifactInfo("e.bin", 0, "text/plain", MODIFIED_AT, 0.0, sha256=SHA)
+# Changed 0.7 s into the second LAST_MODIFIED names: while that second lasts, another
+# version may have had the same Last-Modified (RFC 9110 §8.8.2.2: a weak validator).
+CHANGED_LATE = ArtifactInfo(
+    "a.bin", 10000, "application/octet-stream", MODIFIED_AT + 0.7, 0.0, sha256=SHA
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Case:
     max_ranges: int = 16
     content_range: str | None = None
     content_length: int | None = field(default=None)
+    now: float | None = None  # the server's clock (None: the real one)
 
 
 WHOLE = ((0, 9999),)
@@ -239,6 +246,43 @@ CASES: dict[str, Case] = {
         ((0, 3),),
         content_range="bytes 0-3/10000",
     ),
+    # §8.8.2.2: a date is only a strong validator once its second is over, so a version
+    # changed within the second the date names may not be the one the client has.
+    "If-Range with the date of a version changed within the same second sends the whole body": (
+        Case(
+            {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+            200,
+            BodySource.INLINE,
+            WHOLE,
+            info=CHANGED_LATE,
+            now=MODIFIED_AT + 0.9,
+        )
+    ),
+    "If-Range with the date of a version from the future sends the whole body": Case(
+        {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+        200,
+        BodySource.INLINE,
+        WHOLE,
+        now=MODIFIED_AT - 60,
+    ),
+    "If-Range with a date a second after it was weak honours the Range": Case(
+        {"Range": "bytes=0-3", "If-Range": LAST_MODIFIED},
+        206,
+        BodySource.INLINE,
+        ((0, 3),),
+        info=CHANGED_LATE,
+        now=MODIFIED_AT + 1.0,
+        content_range="bytes 0-3/10000",
+    ),
+    "If-Range with the current tag honours the Range even within the second": Case(
+        {"Range": "bytes=0-3", "If-Range": ETAG},
+        206,
+        BodySource.INLINE,
+        ((0, 3),),
+        info=CHANGED_LATE,
+        now=MODIFIED_AT + 0.9,
+        content_range="bytes 0-3/10000",
+    ),
     "If-Range with another date sends the whole body": Case(
         {"Range": "bytes=0-3", "If-Range": LATER}, 200, BodySource.INLINE, WHOLE
     ),
@@ -259,6 +303,7 @@ def plan(case: Case, **kwargs: object) -> DownloadPlan:
         max_ranges=case.max_ranges,
         zero_copy=case.zero_copy,
         new_boundary=lambda: "BOUNDARY",
+        now=case.now,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -326,3 +371,73 @@ def test_the_plain_get_plan_is_worked_out_once_per_version() -> None:
 def test_only_304s_and_inline_plans_are_answered_at_once(case: Case) -> None:
     planned = plan(case)
     assert planned.at_once is (planned.body in (BodySource.NONE, BodySource.INLINE))
+
+
+LEGACY_DIGEST = "SHA-256=" + base64.b64encode(bytes.fromhex(SHA)).decode()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case({"Want-Digest": "SHA-256"}, 200, BodySource.INLINE, WHOLE),
+        Case({"Want-Digest": "sha-512, sha-256;q=0.5"}, 200, BodySource.INLINE, WHOLE),
+        Case({"Want-Digest": "SHA-256"}, 200, BodySource.HEADERS, WHOLE, method="HEAD"),
+        # RFC 3230's Digest is of the whole instance, also on a 206 (so that a client
+        # fetching ranges over several connections sees a replaced file).
+        Case(
+            {"Want-Digest": "SHA-256", "Range": "bytes=0-3"},
+            206,
+            BodySource.INLINE,
+            ((0, 3),),
+            content_range="bytes 0-3/10000",
+        ),
+        Case({"Want-Digest": "SHA-256", "Range": "bytes=0-0,-1"}, 206, BodySource.MULTIPART),
+    ],
+    ids=["plain", "weighted", "HEAD", "range", "ranges"],
+)
+def test_want_digest_sha256_adds_an_rfc_3230_digest(case: Case) -> None:
+    planned = plan(case)
+    assert (planned.status, planned.body) == (case.status, case.body)
+    headers = planned.response_headers()
+    assert headers["Digest"] == LEGACY_DIGEST
+    assert headers["Repr-Digest"] == f"sha-256=:{base64.b64encode(bytes.fromhex(SHA)).decode()}:"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Want-Digest": "SHA-256;q=0"}, {"Want-Digest": "MD5"}, {"Range": "bytes=0-3"}],
+)
+def test_no_rfc_3230_digest_unless_asked_for(headers: dict[str, str]) -> None:
+    planned = plan(Case(headers, 200, BodySource.INLINE))
+    assert "Digest" not in planned.response_headers()
+    assert "Repr-Digest" in planned.response_headers()
+
+
+def test_want_repr_digest_refusing_sha256_gets_no_repr_digest() -> None:
+    refused = plan(Case({"Want-Repr-Digest": "sha-256=0"}, 200, BodySource.INLINE))
+    assert "Repr-Digest" not in refused.response_headers()
+    others = plan(Case({"Want-Repr-Digest": "sha-512=9"}, 200, BodySource.INLINE))
+    assert "Repr-Digest" in others.response_headers()  # all we have, sent unasked (§4)
+
+
+def test_a_name_a_url_cannot_carry_gets_content_disposition_in_every_answer() -> None:
+    spaced = ArtifactInfo("dir/a b.bin", 10000, "application/octet-stream", MODIFIED_AT, 0.0, SHA)
+    expected = "attachment; filename=\"a b.bin\"; filename*=UTF-8''a%20b.bin"
+    for headers in ({}, {"Range": "bytes=0-3"}, {"Want-Digest": "SHA-256"}):
+        planned = plan(Case(headers, 200, BodySource.INLINE, info=spaced))
+        assert planned.response_headers()["Content-Disposition"] == expected
+    head = plan(Case({}, 200, BodySource.HEADERS, method="HEAD", info=spaced))
+    assert head.response_headers()["Content-Disposition"] == expected
+    assert "Content-Disposition" not in plan(Case({}, 200, BodySource.INLINE)).headers
+
+
+def test_a_precompressed_sibling_is_named_after_the_artifact() -> None:
+    sibling = ArtifactInfo("a b.txt.gz", 900, "application/gzip", MODIFIED_AT, 0.0, SHA)
+    planned = plan(
+        Case({}, 200, BodySource.INLINE, info=sibling),
+        vary=True,
+        content_encoding="gzip",
+        content_type="text/plain",
+        path="a b.txt",
+    )
+    assert planned.headers["Content-Disposition"].endswith("filename*=UTF-8''a%20b.txt")

@@ -9,8 +9,12 @@ must equal the plain Application's, and the case must really have gone that way.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import os
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -20,6 +24,7 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster
 
+from artifactd.http import conditional
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.readers import FileReader
@@ -36,6 +41,11 @@ DATA = bytes(range(251)) * 400
 TEXT = b"compressible line\n" * 5000  # text/plain, worth gzip
 STYLE = random.Random(0).randbytes(80 * 1024)  # its gzip is hardly smaller
 STYLE_GZ = gzip.compress(STYLE, mtime=0)
+LEGACY_DIGEST = "SHA-256=" + base64.b64encode(hashlib.sha256(DATA).digest()).decode()
+# Server clocks (conditional.wall_clock) at which every file here has a strong
+# Last-Modified (its second long over) or not (a date not reached yet), RFC 9110 §8.8.2.2.
+SETTLED_CLOCK = time.time() + 30 * 86400
+UNSETTLED_CLOCK = 1_000_000_000.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class Case:
     body: bytes | None  # None: checked by `check` or against the reference only
     sends: str  # "span": one span of bytes, "multipart", "gzip", "nothing"
     hot: bool  # answered by the hot path (once the artifact is hot)
+    clock: float | None = None  # the servers' wall clock for If-Range dates, if not the real one
 
 
 CASES: dict[str, Case] = {
@@ -79,6 +90,45 @@ CASES: dict[str, Case] = {
         "span",
         True,
     ),
+    "If-Range date of a settled version": Case(
+        "GET",
+        "/files/data.bin",
+        {"Range": "bytes=0-3", "If-Range": "LAST_MODIFIED"},
+        206,
+        DATA[:4],
+        "span",
+        True,
+        clock=SETTLED_CLOCK,
+    ),
+    "If-Range date of a version within its second": Case(
+        "GET",
+        "/files/data.bin",
+        {"Range": "bytes=0-3", "If-Range": "LAST_MODIFIED"},
+        200,
+        DATA,
+        "span",
+        True,
+        clock=UNSETTLED_CLOCK,
+    ),
+    "Want-Digest": Case(
+        "GET", "/files/data.bin", {"Want-Digest": "SHA-256;q=1, SHA;q=0.1"}, 200, DATA, "span", True
+    ),
+    "Want-Digest of a range": Case(
+        "GET",
+        "/files/data.bin",
+        {"Want-Digest": "sha-256", "Range": "bytes=10-19"},
+        206,
+        DATA[10:20],
+        "span",
+        True,
+    ),
+    "Want-Repr-Digest refusing sha-256": Case(
+        "GET", "/files/data.bin", {"Want-Repr-Digest": "sha-256=0"}, 200, DATA, "span", True
+    ),
+    "name with a space": Case("GET", "/files/a%20b.bin", {}, 200, DATA, "span", True),
+    "name with a space, a range": Case(
+        "GET", "/files/a%20b.bin", {"Range": "bytes=0-3"}, 206, DATA[:4], "span", True
+    ),
     "HEAD": Case("HEAD", "/files/data.bin", {}, 200, b"", "nothing", False),
     "HEAD of a range": Case(
         "HEAD", "/files/data.bin", {"Range": "bytes=0-9"}, 206, b"", "nothing", False
@@ -88,6 +138,9 @@ CASES: dict[str, Case] = {
     ),
     "gzip sibling": Case(
         "GET", "/files/style.css", {"Accept-Encoding": "gzip"}, 200, STYLE_GZ, "span", False
+    ),
+    "stale gzip sibling is compressed afresh": Case(
+        "GET", "/files/stale.txt", {"Accept-Encoding": "gzip"}, 200, None, "gzip", False
     ),
     "identity of a compressible file": Case("GET", "/files/notes.txt", {}, 200, TEXT, "span", True),
     "empty file": Case("GET", "/files/empty.bin", {}, 200, b"", "nothing", True),
@@ -129,7 +182,12 @@ async def root(storage_root: Path) -> Path:
     await store_bytes(store, "style.css", STYLE)
     await store_bytes(store, "style.css.gz", STYLE_GZ)
     await store_bytes(store, "empty.bin", b"")
+    await store_bytes(store, "stale.txt.gz", gzip.compress(b"an older version\n" * 100))
+    await store_bytes(store, "stale.txt", TEXT)  # replaced after its sibling was made
+    await store_bytes(store, "a b.bin", DATA)
     await store.close()
+    long_ago = 1_000_000_000.0  # older than stale.txt, whatever the clock tick
+    os.utime(storage_root / "stale.txt.gz", (long_ago, long_ago))
     return storage_root
 
 
@@ -179,8 +237,9 @@ async def serving_by(
             plan_module._plain_get.cache_clear()
 
 
-async def answer_of(served: Served, case: Case, etag: str) -> Answer:
-    headers = {k: (etag if v == "ETAG" else v) for k, v in case.headers.items()}
+async def answer_of(served: Served, case: Case, validators: dict[str, str]) -> Answer:
+    """The answer to `case`, with "ETAG" and "LAST_MODIFIED" replaced by data.bin's."""
+    headers = {k: validators.get(v, v) for k, v in case.headers.items()}
     async with client_session() as session:
         return await fetch(session, served.url, case.method, case.target, headers)
 
@@ -189,15 +248,19 @@ async def answer_of(served: Served, case: Case, etag: str) -> Answer:
 async def test_each_case_answers_alike_down_every_body_path(
     case: Case, body_path: BodyPath, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if case.clock is not None:
+        clock = case.clock
+        monkeypatch.setattr(conditional, "wall_clock", lambda: clock)
     async with serving(Settings(root=root), hot=False) as reference:
         async with client_session() as session:
-            etag = (await fetch(session, reference.url, "HEAD", "/files/data.bin", {}))[1]["etag"]
-        expected = await answer_of(reference, case, etag)
+            head = (await fetch(session, reference.url, "HEAD", "/files/data.bin", {}))[1]
+        validators = {"ETAG": head["etag"], "LAST_MODIFIED": head["last-modified"]}
+        expected = await answer_of(reference, case, validators)
     async with serving_by(body_path, root, monkeypatch) as server:
-        await answer_of(server.served, case, etag)  # warms the hot cache
+        await answer_of(server.served, case, validators)  # warms the hot cache
         server.used.clear()
         server.served.reached_application.clear()
-        answer = await answer_of(server.served, case, etag)
+        answer = await answer_of(server.served, case, validators)
         used, reached = list(server.used), bool(server.served.reached_application)
 
     assert answer == expected
@@ -233,6 +296,18 @@ def check_case(case: Case, headers: dict[str, str], body: bytes) -> None:
         assert headers["content-encoding"] == "gzip"
         assert headers["transfer-encoding"] == "chunked"
         assert "content-length" not in headers
+    if "Want-Digest" in case.headers:
+        assert headers["digest"] == LEGACY_DIGEST
+    elif "Want-Repr-Digest" in case.headers:
+        assert "repr-digest" not in headers
+    else:
+        assert "digest" not in headers
+    if case.target == "/files/a%20b.bin":
+        assert headers["content-disposition"] == (
+            "attachment; filename=\"a b.bin\"; filename*=UTF-8''a%20b.bin"
+        )
+    else:
+        assert "content-disposition" not in headers
     if case.status == 416:
         assert headers["content-range"] == f"bytes */{len(DATA)}"
     if case.status in (412, 416):
@@ -244,5 +319,5 @@ def check_case(case: Case, headers: dict[str, str], body: bytes) -> None:
     if case.target == "/files/style.css":
         assert headers["content-encoding"] == "gzip"
         assert headers["content-type"] == "text/css"
-    if case.target in ("/files/notes.txt", "/files/style.css"):
+    if case.target in ("/files/notes.txt", "/files/style.css", "/files/stale.txt"):
         assert headers["vary"] == "Accept-Encoding"

@@ -82,7 +82,7 @@ def leave_midway(
 def test_a_download_dropped_midway_counts_as_the_200_it_was(
     storage_root: Path, blockbuster: BlockBuster, zero_copy: bool
 ) -> None:
-    # sendfile of pages already cached runs on the loop by design (see web/zerocopy.py).
+    # sendfile of pages already cached runs on the loop by design (see web/download/zerocopy.py).
     blockbuster.functions["os.sendfile"].deactivate()
 
     async def download_a_little(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

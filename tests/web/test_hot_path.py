@@ -87,7 +87,7 @@ MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
 async def test_hot_answers_are_the_applications_answers(
     root: Path, blockbuster: BlockBuster
 ) -> None:
-    # sendfile of pages already cached runs on the loop by design (see web/zerocopy.py).
+    # sendfile of pages already cached runs on the loop by design (see web/download/zerocopy.py).
     blockbuster.functions["os.sendfile"].deactivate()
     settings = Settings(root=root)
     async with (
@@ -182,7 +182,7 @@ async def test_the_hot_path_skips_only_middlewares_whose_work_the_pipeline_does(
     of the pipeline, or one the hot path's requests need not pass (and be added here)."""
     app = create_app(Settings(root=root), MemoryStore())
     names = [getattr(m, "__name__", repr(m)) for m in app.middlewares]
-    assert names == ["metrics_middleware", "errors_middleware", "auth"]
+    assert names == ["metrics_middleware", "errors_middleware", "access"]
     assert app.middlewares[0] is metrics_middleware
     assert app.middlewares[1] is middlewares_module.errors_middleware
     assert list(app.on_response_prepare) == [app[PIPELINE].on_response_prepare]

@@ -19,13 +19,15 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
+from artifactd.durations import parse_rate
+from artifactd.ratelimit import RateLimiter
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenFileError, TokenStore
 from artifactd.web import uploads
 from artifactd.web.app import create_app
-from artifactd.web.keys import SETTINGS
+from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.security import (
     ACCESS_POLICY,
@@ -499,6 +501,7 @@ async def test_expect_100_continue_is_refused_before_the_body_without_a_token(
 
     app.router.add_put("/files/{tail:.*}", accept, expect_handler=guarded_expect_handler)
     app[SETTINGS] = Settings(root=storage_root)
+    app[STORE] = MemoryStore()  # the expect handler looks for the version a PUT replaces
     client = await aiohttp_client(app)
     assert await raw_put_with_expect(client, "") == b"HTTP/1.1 401 Unauthorized\r\n"
     read_only = f"Authorization: Bearer {tokens['read']}\r\n"
@@ -598,7 +601,8 @@ def test_reads_pass_unchecked_only_when_public_and_not_rate_limited(
     storage_root: Path, private: bool, rate_limited: bool, unchecked: bool
 ) -> None:
     # What decides whether the hot path may answer in front of the middlewares.
-    policy = AccessPolicy(TokenStore(storage_root), private=private, rate_limited=rate_limited)
+    limiter = RateLimiter(*parse_rate("600/min")) if rate_limited else None
+    policy = AccessPolicy(TokenStore(storage_root), private=private, limiter=limiter)
     assert policy.passes_reads_unchecked() is unchecked
 
 

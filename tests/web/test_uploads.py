@@ -126,7 +126,7 @@ async def test_expired_artifact_answers_404_before_eviction(client: Client) -> N
 
 
 async def test_put_to_directory_path_is_refused(client: Client) -> None:
-    assert (await client.put("/files/docs/", data=b"x")).status == 400
+    assert (await client.put("/files/docs/", data=b"x")).status == 405
     assert (await client.put("/files/docs", data=b"x")).status == 409
 
 

@@ -8,13 +8,14 @@ hashed in one background thread meanwhile. Digests are remembered per exact vers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from artifactd.errors import NotFoundError
+from artifactd.errors import NotFoundError, StorageFullError
 from artifactd.store.base import Verification
 from artifactd.store.filesystem.confinement import resolve_inside
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
@@ -63,7 +64,9 @@ class DigestFinder:
             self._remember(version_key, sha256)
         row = _found_row(path, st, sha256)
         if sha256 is not None:
-            self.db.record_found_version(row)
+            # A cache: on a full disk the digest stays in memory (`_found`) only.
+            with contextlib.suppress(StorageFullError):
+                self.db.record_found_version(row)
         else:
             self._hash_in_background(path, st)
         return row

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artifactd.store.base import ArtifactInfo
+from artifactd.store.filesystem.reserve import allocate
 
 HOT_TTL_SECONDS = 2.0
 SMALL_FILE_BYTES = 64 * 1024
@@ -36,8 +37,10 @@ class GenerationCounter:
         flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
         fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
         try:
-            if writable and os.fstat(fd).st_size < _COUNTER.size:
-                os.ftruncate(fd, _COUNTER.size)
+            if writable:
+                # Allocated, not only sized: a store of a page first touched through the map
+                # on a full disk would kill the process (SIGBUS).
+                allocate(fd, _COUNTER.size)
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             self._map = mmap.mmap(fd, _COUNTER.size, access=access)
         finally:

@@ -10,6 +10,7 @@ processes on one root.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -160,19 +161,26 @@ class MetadataDB:
     def iter_all(self) -> Iterator[VersionRow]:
         yield from self._query(f"SELECT {_COLUMNS} FROM versions ORDER BY path")
 
-    def upsert(self, row: VersionRow) -> None:
-        if self.read_only:
-            return
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the connection for a write; a full disk raises StorageFullError (nothing
+        written: SQLite rolls the statement back)."""
         with self._lock:
             try:
-                self._conn.execute(
-                    f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                    _values(row),
-                )
+                yield
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
                     raise StorageFullError("no space left for the metadata database") from exc
                 raise
+
+    def upsert(self, row: VersionRow) -> None:
+        if self.read_only:
+            return
+        with self._writing():
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                _values(row),
+            )
 
     def record_found_version(self, row: VersionRow) -> None:
         """Record a version found on disk (placed or changed by hand). An existing row for
@@ -180,7 +188,7 @@ class MetadataDB:
         rewritten in place by hand)."""
         if self.read_only:
             return
-        with self._lock:
+        with self._writing():
             self._conn.execute(
                 f"INSERT INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) "
                 "ON CONFLICT (path, ino) DO UPDATE SET size = excluded.size, "
@@ -191,17 +199,20 @@ class MetadataDB:
                 _values(row),
             )
 
-    def delete_other_versions(self, path: str, keep_ino: int) -> None:
+    def delete_other_versions(self, path: str, keep_ino: int | None) -> None:
+        """Forget every version of `path` but the one with inode `keep_ino` (None: all)."""
         if self.read_only:
             return
-        with self._lock:
-            self._conn.execute("DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino))
+        with self._writing():
+            if keep_ino is None:
+                self._conn.execute("DELETE FROM versions WHERE path = ?", (path,))
+            else:
+                self._conn.execute(
+                    "DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino)
+                )
 
     def delete_path(self, path: str) -> None:
-        if self.read_only:
-            return
-        with self._lock:
-            self._conn.execute("DELETE FROM versions WHERE path = ?", (path,))
+        self.delete_other_versions(path, None)
 
     def record_accesses(self, accessed: dict[str, float]) -> None:
         """Write a batch of last-access times in one transaction."""
@@ -209,7 +220,7 @@ class MetadataDB:
             return
         if self.read_only:
             return
-        with self._lock:
+        with self._writing():
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(
@@ -218,7 +229,8 @@ class MetadataDB:
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a full disk may have rolled it back already
+                    self._conn.execute("ROLLBACK")
                 raise
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from artifactd.errors import (
+    ArtifactdError,
     ConflictError,
     IsDirectoryError,
     NotFoundError,
@@ -43,6 +45,7 @@ from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
     READ_ONLY_MESSAGE,
     TMP_PREFIX,
@@ -71,20 +74,14 @@ class FilesystemStore(Store):
         # On a read-only filesystem the store still serves what it holds: every write is
         # refused with StorageFullError (507) and no maintenance runs.
         self.read_only = _on_read_only_filesystem(self.root)
-        served_before = self.state_dir.is_dir()
         if not self.read_only:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(exist_ok=True)
-        self.db = MetadataDB(self.state_dir / "metadata.db", read_only=self.read_only)
-        if self.db.created and served_before:
-            log.warning(
-                "metadata database %s was missing or empty: started a new one; files under "
-                "the root are still served and their digests computed again, but content "
-                "types and expiry times recorded for earlier uploads are lost",
-                self.state_dir / "metadata.db",
-            )
         # Commits, deletes and evictions of every process on this root take turns.
         self._write_lock = WriteLock(None if self.read_only else self.state_dir / "write.lock")
+        self.db = self._open_metadata()
+        # Paths with rows that could not be deleted yet (see _forget_stale_rows).
+        self._stale_rows: set[str] = set()
+        self._reserve = SpaceReserve(self.state_dir / "reserve")
         self._accessed = PendingAccesses()
         generation_file = self.state_dir / "generation"
         self._generation = (
@@ -94,6 +91,28 @@ class FilesystemStore(Store):
         )
         self.hot = HotCache(self._generation)
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+
+    def _open_metadata(self) -> MetadataDB:
+        """Open (or start) the metadata database, under the write lock: processes opening
+        a new root together (`serve --workers N`) then see it either absent, with nothing
+        else there, or complete. The temp directory, made last, tells that the root was
+        served before, so a database missing beside it was lost (and only then warned of)."""
+        db_path = self.state_dir / "metadata.db"
+        if self.read_only:
+            return MetadataDB(db_path, read_only=True)
+        with self._write_lock.held():
+            served_before = self.tmp_dir.is_dir()
+            db = MetadataDB(db_path)
+            self.tmp_dir.mkdir(exist_ok=True)
+            SpaceReserve(self.state_dir / "reserve").refill()
+        if db.created and served_before:
+            log.warning(
+                "metadata database %s was missing or empty: started a new one; files under "
+                "the root are still served and their digests computed again, but content "
+                "types and expiry times recorded for earlier uploads are lost",
+                db_path,
+            )
+        return db
 
     @classmethod
     async def create(cls, root: Path) -> FilesystemStore:
@@ -216,6 +235,7 @@ class FilesystemStore(Store):
         st = os.fstat(upload.fd)
         target = Path(resolve_inside(self.root, upload.path))
         with self._write_lock.held():
+            self._forget_stale_rows()
             current = self._current_sync(upload.path, str(target))
             if require is not None:
                 require(current)
@@ -223,10 +243,13 @@ class FilesystemStore(Store):
                 target.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise ConflictError(f"a parent of {upload.path} is a file") from exc
+            except OSError as exc:
+                raise translate_write_error(exc) from exc
             resolve_inside(self.root, upload.path)  # the parents just made must not escape
             now = time.time()
             # Recorded before the rename and keyed by the new inode: a reader of the old inode
-            # keeps finding the old row, a reader of the new inode finds this one.
+            # keeps finding the old row, a reader of the new inode finds this one. On a full
+            # disk this fails first (StorageFullError), before anything changed.
             self.db.upsert(
                 VersionRow(
                     upload.path,
@@ -241,10 +264,18 @@ class FilesystemStore(Store):
                     origin="upload",
                 )
             )
-            os.rename(upload.tmp_path, target)
-            fsync_dir(target.parent)
-            self.db.delete_other_versions(upload.path, st.st_ino)
+            try:
+                os.rename(upload.tmp_path, target)
+            except OSError as exc:
+                self._stale_rows.add(upload.path)  # the row just written
+                self._forget_stale_rows()
+                raise translate_write_error(exc) from exc
+            # Published: from here on nothing may fail the commit. The old version's row
+            # describes an inode no longer at the path; if it cannot go now, it goes later.
             self._bump_generation()
+            fsync_dir(target.parent)
+            self._stale_rows.add(upload.path)
+            self._forget_stale_rows()
         return self._info_for(upload.path, st, None), current is not None
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
@@ -261,13 +292,12 @@ class FilesystemStore(Store):
             if current is None:
                 raise NotFoundError(path)
             try:
-                os.unlink(os_path)
+                self._remove_locked(path, os_path)
             except FileNotFoundError as exc:
                 raise NotFoundError(path) from exc
-            self.db.delete_path(path)
-            self._bump_generation()
+            except OSError as exc:
+                raise translate_write_error(exc) from exc
         self._accessed.forget(path)
-        self._remove_empty_parents(Path(os_path).parent)
         return current
 
     async def evict(self, info: ArtifactInfo) -> bool:
@@ -284,11 +314,45 @@ class FilesystemStore(Store):
                 return False
             if not stat.S_ISREG(st.st_mode) or _version_token(st) != info.version:
                 return False
-            os.unlink(os_path)
-            self.db.delete_path(info.path)
-            self._bump_generation()
+            try:
+                self._remove_locked(info.path, os_path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise translate_write_error(exc) from exc
         self._accessed.forget(info.path)
+        return True
+
+    def _remove_locked(self, path: str, os_path: str) -> None:
+        """Under the write lock: unlink the file, then forget its rows. The unlink is the
+        step that can fail (and then nothing changed); the rows go after it, so a removal
+        frees space even on a full disk: if the database cannot take even that write, the
+        space reserve is given up for it, and failing that the rows (describing a file no
+        longer there, so never served) are forgotten later."""
+        self._forget_stale_rows()
+        os.unlink(os_path)
+        self._bump_generation()
         self._remove_empty_parents(Path(os_path).parent)
+        self._stale_rows.add(path)
+        if not self._forget_stale_rows() and self._reserve.release():
+            self._forget_stale_rows()
+        self._reserve.refill()
+
+    def _forget_stale_rows(self) -> bool:
+        """Under the write lock: delete the rows of the paths in `_stale_rows` that do not
+        describe the file now there. False if the database could not take it (a full
+        disk); they are tried again by the next write or garbage collection."""
+        while self._stale_rows:
+            path = next(iter(self._stale_rows))
+            try:
+                keep = os.stat(resolve_inside(self.root, path)).st_ino
+            except (OSError, ArtifactdError):
+                keep = None
+            try:
+                self.db.delete_other_versions(path, keep)
+            except (StorageFullError, sqlite3.Error):
+                return False  # after a commit or removal took effect, never its failure
+            self._stale_rows.discard(path)
         return True
 
     def _current_sync(self, path: str, os_path: str) -> ArtifactInfo | None:
@@ -311,6 +375,8 @@ class FilesystemStore(Store):
             self._generation.bump()
 
     def _remove_empty_parents(self, directory: Path) -> None:
+        """Under the write lock: a commit (of any process) makes its parents and renames
+        into them under that lock too, so it never finds them removed in between."""
         while directory != self.root and self.root in directory.parents:
             try:
                 directory.rmdir()
@@ -343,15 +409,24 @@ class FilesystemStore(Store):
         self._accessed.note(path)
 
     async def flush_access_times(self) -> None:
-        await asyncio.to_thread(self.db.record_accesses, self._accessed.take())
+        batch = self._accessed.take()
+        try:
+            await asyncio.to_thread(self.db.record_accesses, batch)
+        except StorageFullError:
+            self._accessed.put_back(batch)
+            log.warning("disk full: access times are kept in memory until the next flush")
 
     async def collect_garbage(self) -> int:
         return await asyncio.to_thread(self._collect_garbage_sync)
 
     def _collect_garbage_sync(self) -> int:
-        """Temp files of uploads whose writer died (see tempfiles.py)."""
+        """Temp files of uploads whose writer died (see tempfiles.py); rows a removal on a
+        full disk could not delete; the space reserve, taken back."""
         if self.read_only:
             return 0
+        with self._write_lock.held():
+            self._forget_stale_rows()
+            self._reserve.refill()
         return remove_abandoned(self.tmp_dir, TMP_PREFIX)
 
     async def close(self) -> None:

@@ -1,12 +1,14 @@
 """The compression choice for a download, and gzip while streaming.
 
-gzip for compressible artifacts: a precompressed `.gz` sibling when one exists, else
-on-the-fly compression. Never for ranges: a 206 is always of the identity bytes.
+gzip for compressible artifacts: a precompressed `.gz` sibling made from the current
+version when there is one, else on-the-fly compression where the connection can carry it.
+Never for ranges: a 206 is always of the identity bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import zlib
 from collections.abc import Mapping
@@ -16,6 +18,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from artifactd.http.conditional import format_http_date
+from artifactd.http.disposition import content_disposition
 from artifactd.http.negotiation import coding_accepted
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web.download.plan import BodySource, DownloadPlan, plan_preconditions
@@ -73,6 +76,33 @@ def choose_variant(headers: Mapping[str, str], info: ArtifactInfo) -> Variant:
     return IDENTITY_VARY
 
 
+class GzipSource(enum.Enum):
+    """Where the bytes of a gzip answer come from."""
+
+    SIBLING = "sibling"  # the precompressed `<name>.gz`, sent as stored
+    ON_THE_FLY = "on-the-fly"  # compressed while streamed, chunked
+    IDENTITY = "identity"  # no gzip after all: the identity body, with Vary
+
+
+def gzip_source(
+    http_version: tuple[int, int], identity: ArtifactInfo, sibling: ArtifactInfo | None
+) -> GzipSource:
+    """How to answer a request that chose the gzip variant of `identity`, given its `.gz`
+    `sibling` if one is stored.
+
+    A sibling stands for the artifact only while it was made from the current version:
+    not older than it (`gzip -k` keeps the source's time; an artifact replaced after its
+    sibling was made would otherwise be served stale, with digests of the old bytes).
+    Compressing on the fly needs chunked framing (the length is unknown in advance),
+    which HTTP/1.0 lacks: such a client gets the identity body with its length instead.
+    """
+    if sibling is not None and sibling.modified_at >= identity.modified_at:
+        return GzipSource.SIBLING
+    if http_version >= (1, 1):
+        return GzipSource.ON_THE_FLY
+    return GzipSource.IDENTITY
+
+
 def gzip_etag(identity_etag: str) -> str:
     """A strong ETag for the gzip variant, distinct from the identity one (RFC 9110 §8.8.3)."""
     return identity_etag[:-1] + '-gzip"'
@@ -99,6 +129,9 @@ def plan_gzip_stream(method: str, headers: Mapping[str, str], info: ArtifactInfo
     validators["Content-Type"] = info.content_type
     validators["Content-Encoding"] = "gzip"
     validators["Accept-Ranges"] = "bytes"
+    disposition = content_disposition(info.path)
+    if disposition is not None:
+        validators["Content-Disposition"] = disposition
     source = BodySource.HEADERS if method == hdrs.METH_HEAD else BodySource.GZIP
     return DownloadPlan(200, source, CIMultiDictProxy(validators))
 

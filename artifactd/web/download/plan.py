@@ -28,7 +28,14 @@ from artifactd.http.conditional import (
     format_http_date,
     if_range_matches,
 )
-from artifactd.http.digests import repr_digest_header
+from artifactd.http.digests import (
+    DEFAULT_DIGESTS,
+    DigestFields,
+    legacy_digest_header,
+    repr_digest_header,
+    wanted_digests,
+)
+from artifactd.http.disposition import content_disposition
 from artifactd.http.ranges import ByteRange, RangeKind, evaluate_range
 from artifactd.store.base import ArtifactInfo
 
@@ -44,10 +51,21 @@ IF_UNMODIFIED_SINCE = istr("If-Unmodified-Since")
 IF_RANGE = istr("If-Range")
 RANGE = istr("Range")
 CONTENT_TYPE = istr("Content-Type")
+WANT_DIGEST = istr("Want-Digest")
+WANT_REPR_DIGEST = istr("Want-Repr-Digest")
 
-# A GET with none of these is a 200 with the whole body: no preconditions or ranges to
-# evaluate, so its plan is worked out once per version (see `_plain_get`).
-_CONDITIONS_AND_RANGE = (IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE, RANGE)
+# A GET with none of these is a 200 with the whole body and the usual digest fields: no
+# preconditions, ranges or digest wishes to evaluate, so its plan is worked out once per
+# version (see `_plain_get`).
+_CONDITIONS_RANGE_AND_WANTS = (
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+    RANGE,
+    WANT_DIGEST,
+    WANT_REPR_DIGEST,
+)
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
@@ -127,10 +145,17 @@ class Representation:
 
 @functools.lru_cache(maxsize=1024)
 def representation(
-    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None
+    info: ArtifactInfo,
+    media_type: str,
+    vary: bool,
+    content_encoding: str | None,
+    digests: DigestFields = DEFAULT_DIGESTS,
+    path: str | None = None,
 ) -> Representation:
     """`vary` adds `Vary: Accept-Encoding` (the path has a compressed variant); a
-    `content_encoding` describes a precompressed sibling sent in place of the artifact."""
+    `content_encoding` describes a precompressed sibling sent in place of the artifact;
+    `digests` says which digest fields the client gets (`wanted_digests`); `path` (default
+    `info.path`) is the artifact's, whose name a Content-Disposition may give (RFC 6266)."""
     etag = info.etag
     validators = CIMultiDict({"ETag": etag, "Last-Modified": format_http_date(info.modified_at)})
     if vary:
@@ -138,10 +163,16 @@ def representation(
     headers = validators.copy()
     headers["Accept-Ranges"] = "bytes"
     if info.sha256:
-        headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        if digests.repr:
+            headers["Repr-Digest"] = repr_digest_header(info.sha256)
+        if digests.legacy:
+            headers["Digest"] = legacy_digest_header(info.sha256)
         headers["X-Checksum-Sha256"] = info.sha256
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
+    disposition = content_disposition(info.path if path is None else path)
+    if disposition is not None:
+        headers["Content-Disposition"] = disposition
     body_headers = headers.copy()
     body_headers[CONTENT_TYPE] = media_type
     return Representation(
@@ -170,29 +201,37 @@ def plan_download(
     vary: bool = False,
     content_encoding: str | None = None,
     content_type: str | None = None,
+    path: str | None = None,
     new_boundary: Callable[[], str] = make_boundary,
+    now: float | None = None,
 ) -> DownloadPlan:
     """The answer to a GET or HEAD of the artifact `info` describes, given the request's
     `headers` (case-insensitive), the coding already chosen and the settings.
 
     `vary` adds `Vary: Accept-Encoding` (the path has a compressed variant);
-    `content_encoding`/`content_type` describe a precompressed sibling sent in place of the
-    artifact (its own ETag and digest then describe the encoded bytes, as RFC 9530 says).
-    `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts.
+    `content_encoding`/`content_type`/`path` describe a precompressed sibling sent in place
+    of the artifact at `path` (its own ETag and digest then describe the encoded bytes, as
+    RFC 9530 says; its name is the artifact's).
+    `zero_copy` lets large spans go out by sendfile; `new_boundary` names multipart parts;
+    `now` is the clock an If-Range date is judged by (default: the current time).
     """
     media_type = content_type or info.content_type
-    if method == GET and not _has_any(headers, _CONDITIONS_AND_RANGE):
-        return _plain_get(info, media_type, vary, content_encoding, zero_copy)
-    rep = representation(info, media_type, vary, content_encoding)
+    if method == GET and not _has_any(headers, _CONDITIONS_RANGE_AND_WANTS):
+        return _plain_get(info, media_type, vary, content_encoding, zero_copy, path)
+    digests = DEFAULT_DIGESTS
+    if WANT_DIGEST in headers or WANT_REPR_DIGEST in headers:
+        digests = wanted_digests(headers.get(WANT_DIGEST), headers.get(WANT_REPR_DIGEST))
+    rep = representation(info, media_type, vary, content_encoding, digests, path)
     early = plan_preconditions(
         method, headers, rep.etag, info.modified_at, rep.not_modified_headers
     )
     if early is not None:
         return early
-    # §13.1.5: a failed If-Range means "send me the whole thing".
+    # §13.1.5: a failed If-Range means "send me the whole thing"; a date only matches a
+    # strong Last-Modified (§8.8.2.2), one whose second is over.
     range_header = headers.get(RANGE)
     if range_header is not None and not if_range_matches(
-        headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at
+        headers.get(IF_RANGE), etag=rep.etag, last_modified=info.modified_at, now=now
     ):
         range_header = None
     size = info.size
@@ -259,11 +298,16 @@ def plan_preconditions(
 
 @functools.lru_cache(maxsize=1024)
 def _plain_get(
-    info: ArtifactInfo, media_type: str, vary: bool, content_encoding: str | None, zero_copy: bool
+    info: ArtifactInfo,
+    media_type: str,
+    vary: bool,
+    content_encoding: str | None,
+    zero_copy: bool,
+    path: str | None,
 ) -> DownloadPlan:
     """The plan of a GET without preconditions or Range: the same for every such request
     of one version and variant, so worked out once (the usual download)."""
-    rep = representation(info, media_type, vary, content_encoding)
+    rep = representation(info, media_type, vary, content_encoding, DEFAULT_DIGESTS, path)
     return _whole(rep, info.size, False, zero_copy)
 
 

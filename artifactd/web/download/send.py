@@ -109,6 +109,7 @@ async def send_artifact(
     vary: bool = False,
     content_encoding: str | None = None,
     content_type: str | None = None,
+    path: str | None = None,
     zero_copy: bool = True,
 ) -> web.StreamResponse:
     """Answer a GET or HEAD for an opened artifact: plan, then send (arguments as for
@@ -122,6 +123,7 @@ async def send_artifact(
         vary=vary,
         content_encoding=content_encoding,
         content_type=content_type,
+        path=path,
     )
     return await send_plan(request, plan, reader, chunk_size=chunk_size, zero_copy=zero_copy)
 

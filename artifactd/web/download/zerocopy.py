@@ -18,7 +18,7 @@ from aiohttp import web
 # One sendfile call moves at most this much. Steps of a few MiB streamed slower and with
 # more CPU per byte, likely because a long call holds the socket's lock while the peer's
 # ACKs queue up behind it; much smaller steps cost more calls than they save (measured on
-# one large stream over loopback: docs/performance.md, "256 KiB sendfile calls").
+# one large stream over loopback: docs/performance.md, "What each optimisation bought").
 SENDFILE_STEP_BYTES = 256 * 1024
 # A client that keeps up never makes the socket full, so the loop would not run anything
 # else until the whole body is out; let other connections in after this many bytes.
