@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(VENV)/.tools
 # Real clients the process tests drive; installed from Debian's packages when missing.
 TEST_TOOLS := curl:curl wget:wget aria2c:aria2 chromium:chromium \
-	chromedriver:chromium-driver nginx:nginx openssl:openssl rclone:rclone apt-ftparchive:apt-utils
+	chromedriver:chromium-driver nginx:nginx openssl:openssl rclone:rclone apt-ftparchive:apt-utils \
+	node:nodejs npm:npm git:git cc:gcc
 # Load generator and nginx baseline for `make bench` (curl too); installed from Debian's
 # packages when missing, as root or with passwordless sudo. The bench runs without them.
 BENCH_STAMP := $(VENV)/.bench-tools
@@ -41,7 +42,14 @@ $(TOOLS_STAMP): | $(STAMP)
 serve: $(STAMP)
 	$(BIN)/artifactd serve --root ./storage --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(TOOLS_STAMP)
+# turbo and nx for the build-cache tests, pinned in tests/fixtures/npm, under .venv/node.
+NPM_STAMP := $(VENV)/.npm-tools
+$(NPM_STAMP): tests/fixtures/npm/package.json tests/fixtures/npm/package-lock.json \
+		tests/tools/install_npm.sh | $(STAMP) $(TOOLS_STAMP)
+	tests/tools/install_npm.sh $(VENV)/node
+	touch $(NPM_STAMP)
+
+test: $(STAMP) $(TOOLS_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The edit-test loop: unit, storage (no S3), in-process app and CLI tests, well under a

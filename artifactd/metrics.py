@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
+from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The build-cache protocols counted by artifactd_cache_requests_total: a closed set, so no
+# request can add series (files, bazel, ccache, gradle, webdav join it when they are counted).
+CacheKind = Literal["turbo", "nx"]
+# hit: an entry was found (GET, HEAD, a hash of a batch query); miss: it was not; write: an
+# entry was stored.
+CacheResult = Literal["hit", "miss", "write"]
+CACHE_KINDS: tuple[CacheKind, ...] = get_args(CacheKind)
+CACHE_RESULTS: tuple[CacheResult, ...] = get_args(CacheResult)
 
 
 def multiprocess_dir() -> str | None:
@@ -70,12 +80,26 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.cache_requests = Counter(
+            "artifactd_cache_requests",
+            "Build-cache lookups and writes, by protocol (kind) and result (hit, miss, write).",
+            ["kind", "result"],
+            registry=registry,
+        )
+        for kind in CACHE_KINDS:
+            for result in CACHE_RESULTS:
+                self.cache_requests.labels(kind, result)
         self.loop_lag = Gauge(
             "artifactd_event_loop_lag_seconds",
             "How late the event loop ran a timer at the last check.",
             registry=registry,
             multiprocess_mode="max",
         )
+
+    def count_cache(self, kind: CacheKind, result: CacheResult, amount: int = 1) -> None:
+        if kind not in CACHE_KINDS or result not in CACHE_RESULTS:
+            raise ValueError(f"no cache metric for kind {kind!r}, result {result!r}")
+        self.cache_requests.labels(kind, result).inc(amount)
 
     def flush_traffic(self) -> None:
         """Move the request tally into the Prometheus metrics (which, under --workers, writes

@@ -40,6 +40,9 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
   link leaving the root), StoreUnavailableError.
 - ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
 - list_dir: NotFoundError, NotDirectoryError, InvalidPathError, StoreUnavailableError.
+- make_dir: NotFoundError or NotDirectoryError (for the parent), InvalidPathError,
+  StorageFullError (read-only root), StoreUnavailableError.
+- remove_dir: InvalidPathError, StorageFullError (read-only root), StoreUnavailableError.
 - begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
   InvalidPathError, NotFoundError (internal state), StoreUnavailableError.
 - Upload.write: StorageFullError, StoreUnavailableError.
@@ -207,6 +210,22 @@ class Store(abc.ABC):
     async def list_dir(self, path: str) -> list[DirEntry]:
         """Entries of a directory ('' is the root), internal state excluded.
         NotFoundError if absent, NotDirectoryError if it is a file."""
+
+    @abc.abstractmethod
+    async def make_dir(self, path: str) -> bool:
+        """Create the empty directory `path` (WebDAV's MKCOL) inside an existing directory.
+        False, and nothing changed, if a file or directory is already there; NotFoundError
+        if the parent is absent, NotDirectoryError if it is a file. A directory made so
+        lists (and opens as IsDirectoryError) like one holding files; the filesystem makes
+        a real directory (removed again with the last file deleted under it), S3 an empty
+        marker object `<key>/`, the memory backend remembers the name."""
+
+    @abc.abstractmethod
+    async def remove_dir(self, path: str) -> bool:
+        """Remove the directory `path` and the empty directories below it, if no file (even
+        an expired one) is left under it: what a MOVE of a directory leaves behind. False,
+        and nothing removed, if a file is at or under `path` (or `path` is the root); True
+        if nothing is left at `path`."""
 
     @abc.abstractmethod
     async def begin_upload(

@@ -28,10 +28,12 @@ from artifactd.store.uploads import UploadBase, check_digest
 
 
 class MemoryStore(Store):
-    """Artifacts in a dict; directories exist implicitly as path prefixes."""
+    """Artifacts in a dict; directories exist implicitly as path prefixes, and empty ones
+    made by `make_dir` as names in a set."""
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, ArtifactInfo]] = {}
+        self._dirs: set[str] = set()
         self._versions = 0
 
     def _live(self, path: str) -> tuple[bytes, ArtifactInfo]:
@@ -44,7 +46,11 @@ class MemoryStore(Store):
 
     def _is_dir(self, path: str) -> bool:
         prefix = f"{path}/" if path else ""
-        return not path or any(p.startswith(prefix) for p in self._objects)
+        return (
+            not path
+            or path in self._dirs
+            or any(p.startswith(prefix) for p in (*self._objects, *self._dirs))
+        )
 
     async def open(self, path: str) -> ArtifactReader:
         data, info = self._live(path)
@@ -75,11 +81,41 @@ class MemoryStore(Store):
                 files[name] = DirEntry(
                     name, "file", info.size, info.modified_at, info.sha256, info.expires_at
                 )
-        if path and not files and not dirs:
+        for made in self._dirs:
+            if made.startswith(prefix):
+                name = made[len(prefix) :].partition("/")[0]
+                dirs.setdefault(name, DirEntry(name, "dir", None, 0.0))
+        if path and not files and not dirs and path not in self._dirs:
             raise NotFoundError(path)
         return sorted(dirs.values(), key=lambda e: e.name) + sorted(
             files.values(), key=lambda e: e.name
         )
+
+    async def make_dir(self, path: str) -> bool:
+        if self._is_dir(path) or self._current(path) is not None:
+            return False
+        self._objects.pop(path, None)  # an expired file: gone as far as anyone can tell
+        parent = path.rpartition("/")[0]
+        if parent and self._current_or_dir(parent) is not None:
+            raise NotDirectoryError(parent)
+        if parent and not self._is_dir(parent):
+            raise NotFoundError(parent)
+        self._dirs.add(path)
+        return True
+
+    async def remove_dir(self, path: str) -> bool:
+        prefix = f"{path}/" if path else ""
+        if path in self._objects or any(p.startswith(prefix) for p in self._objects):
+            return False
+        self._dirs = {d for d in self._dirs if d != path and not d.startswith(prefix)}
+        return True
+
+    def _current_or_dir(self, path: str) -> ArtifactInfo | None:
+        """The live file at `path`; None for a directory or nothing."""
+        try:
+            return self._current(path)
+        except IsDirectoryError:
+            return None
 
     async def begin_upload(
         self, path: str, *, content_type: str | None = None, expires_at: float | None = None

@@ -20,13 +20,17 @@ from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
 from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
+from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
+from artifactd.web.dav import handlers as dav
 from artifactd.web.departures import Departures
 from artifactd.web.keys import DEPARTURES, EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
+from artifactd.web.nx import create_nx_app
 from artifactd.web.pipeline import PIPELINE, Pipeline
 from artifactd.web.routes import FilesResource
 from artifactd.web.security import install_security
+from artifactd.web.turbo import create_turbo_app
 
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
 # the route (404).
@@ -97,9 +101,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
     )
     files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
+    files_resource.add_route(hdrs.METH_OPTIONS, dav.options)
+    for method, handler in dav.METHODS.items():
+        files_resource.add_route(
+            method, handler, expect_handler=uploads.declared_length_expect_handler
+        )
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())
+    app.add_subapp(TURBO_PREFIX, create_turbo_app())
+    app.add_subapp(NX_PREFIX, create_nx_app())
     return app
 
 

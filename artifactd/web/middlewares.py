@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 
 from artifactd.durations import parse_decimal
 from artifactd.errors import ArtifactdError, InvalidValueError
-from artifactd.web.errors import error_for_domain, json_error
+from artifactd.web.errors import error_for_domain, in_app_shape, json_error
 from artifactd.web.keys import STARTED_RESPONSE, UNREADABLE_TARGET
 from artifactd.web.pipeline import begin_request, request_id_for
 
@@ -66,7 +66,12 @@ def closing_error(status: int, reason: str) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into `{"error", "status"}`; never leak a traceback."""
+    """Turn every failure into `{"error", "status"}` (or the error shape of the route's
+    sub-application, `in_app_shape`); never leak a traceback."""
+    return in_app_shape(request, await _errors_as_json(request, handler))
+
+
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     begin_request(request)
     refused = framing_error(request)
     if refused is not None:

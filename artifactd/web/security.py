@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
-from artifactd.errors import InvalidPathError, NotFoundError
+from artifactd.errors import InvalidPathError, InvalidValueError, NotFoundError
 from artifactd.paths import parse_artifact_path
 from artifactd.ratelimit import (
     IPNetwork,
@@ -30,6 +30,8 @@ from artifactd.ratelimit import (
     parse_address,
 )
 from artifactd.tokens import Scope, TokenFileError, TokenInfo, TokenStore
+from artifactd.web import buildcache
+from artifactd.web.dav.headers import destination_path
 from artifactd.web.errors import json_error
 from artifactd.web.files import FILES_PREFIX, requested_path
 from artifactd.web.middlewares import Handler
@@ -38,8 +40,12 @@ log = logging.getLogger("artifactd.security")
 
 # Operations endpoints: never behind a token, never rate limited (monitoring must work).
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
-# Every other method writes (or is unknown, so it is refused before being routed).
-READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
+# Every other method writes (or is unknown, so it is refused before being routed): PUT,
+# POST, DELETE and WebDAV's MKCOL, COPY and MOVE. PROPFIND reads (RFC 4918 §9.1).
+READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS, "PROPFIND"})
+# Methods that also write at their Destination header's path (RFC 4918 §9.8, §9.9); MOVE
+# removes its source too, COPY only reads it.
+DESTINATION_METHODS = frozenset({"COPY", "MOVE"})
 RELOAD_INTERVAL_SECONDS = 1.0
 REALM = 'Bearer realm="artifactd"'
 # Headers a proxy adds: their presence means the TCP peer is not the real client.
@@ -63,7 +69,7 @@ def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
     """The scope a request needs; None when anyone may make it."""
     if path in EXEMPT_PATHS:
         return None
-    if method not in READ_METHODS:
+    if method not in READ_METHODS and not buildcache.is_read_only_post(method, path):
         return "write"
     return "read" if private else None
 
@@ -129,22 +135,36 @@ def insufficient_scope(info: TokenInfo, needed: Scope) -> web.Response:
     return json_error(403, reason, {"WWW-Authenticate": challenge})
 
 
-def within_prefix(request: web.Request, info: TokenInfo) -> bool | None:
+def within_prefix(request: web.Request, info: TokenInfo, *, private: bool) -> bool | None:
     """Whether the request stays under the token's prefix; None if its path is malformed
-    (the handler answers that with 400/404: nothing is read or written)."""
+    (the handler answers that with 400/404/502: nothing is read or written). A COPY or
+    MOVE writes at its Destination, which must be under the prefix too; a COPY's source is
+    only read, so it must be under the prefix only where reads need a token."""
     if info.prefix is None:
         return True
     raw = request.rel_url.raw_path
     try:
         if raw.startswith(FILES_PREFIX):
             path, _ = requested_path(request)
-            if request.method in (hdrs.METH_PUT, hdrs.METH_DELETE) and path == info.prefix:
+            if request.method in ("PUT", "DELETE", "MOVE") and path == info.prefix:
                 return False  # the prefix is a directory, not a file to replace
+            if request.method in DESTINATION_METHODS:
+                target = destination_path(request)
+                if target == info.prefix or not info.covers(target):
+                    return False
+                if request.method == "COPY" and not private:
+                    return True
             return info.covers(path)
         if raw.startswith(_API_ARTIFACTS + "/"):
             return info.covers(parse_artifact_path(raw[len(_API_ARTIFACTS) + 1 :]))
-    except (InvalidPathError, NotFoundError):
+    except (InvalidPathError, InvalidValueError, NotFoundError, web.HTTPException):
         return None
+    try:
+        touched = buildcache.touched_path(request.path, request.query)
+    except InvalidPathError:
+        return None
+    if touched is not None:
+        return info.covers(touched)
     if raw == _API_ARTIFACTS:
         # The store lists by string prefix: require the slash, or `myproj` lists `myproj2/`.
         return request.query.get("prefix", "").startswith(info.prefix + "/")
@@ -229,7 +249,7 @@ class AccessPolicy:
             return unauthorized("invalid token", invalid_token=True)
         if not info.allows(needed):
             return insufficient_scope(info, needed)
-        if within_prefix(request, info) is False:
+        if within_prefix(request, info, private=self.private) is False:
             return json_error(403, f"token {info.name!r} is limited to {info.prefix}/")
         request[TOKEN_INFO] = info
         return None

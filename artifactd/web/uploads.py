@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -83,26 +83,47 @@ def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
         )
 
 
-async def expect_handler(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: refuse a request before the client sends its body.
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
-    aiohttp runs this before the middlewares, so failures are answered here directly,
-    starting with the access policy's decision (429, 401, 403), then the checks the
+
+def expect_handler_checking(check: Callable[[web.Request], Awaitable[object]]) -> ExpectHandler:
+    """An `Expect: 100-continue` handler that refuses a request before its body is sent.
+
+    aiohttp runs it before the middlewares, so failures are answered here directly, starting
+    with the access policy's decision (429, 401, 403), then `check`: the checks the route's
     handler makes before reading the body (400, 409, 412, 413), with the same functions.
     """
-    refused = framing_error(request) or await check_upload_allowed(request)
-    if refused is not None:
-        return refused
-    try:
-        await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
-    except ArtifactdError as exc:
-        return error_for_domain(exc)
-    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-        return json_error(417, "expectation failed")
-    if request.version >= HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the interim response is not part of the body count
-    return None
+
+    async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+        refused = framing_error(request) or await check_upload_allowed(request)
+        if refused is not None:
+            return refused
+        try:
+            await check(request)
+        except ArtifactdError as exc:
+            return error_for_domain(exc)
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            return json_error(417, "expectation failed")
+        if request.version >= HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim response is not part of the body count
+        return None
+
+    return expect_handler
+
+
+async def _files_write_target(request: web.Request) -> None:
+    await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
+
+
+async def _declared_length(request: web.Request) -> None:
+    check_declared_length(request, request.config_dict[SETTINGS])
+
+
+# PUT and form POST under /files/; the build caches' PUTs and WebDAV's methods, which check
+# their own targets once admitted.
+expect_handler = expect_handler_checking(_files_write_target)
+declared_length_expect_handler = expect_handler_checking(_declared_length)
 
 
 async def body_chunks(request: web.Request, settings: Settings) -> AsyncIterator[bytes]:
@@ -141,7 +162,7 @@ async def store_stream(
     requirement: Requirement,
 ) -> tuple[ArtifactInfo, bool]:
     """Write one new version from `chunks` and publish it, or leave nothing behind."""
-    upload = await request.app[STORE].begin_upload(
+    upload = await request.config_dict[STORE].begin_upload(
         path, content_type=stored_type(content_type), expires_at=expires_at
     )
     try:
@@ -150,7 +171,7 @@ async def store_stream(
         info, replaced = await upload.commit(expected_sha256, require=requirement)
     except BaseException as exc:
         if isinstance(exc, DigestMismatchError):
-            request.app[METRICS].checksum_failures.inc()
+            request.config_dict[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
     return await publish(request, info, replaced), replaced
@@ -158,7 +179,9 @@ async def store_stream(
 
 async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> ArtifactInfo:
     """Tell event listeners about a version just committed."""
-    request.app[EVENTS].publish("replaced" if replaced else "created", artifact_document(info))
+    request.config_dict[EVENTS].publish(
+        "replaced" if replaced else "created", artifact_document(info)
+    )
     return info
 
 
@@ -175,7 +198,7 @@ class WriteTarget:
 
 async def put_target(request: web.Request) -> WriteTarget:
     """A PUT's path, length, digest, TTL and preconditions (400, 409, 412, 413)."""
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
     expected = expected_sha256(request.headers)
@@ -187,7 +210,7 @@ async def put_target(request: web.Request) -> WriteTarget:
 
 async def form_target(request: web.Request) -> WriteTarget:
     """A form POST's directory, boundary, length and TTL (400, 413)."""
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     dir_path, _ = requested_path(request)  # a directory URL: routes.FilesResource
     boundary = form_boundary(request.headers.get(hdrs.CONTENT_TYPE, ""))
     check_declared_length(request, settings)
@@ -202,7 +225,7 @@ async def put_file(request: web.Request) -> web.Response:
     info, replaced = await store_stream(
         request,
         target.path,
-        body_chunks(request, request.app[SETTINGS]),
+        body_chunks(request, request.config_dict[SETTINGS]),
         content_type=request.headers.get(hdrs.CONTENT_TYPE),
         expires_at=target.expires_at,
         expected_sha256=target.expected_sha256,
@@ -217,16 +240,18 @@ async def put_file(request: web.Request) -> web.Response:
 
 async def _current_or_none(request: web.Request, path: str) -> ArtifactInfo | None:
     try:
-        return await request.app[STORE].info(path)
+        return await request.config_dict[STORE].info(path)
     except NotFoundError:
         return None
 
 
 async def delete_file(request: web.Request) -> web.Response:
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
-    settings = request.app[SETTINGS]
-    info = await request.app[STORE].delete(path, require=write_requirement(request, settings))
-    request.app[EVENTS].publish("deleted", artifact_document(info))
+    settings = request.config_dict[SETTINGS]
+    info = await request.config_dict[STORE].delete(
+        path, require=write_requirement(request, settings)
+    )
+    request.config_dict[EVENTS].publish("deleted", artifact_document(info))
     return web.Response(status=204)
 
 
@@ -239,7 +264,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     """
     target = await form_target(request)
     dir_path, expires_at, requirement = target.path, target.expires_at, target.requirement
-    form = FormReader(body_chunks(request, request.app[SETTINGS]), target.boundary)
+    form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
     try:
         while (part := await form.next_part()) is not None:
@@ -254,7 +279,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
             path = _part_path(dir_path, part.filename)
             requirement(await _current_or_none(request, path))  # fail fast; checked again
-            upload = await request.app[STORE].begin_upload(
+            upload = await request.config_dict[STORE].begin_upload(
                 path, content_type=stored_type(part.content_type), expires_at=expires_at
             )
             staged.append(upload)

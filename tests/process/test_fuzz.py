@@ -51,6 +51,11 @@ ROUTE_LABELS = {
     "/api/v1/events",
     "/api/v1/stats",
     "/api/v1/openapi.json",
+    "/turbo/v8/artifacts",
+    "/turbo/v8/artifacts/status",
+    "/turbo/v8/artifacts/events",
+    "/turbo/v8/artifacts/{hash}",
+    "/nx/v1/cache/{hash}",
     "unmatched",
 }
 # 501 is RFC 9112 §6.1's answer to a transfer coding the server does not implement.
@@ -232,6 +237,8 @@ PREFIXES = [
     "/api/v1/events",
     "/healthz",
     "/metrics",
+    "/turbo/v8/artifacts/",
+    "/nx/v1/cache/",
     "/nope/",
 ]
 paths = st.builds(

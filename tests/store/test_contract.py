@@ -209,3 +209,44 @@ async def test_open_now_never_answers_other_than_open(store: Store) -> None:
     await put(store, "now/d/f", b"y")
     await read_all(store, "now/d/f")
     assert store.open_now("now/d") is None
+
+
+async def test_make_dir_makes_an_empty_listable_directory(store: Store) -> None:
+    assert await store.make_dir("made")
+    assert await store.list_dir("made") == []
+    assert [(e.name, e.type) for e in await store.list_dir("")] == [("made", "dir")]
+    with pytest.raises(IsDirectoryError):
+        await store.info("made")
+    assert await store.make_dir("made/inner")
+    assert [e.name for e in await store.list_dir("made")] == ["inner"]
+    await put(store, "made/inner/a.txt", b"a")
+    assert await read_all(store, "made/inner/a.txt") == b"a"
+
+
+async def test_make_dir_refuses_what_exists_and_a_missing_or_file_parent(store: Store) -> None:
+    await put(store, "d/f.txt", b"x")
+    assert not await store.make_dir("d")
+    assert not await store.make_dir("d/f.txt")
+    assert not await store.make_dir("")
+    with pytest.raises(NotFoundError):
+        await store.make_dir("missing/child")
+    with pytest.raises(NotDirectoryError):
+        await store.make_dir("d/f.txt/child")
+    assert (await store.info("d/f.txt")).size == 1
+    with pytest.raises(NotFoundError):
+        await store.list_dir("missing")
+
+
+async def test_remove_dir_removes_empty_directories_only(store: Store) -> None:
+    assert await store.make_dir("tree")
+    assert await store.make_dir("tree/empty")
+    await put(store, "tree/full/a.txt", b"a")
+    assert not await store.remove_dir("tree")
+    assert not await store.remove_dir("tree/full/a.txt")
+    assert not await store.remove_dir("")
+    assert [e.name for e in await store.list_dir("tree")] == ["empty", "full"]
+    await store.delete("tree/full/a.txt")
+    assert await store.remove_dir("tree")
+    with pytest.raises(NotFoundError):
+        await store.list_dir("tree")
+    assert await store.remove_dir("tree")  # nothing there: nothing left to remove

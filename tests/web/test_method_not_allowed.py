@@ -1,6 +1,6 @@
 """`/files/...` takes the methods its kind of URL supports; any other answers 405 with an
 `Allow` naming them (SPEC "Operations"): a file URL GET, HEAD, PUT and DELETE, a directory
-URL (ending in '/') GET, HEAD and POST (the upload form)."""
+URL (ending in '/') GET, HEAD and POST (the upload form); both take WebDAV's class 1 methods."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from aiohttp import FormData
 
 from tests.web.conftest import Client
 
-FILE = {"GET", "HEAD", "PUT", "DELETE"}
-DIRECTORY = {"GET", "HEAD", "POST"}
+DAV = {"OPTIONS", "PROPFIND", "MKCOL", "COPY", "MOVE"}
+FILE = {"GET", "HEAD", "PUT", "DELETE"} | DAV
+DIRECTORY = {"GET", "HEAD", "POST"} | DAV
 
 
 def form() -> FormData:
@@ -25,7 +26,7 @@ def form() -> FormData:
         ("POST", "/files/data.bin", FILE),
         ("POST", "/files/nothing/here.txt", FILE),
         ("PATCH", "/files/data.bin", FILE),
-        ("PROPFIND", "/files/docs/readme.txt", FILE),
+        ("LOCK", "/files/docs/readme.txt", FILE),  # WebDAV class 2: not offered
         ("PUT", "/files/docs/", DIRECTORY),
         ("PUT", "/files/docs/.", DIRECTORY),
         ("DELETE", "/files/docs/", DIRECTORY),

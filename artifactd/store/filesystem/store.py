@@ -24,6 +24,7 @@ from artifactd.errors import (
     ArtifactdError,
     ConflictError,
     IsDirectoryError,
+    NotDirectoryError,
     NotFoundError,
     StorageFullError,
 )
@@ -189,6 +190,58 @@ class FilesystemStore(Store):
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         return await asyncio.to_thread(list_directory, self.root, self.db, path)
+
+    async def make_dir(self, path: str) -> bool:
+        return await asyncio.to_thread(self._make_dir_sync, path)
+
+    def _make_dir_sync(self, path: str) -> bool:
+        """A real directory (mkdir is atomic: no lock needed). Like a parent made by a
+        commit, it is removed again when the last file deleted under it leaves it empty."""
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        if not path:
+            return False
+        target = Path(resolve_inside(self.root, path))
+        parent = path.rpartition("/")[0]
+        try:
+            target.mkdir()
+        except FileExistsError:
+            return False
+        except FileNotFoundError as exc:
+            raise NotFoundError(parent) from exc
+        except NotADirectoryError as exc:
+            raise NotDirectoryError(parent) from exc
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+        fsync_dir(target.parent)
+        return True
+
+    async def remove_dir(self, path: str) -> bool:
+        return await asyncio.to_thread(self._remove_dir_sync, path)
+
+    def _remove_dir_sync(self, path: str) -> bool:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        if not path:
+            return False
+        top = resolve_inside(self.root, path)
+        if not os.path.lexists(top):
+            return True
+        if os.path.islink(top) or not os.path.isdir(top):
+            return False
+        empty_dirs: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+            if filenames or any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+                return False
+            empty_dirs.append(dirpath)
+        for directory in empty_dirs:  # deepest first
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError:  # a file arrived meanwhile: it stays, and so does its directory
+                return False
+        return True
 
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False

@@ -198,6 +198,35 @@ class S3Store(Store):
             )
         return sorted(dirs, key=lambda e: e.name) + sorted(entries, key=lambda e: e.name)
 
+    async def make_dir(self, path: str) -> bool:
+        """S3 has prefixes, not directories: an empty marker object `<key>/` (as S3 consoles
+        make for folders) makes the prefix exist until removed by hand; `path_of` never
+        takes such a key for an artifact."""
+        key = self.layout.key(path)
+        if not path or await self.objects.is_dir(path) or await self.objects.head(key) is not None:
+            return False
+        parent = path.rpartition("/")[0]
+        if parent and not await self.objects.is_dir(parent):
+            if await self.objects.head(self.layout.key(parent)) is not None:
+                raise NotDirectoryError(parent)
+            raise NotFoundError(parent)
+        await self.bucket.request("put_object", Key=f"{key}/", Body=b"")
+        return True
+
+    async def remove_dir(self, path: str) -> bool:
+        """The directory markers under `path` deleted, if no other key lies there."""
+        if not path or await self.objects.head(self.layout.key(path)) is not None:
+            return False
+        markers: list[str] = []
+        async for page in self.bucket.list_pages(f"{self.layout.key(path)}/"):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    return False
+                markers.append(item["Key"])
+        for key in markers:
+            await self.bucket.delete_quietly(key)
+        return True
+
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False
     ) -> AsyncIterator[ArtifactInfo]:

@@ -1,0 +1,89 @@
+"""The build-cache protocols' shared rules: which artifact a request names, which of their
+POSTs only read, and the per-protocol hit/miss/write count.
+
+`turbo.py` (Turborepo) and `nx.py` (Nx) answer the requests; `security.py` asks this
+module what a request touches, so tokens, scopes and prefixes apply as they do under
+/files/. Nothing here imports the upload or security code (both import this).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from aiohttp import hdrs, web
+
+from artifactd.errors import InvalidPathError
+from artifactd.metrics import CacheKind, CacheResult
+from artifactd.web.keys import METRICS
+
+TURBO_PREFIX = "/turbo"
+NX_PREFIX = "/nx"
+TURBO_ARTIFACTS = TURBO_PREFIX + "/v8/artifacts"
+NX_CACHE = NX_PREFIX + "/v1/cache"
+
+# Turborepo's batch query and its usage events are POSTs that change nothing: a read token
+# may send them (ducktors' turborepo-remote-cache, routes/artifacts-events.ts, marks the
+# events route `authorization: 'read'`).
+READ_ONLY_POSTS = frozenset({TURBO_ARTIFACTS, TURBO_ARTIFACTS + "/events"})
+
+DEFAULT_TEAM = "default"
+# turbo's task hashes are 16 hex digits (xxHash64); the bound leaves room for a longer
+# digest. Hex only, so a hash is always one safe path segment ("status", "events" are not).
+_TURBO_HASH = re.compile(r"[0-9a-fA-F]{1,128}")
+# Nx's hashes are decimal strings; letters are allowed, nothing that could be a separator.
+_NX_HASH = re.compile(r"[0-9A-Za-z]{1,128}")
+# A team id (`team_...`) or slug as turbo sends them: one segment, never a dot segment or
+# the hidden `.artifactd` directory.
+_TEAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def turbo_team(query: Mapping[str, str]) -> str:
+    """The team of a Turborepo request: `teamId`, else `slug`, else "default".
+
+    turbo adds `teamId` only when its team id starts with `team_`, and `slug` whenever a
+    team is set (turborepo-api-client `add_team_params`).
+    """
+    team = query.get("teamId") or query.get("slug") or DEFAULT_TEAM
+    if not _TEAM.fullmatch(team):
+        raise InvalidPathError("the team must be letters, digits, '_', '-' or '.'")
+    return team
+
+
+def turbo_path(team: str, artifact_hash: str) -> str:
+    if not _TURBO_HASH.fullmatch(artifact_hash):
+        raise InvalidPathError("a Turborepo artifact hash is hexadecimal")
+    return f"turbo/{team}/{artifact_hash}"
+
+
+def nx_path(artifact_hash: str) -> str:
+    if not _NX_HASH.fullmatch(artifact_hash):
+        raise InvalidPathError("an Nx cache hash is letters and digits")
+    return f"nx/{artifact_hash}"
+
+
+def is_read_only_post(method: str, path: str) -> bool:
+    return method == hdrs.METH_POST and path in READ_ONLY_POSTS
+
+
+def touched_path(path: str, query: Mapping[str, str]) -> str | None:
+    """The artifact (or, for Turborepo's team-wide endpoints, the team directory) a
+    build-cache request touches, for the token prefix check; None if `path` is no
+    build-cache URL. InvalidPathError for a malformed hash or team."""
+    if path.startswith(TURBO_PREFIX + "/"):
+        team = turbo_team(query)
+        tail = path.removeprefix(TURBO_ARTIFACTS + "/")
+        if path in READ_ONLY_POSTS or path == TURBO_ARTIFACTS + "/status":
+            return f"turbo/{team}"
+        if tail != path and "/" not in tail:
+            return turbo_path(team, tail)
+        raise InvalidPathError("not a Turborepo endpoint")
+    if path.startswith(NX_CACHE + "/"):
+        return nx_path(path.removeprefix(NX_CACHE + "/"))
+    if path.startswith(NX_PREFIX + "/"):
+        raise InvalidPathError("not an Nx endpoint")
+    return None
+
+
+def count(request: web.Request, kind: CacheKind, result: CacheResult, amount: int = 1) -> None:
+    request.config_dict[METRICS].count_cache(kind, result, amount)

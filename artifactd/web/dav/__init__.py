@@ -1,0 +1,6 @@
+"""WebDAV class 1 (RFC 4918) on `/files/`: OPTIONS, PROPFIND, MKCOL, COPY and MOVE.
+
+`properties` parses PROPFIND bodies and writes Multi-Status (pure), `headers` reads Depth,
+Overwrite and Destination, `transfer` copies and moves through the store contract, and
+`handlers` answers. Authorisation is `web/security.py`'s, as for every other method.
+"""
