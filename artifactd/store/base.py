@@ -164,6 +164,12 @@ class ArtifactReader(abc.ABC):
 class Upload(abc.ABC):
     """A new version being written; invisible until `commit` returns."""
 
+    # Set by `commit` when the path's current version already held these bytes (same digest
+    # and content type) and was kept: nothing new was written, only its expiry became the
+    # upload's (build caches re-upload what they produced). Backends that cannot (S3)
+    # publish a new version instead, whose ETag is the same as it comes from the digest.
+    kept_current: bool = False
+
     @abc.abstractmethod
     async def write(self, chunk: bytes) -> None:
         """Append bytes (the digest is computed as they pass)."""
@@ -174,7 +180,8 @@ class Upload(abc.ABC):
     ) -> tuple[ArtifactInfo, bool]:
         """Verify, persist and publish the version atomically.
 
-        Returns the new info and whether an older version was replaced. Raises
+        Returns the new info and whether an older version was replaced (the kept version's
+        info, and True, when `kept_current`; `require` judges it all the same). Raises
         DigestMismatchError when `expected_sha256` differs, or whatever `require` raises
         for the current version; every failure aborts the upload and stores nothing
         (bar the unknown outcome of StoreUnavailableError, see the module docstring).

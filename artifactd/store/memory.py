@@ -141,6 +141,15 @@ class MemoryStore(Store):
         current = self._current(upload.path)
         if require is not None:
             require(current)
+        content_type = upload.content_type or guess_content_type(upload.path)
+        if current is not None and (current.sha256, current.content_type) == (
+            sha256,
+            content_type,
+        ):
+            kept = replace(current, expires_at=upload.expires_at)
+            self._objects[upload.path] = (self._objects[upload.path][0], kept)
+            upload.kept_current = True
+            return kept, True
         parts = upload.path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in self._objects:
@@ -150,7 +159,7 @@ class MemoryStore(Store):
         info = ArtifactInfo(
             path=upload.path,
             size=len(data),
-            content_type=upload.content_type or guess_content_type(upload.path),
+            content_type=content_type,
             modified_at=now,
             created_at=now,
             sha256=sha256,

@@ -1,4 +1,5 @@
-"""Who may do what: bearer-token authorisation and per-client rate limiting, as middlewares.
+"""Who may do what: token authorisation (Bearer, or Basic with the token as the password)
+and per-client rate limiting, as middlewares.
 
 Install with `install_security(app, ...)` while errors_middleware is the innermost middleware:
 requests then pass metrics → errors → access (rate limit, then auth) → handler. The upload
@@ -9,10 +10,13 @@ routes' Expect handler runs before any middleware, so it asks the same decision 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -48,6 +52,8 @@ READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS, "PRO
 DESTINATION_METHODS = frozenset({"COPY", "MOVE"})
 RELOAD_INTERVAL_SECONDS = 1.0
 REALM = 'Bearer realm="artifactd"'
+# RFC 7617 §2: sent besides the Bearer challenge to a client that tried Basic.
+BASIC_REALM = 'Basic realm="artifactd", charset="UTF-8"'
 # Headers a proxy adds: their presence means the TCP peer is not the real client.
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 NO_TOKENS_HINT = (
@@ -58,6 +64,9 @@ NO_TOKENS_HINT = (
 _API_ARTIFACTS = "/api/v1/artifacts"
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
+# RFC 7617 §2: "Basic" 1*SP token68, the base64 of `user-id ":" password`.
+_BASIC = re.compile(r"Basic +([A-Za-z0-9+/]+=*) *", re.IGNORECASE)
+_SCHEME = re.compile(r"(Bearer|Basic)", re.IGNORECASE)
 
 TOKEN_INFO = web.RequestKey("token_info", TokenInfo)  # the authenticated token, if any
 # Set once the request passed the rate limit and authorisation (by the Expect handler or the
@@ -74,15 +83,36 @@ def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
     return "read" if private else None
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of `Authorization: Bearer <token>`; None without one (another scheme is
-    no Bearer credential, RFC 6750 §3); "" (never valid) for a malformed Bearer header."""
+class Credentials(NamedTuple):
+    """The token a request presents and the scheme it came in."""
+
+    token: str  # "" (never valid) when the header was malformed
+    scheme: Literal["Bearer", "Basic"]
+
+
+def presented_credentials(authorization: str | None) -> Credentials | None:
+    """The token of `Authorization: Bearer <token>` or of HTTP Basic with the token as the
+    password (RFC 7617; the user name, possibly empty, is ignored). None without either
+    (another scheme is no credential of ours, RFC 6750 §3); an empty token (never valid)
+    when the header names one of the two schemes but is malformed: bad base64, not UTF-8,
+    no colon."""
     if authorization is None:
         return None
-    match = _BEARER.fullmatch(authorization)
-    if match:
-        return match[1]
-    return "" if authorization.strip().lower().startswith("bearer") else None
+    scheme = _SCHEME.match(authorization.lstrip())
+    if scheme is None:
+        return None
+    if scheme[1].lower() == "bearer":
+        match = _BEARER.fullmatch(authorization)
+        return Credentials(match[1] if match else "", "Bearer")
+    match = _BASIC.fullmatch(authorization)
+    if match is None:
+        return Credentials("", "Basic")
+    try:
+        decoded = base64.b64decode(match[1], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return Credentials("", "Basic")
+    _user, colon, password = decoded.partition(":")
+    return Credentials(password if colon else "", "Basic")
 
 
 def peer_host(request: web.BaseRequest) -> str | None:
@@ -123,10 +153,16 @@ def is_local_client(
     return is_loopback(client_address(peer, xff, trusted))
 
 
-def unauthorized(reason: str, *, invalid_token: bool) -> web.Response:
-    """401 with the RFC 6750 §3 challenge; `error="invalid_token"` when one was presented."""
+def unauthorized(
+    reason: str, *, invalid_token: bool, scheme: Literal["Bearer", "Basic"] = "Bearer"
+) -> web.Response:
+    """401 with the RFC 6750 §3 challenge; `error="invalid_token"` when one was presented;
+    a Basic challenge too (RFC 7617 §2) for a client that sent Basic."""
     challenge = REALM + (', error="invalid_token"' if invalid_token else "")
-    return json_error(401, reason, {"WWW-Authenticate": challenge})
+    response = json_error(401, reason, {"WWW-Authenticate": challenge})
+    if scheme == "Basic":
+        response.headers.add("WWW-Authenticate", BASIC_REALM)
+    return response
 
 
 def insufficient_scope(info: TokenInfo, needed: Scope) -> web.Response:
@@ -237,16 +273,16 @@ class AccessPolicy:
         await self._refresh()
         if not self.tokens.loaded:
             return json_error(503, "token store unavailable")
-        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
-        if token is None:
+        credentials = presented_credentials(request.headers.get(hdrs.AUTHORIZATION))
+        if credentials is None:
             if self.tokens.has_tokens():
                 return unauthorized("authentication required", invalid_token=False)
             if is_local_client(peer_host(request), request.headers, self.trusted_proxies):
                 return None
             return json_error(403, NO_TOKENS_HINT)
-        info = self.tokens.authenticate(token)
+        info = self.tokens.authenticate(credentials.token)
         if info is None:
-            return unauthorized("invalid token", invalid_token=True)
+            return unauthorized("invalid token", invalid_token=True, scheme=credentials.scheme)
         if not info.allows(needed):
             return insufficient_scope(info, needed)
         if within_prefix(request, info, private=self.private) is False:
@@ -333,5 +369,6 @@ def warn_if_writes_refused(
     return (
         f"WARNING: serving on {host} with no tokens configured: {refused} from any other "
         "host are refused with 403. Create a token with "
-        "`artifactd token add NAME --scope write` and send it as `Authorization: Bearer ...`."
+        "`artifactd token add NAME --scope write` and send it as `Authorization: Bearer ...` "
+        "(or as the password of HTTP Basic)."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from artifactd.errors import (
     ConflictError,
     DigestMismatchError,
     IncompleteUploadError,
+    InvalidDigestError,
     InvalidPathError,
     InvalidValueError,
     NotFoundError,
@@ -38,6 +40,9 @@ from artifactd.web.security import check_upload_allowed
 
 # Files one form may bring: each holds an open upload (a temp file) until the form ends.
 MAX_FORM_FILES = 256
+# Bazel's content-addressed store: a file named by the SHA-256 of its bytes.
+CAS_SEGMENT = "cas"
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # Client types that say nothing about the content: the name is a better guide.
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
@@ -81,6 +86,26 @@ def check_declared_length(request: web.BaseRequest, settings: Settings) -> None:
         raise UploadTooLargeError(
             f"{length} bytes is over the limit of {settings.max_upload_size} bytes"
         )
+
+
+def content_address(path: str) -> str | None:
+    """The SHA-256 a path names, lowercase: its last segment when that is 64 hex digits
+    under a `cas/` segment (Bazel's remote cache, `<base>/cas/<sha256>`); else None."""
+    *parents, name = path.split("/")
+    if CAS_SEGMENT in parents and _SHA256_HEX.fullmatch(name):
+        return name.lower()
+    return None
+
+
+def expected_digest(path: str, declared: str | None) -> str | None:
+    """The SHA-256 an upload to `path` must hash to: the one the client declared, and a
+    content address's own name (InvalidDigestError when the two disagree)."""
+    named = content_address(path)
+    if named is None:
+        return declared
+    if declared is not None and declared != named:
+        raise InvalidDigestError(f"the declared digest is not {path.rsplit('/', 1)[-1]}")
+    return named
 
 
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
@@ -174,6 +199,8 @@ async def store_stream(
             request.config_dict[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
+    if upload.kept_current:
+        return info, replaced  # the bytes were already there: no new version, no event
     return await publish(request, info, replaced), replaced
 
 
@@ -201,7 +228,7 @@ async def put_target(request: web.Request) -> WriteTarget:
     settings = request.config_dict[SETTINGS]
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
     check_declared_length(request, settings)
-    expected = expected_sha256(request.headers)
+    expected = expected_digest(path, expected_sha256(request.headers))
     expires_at = expires_at_for(request, settings)
     requirement = write_requirement(request, settings)
     requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit

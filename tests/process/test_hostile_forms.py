@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from artifactd.tokens import TokenStore
+from artifactd.web.routes import FILE_METHODS
 from tests.process.test_hostile import (
     BODY_TIMEOUT,
     PARSERS,
@@ -95,12 +96,7 @@ def test_post_to_a_file_url_is_405_with_allow(site: Site) -> None:
         request("POST", "/files/victim.bin", f"Content-Type: {FORM_TYPE}", body=body),
     )
     assert_refused(answer, 405)
-    assert {m.strip() for m in answer.headers["allow"].split(",")} == {
-        "GET",
-        "HEAD",
-        "PUT",
-        "DELETE",
-    }
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == FILE_METHODS
     victim = exchange(site.server.port, request("GET", "/files/victim.bin"))
     assert (victim.status, victim.body) == (200, VICTIM)
 

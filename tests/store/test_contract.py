@@ -86,6 +86,62 @@ async def test_second_commit_replaces_and_changes_etag(store: Store) -> None:
     assert await read_all(store, "x.bin") == b"two!"
 
 
+async def test_recommitting_the_same_bytes_keeps_the_etag_and_restarts_the_expiry(
+    store: Store,
+) -> None:
+    soon, later = time.time() + 60, time.time() + 3600
+    first, _ = await put(store, "cache/blob", b"same bytes", expires_at=soon)
+    upload = await store.begin_upload("cache/blob", expires_at=later)
+    await upload.write(b"same bytes")
+    second, replaced = await upload.commit(hashlib.sha256(b"same bytes").hexdigest())
+    assert replaced
+    assert second.etag == first.etag
+    assert second.expires_at == pytest.approx(later)
+    assert (await store.info("cache/blob")).expires_at == pytest.approx(later)
+    assert await read_all(store, "cache/blob") == b"same bytes"
+    if upload.kept_current:  # nothing new was written: the very same version is there
+        assert second.version == first.version
+        assert second.created_at == first.created_at
+    await upload.abort()  # safe after commit
+    assert [info.path async for info in store.iter_artifacts("cache/")] == ["cache/blob"]
+
+
+async def test_recommitting_the_same_bytes_is_still_judged_by_require(store: Store) -> None:
+    await put(store, "once", b"data")
+    upload = await store.begin_upload("once")
+    await upload.write(b"data")
+
+    def refuse(current: ArtifactInfo | None) -> None:
+        raise ConflictError("exists")
+
+    with pytest.raises(ConflictError):
+        await upload.commit(require=refuse)
+
+
+@pytest.mark.parametrize("backend", ["filesystem", "memory"])
+async def test_local_backends_keep_the_current_version_for_the_same_bytes(
+    backend: str, tmp_path: Path
+) -> None:
+    store: Store = (
+        await FilesystemStore.create(tmp_path) if backend == "filesystem" else MemoryStore()
+    )
+    try:
+        first, _ = await put(store, "c/a.txt", b"x" * 100)
+        upload = await store.begin_upload("c/a.txt", expires_at=time.time() + 60)
+        await upload.write(b"x" * 100)
+        second, _ = await upload.commit()
+        assert upload.kept_current
+        assert second.version == first.version
+        other = await store.begin_upload("c/a.txt", content_type="application/x-other")
+        await other.write(b"x" * 100)
+        await other.commit()
+        assert not other.kept_current  # another content type is another version
+        if backend == "filesystem":  # the unused temp file is gone
+            assert list((tmp_path / ".artifactd" / "tmp").iterdir()) == []
+    finally:
+        await store.close()
+
+
 async def test_open_reader_keeps_its_version_after_replace_and_delete(store: Store) -> None:
     await put(store, "v", b"A" * 1000)
     reader = await store.open("v")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,27 @@ from artifactd.web.app import create_app
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
 
+Auth = Callable[[str], dict[str, str]]
+
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(token: str, user: str = "ci") -> dict[str, str]:
+    """HTTP Basic (RFC 7617) with the token as the password, as Gradle, ccache and Bazel
+    send it."""
+    encoded = base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {encoded}"}
+
+
+@pytest.fixture(params=["Bearer", "Basic"])
+def auth(request: pytest.FixtureRequest) -> Auth:
+    """The token's header in each scheme: a test taking it runs for Bearer, then Basic, since
+    Basic must work wherever Bearer does."""
+    return bearer if request.param == "Bearer" else basic
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket
     s3_bucket_fixture,  # noqa: F401
     seaweed_fixture,  # noqa: F401
 )
-from tests.web.conftest import DATA, Client, ClientFactory, store_bytes
+from tests.web.conftest import DATA, Auth, Client, ClientFactory, store_bytes
 
 D = "{DAV:}"
 MakeClient = Callable[..., Awaitable[Client]]
@@ -491,10 +491,6 @@ def make_client(
     return make
 
 
-def bearer(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
-
-
 async def test_propfind_and_options_are_public_reads(
     make_client: MakeClient, tokens: dict[str, str]
 ) -> None:
@@ -504,12 +500,12 @@ async def test_propfind_and_options_are_public_reads(
 
 
 async def test_propfind_and_options_need_read_when_private(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     private = await make_client(private=True)
     assert (await propfind(private, "/files/", "1")).status == 401
     assert (await private.options("/files/public.txt")).status == 401
-    assert (await propfind(private, "/files/", "1", headers=bearer(tokens["read"]))).status == 207
+    assert (await propfind(private, "/files/", "1", headers=auth(tokens["read"]))).status == 207
 
 
 @pytest.mark.parametrize(
@@ -521,14 +517,19 @@ async def test_propfind_and_options_need_read_when_private(
     ],
 )
 async def test_changing_methods_need_a_write_token(
-    make_client: MakeClient, tokens: dict[str, str], method: str, path: str, extra: dict[str, str]
+    make_client: MakeClient,
+    tokens: dict[str, str],
+    method: str,
+    path: str,
+    extra: dict[str, str],
+    auth: Auth,
 ) -> None:
     client = await make_client()
     assert (await client.request(method, path, headers=extra)).status == 401
-    read_only = await client.request(method, path, headers=bearer(tokens["read"], **extra))
+    read_only = await client.request(method, path, headers={**auth(tokens["read"]), **extra})
     assert read_only.status == 403
     assert (await client.get("/files/public.txt")).status == 200
-    allowed = await client.request(method, path, headers=bearer(tokens["write"], **extra))
+    allowed = await client.request(method, path, headers={**auth(tokens["write"]), **extra})
     assert allowed.status == 201
 
 
@@ -554,10 +555,11 @@ async def test_a_prefixed_token_moves_and_copies_only_within_its_prefix(
     target: str | None,
     private: bool,
     status: int,
+    auth: Auth,
 ) -> None:
     client = await make_client(private=private)
     extra = {} if target is None else {"Destination": target}
-    response = await client.request(method, path, headers=bearer(tokens["myproj"], **extra))
+    response = await client.request(method, path, headers={**auth(tokens["myproj"]), **extra})
     assert response.status == status
 
 

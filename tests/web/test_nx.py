@@ -13,8 +13,8 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
-from tests.web.conftest import Client, ClientFactory, sha256_hex
-from tests.web.test_turbo import bearer, metric
+from tests.web.conftest import Auth, Client, ClientFactory, sha256_hex
+from tests.web.test_turbo import metric
 
 HASH = "16158404218290411316"
 URL = f"/nx/v1/cache/{HASH}"
@@ -102,20 +102,22 @@ async def test_metrics(nx: Client) -> None:
     assert await metric(nx, "hit", "turbo") == 0
 
 
-async def test_tokens(nx: Client, tokens: dict[str, str]) -> None:
+async def test_tokens(nx: Client, tokens: dict[str, str], auth: Auth) -> None:
     missing = await nx.put(URL, data=BODY)
     assert missing.status == 401
     assert missing.headers["Content-Type"].startswith("text/plain")
-    read_only = await nx.put(URL, data=BODY, headers=bearer(tokens["read"]))
+    read_only = await nx.put(URL, data=BODY, headers=auth(tokens["read"]))
     assert read_only.status == 403
     assert "write" in await read_only.text()
-    assert (await nx.put(URL, data=BODY, headers=bearer(tokens["other"]))).status == 403
-    assert (await nx.put(URL, data=BODY, headers=bearer(tokens["write"]))).status == 202
-    assert (await nx.get(URL, headers=bearer(tokens["read"]))).status == 200
+    assert (await nx.put(URL, data=BODY, headers=auth(tokens["other"]))).status == 403
+    assert (await nx.put(URL, data=BODY, headers=auth(tokens["write"]))).status == 202
+    assert (await nx.get(URL, headers=auth(tokens["read"]))).status == 200
 
 
-async def test_expect_continue_refusal_is_plain_text(nx: Client, tokens: dict[str, str]) -> None:
-    headers = {**bearer(tokens["read"]), "Expect": "100-continue"}
+async def test_expect_continue_refusal_is_plain_text(
+    nx: Client, tokens: dict[str, str], auth: Auth
+) -> None:
+    headers = {**auth(tokens["read"]), "Expect": "100-continue"}
     response = await nx.put(URL, data=BODY, headers=headers)
     assert response.status == 403
     assert response.headers["Content-Type"].startswith("text/plain")

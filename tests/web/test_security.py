@@ -7,6 +7,7 @@ factory is meant to (`install_security`: rate limit, then auth, inside errors_mi
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -36,10 +37,11 @@ from artifactd.web.security import (
     install_security,
     warn_if_writes_refused,
 )
-from tests.web.conftest import Client, ClientFactory, store_bytes
+from tests.web.conftest import Auth, Client, ClientFactory, basic, bearer, store_bytes
 
 MakeClient = Callable[..., Awaitable[Client]]
 CHALLENGE = 'Bearer realm="artifactd"'
+BASIC_CHALLENGE = 'Basic realm="artifactd", charset="UTF-8"'
 BAD_PATH = URL("/files/a/%2e%2e/b", encoded=True)
 
 
@@ -72,10 +74,6 @@ def make_client(
         return await aiohttp_client(create_app(settings, fs_store))
 
     return make
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def error_of(response: Any) -> dict[str, Any]:
@@ -115,29 +113,80 @@ async def test_a_bad_token_is_401_invalid_token(
     await error_of(response)
 
 
+@pytest.mark.parametrize("authorization", ["Digest username=x", "Negotiate abc", "Token xyz"])
 async def test_another_auth_scheme_counts_as_no_token(
+    make_client: MakeClient, tokens: dict[str, str], authorization: str
+) -> None:
+    client = await make_client()
+    headers = {"Authorization": authorization}
+    response = await client.put("/files/a.txt", data=b"x", headers=headers)
+    assert response.status == 401
+    assert response.headers.getall("WWW-Authenticate") == [CHALLENGE]
+
+
+@pytest.mark.parametrize("user", ["", "ci", "user with spaces", "\u00e9t\u00e9"])
+async def test_basic_takes_the_token_as_password_whatever_the_user(
+    make_client: MakeClient, tokens: dict[str, str], user: str
+) -> None:
+    client = await make_client()
+    headers = basic(tokens["write"], user=user)
+    assert (await client.put("/files/a.txt", data=b"x", headers=headers)).status == 201
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic",
+        "Basic ",
+        "Basic !!!not-base64!!!",
+        "Basic eDp5=",  # bad padding
+        "Basic " + base64.b64encode(b"no-colon-at-all").decode(),
+        "Basic " + base64.b64encode(b"user:").decode(),  # empty password
+        "Basic " + base64.b64encode(b"user:\xff\xfe").decode(),  # not UTF-8
+        "Basic " + base64.b64encode(b"user:adt_not-a-real-token").decode(),
+        "basic " + base64.b64encode(b":adt_x").decode() + " trailing",
+    ],
+)
+async def test_a_bad_basic_credential_is_401_with_a_basic_challenge(
+    make_client: MakeClient, tokens: dict[str, str], authorization: str
+) -> None:
+    client = await make_client()
+    response = await client.put("/files/a.txt", data=b"x", headers={"Authorization": authorization})
+    assert response.status == 401
+    assert response.headers.getall("WWW-Authenticate") == [
+        CHALLENGE + ', error="invalid_token"',
+        BASIC_CHALLENGE,
+    ]
+    await error_of(response)
+    assert (await client.get("/files/a.txt")).status == 404
+
+
+async def test_the_basic_challenge_is_only_sent_where_basic_was(
     make_client: MakeClient, tokens: dict[str, str]
 ) -> None:
     client = await make_client()
-    response = await client.put("/files/a.txt", data=b"x", headers={"Authorization": "Basic eDp5"})
-    assert response.status == 401
-    assert response.headers["WWW-Authenticate"] == CHALLENGE
+    bad_bearer = await client.put("/files/a.txt", data=b"x", headers=bearer("adt_nope"))
+    assert bad_bearer.headers.getall("WWW-Authenticate") == [CHALLENGE + ', error="invalid_token"']
+    missing = await client.put("/files/a.txt", data=b"x")
+    assert missing.headers.getall("WWW-Authenticate") == [CHALLENGE]
 
 
-async def test_a_read_token_cannot_write(make_client: MakeClient, tokens: dict[str, str]) -> None:
+async def test_a_read_token_cannot_write(
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
+) -> None:
     client = await make_client()
-    response = await client.put("/files/a.txt", data=b"x", headers=bearer(tokens["read"]))
+    response = await client.put("/files/a.txt", data=b"x", headers=auth(tokens["read"]))
     assert response.status == 403
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
     assert "needs write" in (await error_of(response))["error"]
 
 
 async def test_write_and_admin_tokens_upload_and_delete(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     client = await make_client()
     for kind in ("write", "admin"):
-        headers = bearer(tokens[kind])
+        headers = auth(tokens[kind])
         assert (await client.put(f"/files/{kind}.txt", data=b"x", headers=headers)).status == 201
         assert (await client.delete(f"/files/{kind}.txt", headers=headers)).status == 204
 
@@ -146,39 +195,44 @@ async def test_scheme_is_case_insensitive(make_client: MakeClient, tokens: dict[
     client = await make_client()
     headers = {"Authorization": f"bEaReR {tokens['write']}"}
     assert (await client.put("/files/x.txt", data=b"x", headers=headers)).status == 201
+    encoded = basic(tokens["write"])["Authorization"].split()[1]
+    headers = {"Authorization": f"bAsIc {encoded}"}
+    assert (await client.put("/files/y.txt", data=b"x", headers=headers)).status == 201
 
 
 async def test_unknown_methods_need_a_write_token_too(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     client = await make_client()
     assert (await client.request("PATCH", "/files/public.txt")).status == 401
-    response = await client.request("PATCH", "/files/public.txt", headers=bearer(tokens["write"]))
+    response = await client.request("PATCH", "/files/public.txt", headers=auth(tokens["write"]))
     assert response.status == 405
 
 
 async def test_a_token_with_a_bad_path_gets_the_handlers_400(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     client = await make_client()
     unauthenticated = await client.put(BAD_PATH, data=b"x")
     assert unauthenticated.status == 401  # never let an unauthenticated write through
     for kind in ("write", "myproj"):
-        response = await client.put(BAD_PATH, data=b"x", headers=bearer(tokens[kind]))
+        response = await client.put(BAD_PATH, data=b"x", headers=auth(tokens[kind]))
         assert response.status == 400, kind
 
 
 # -- reads ------------------------------------------------------------------------------
 
 
-async def test_reads_are_public_by_default(make_client: MakeClient, tokens: dict[str, str]) -> None:
+async def test_reads_are_public_by_default(
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
+) -> None:
     client = await make_client()
     assert (await client.get("/files/public.txt")).status == 200
     assert (await client.head("/files/other/1/app.bin")).status == 200
     assert (await client.get("/files/")).status == 200
     assert (await client.get("/api/v1/stats")).status == 200
     # A bad token does not matter where none is needed.
-    bad = await client.get("/files/public.txt", headers=bearer("adt_bogus"))
+    bad = await client.get("/files/public.txt", headers=auth("adt_bogus"))
     assert bad.status == 200
 
 
@@ -186,21 +240,23 @@ async def test_reads_are_public_by_default(make_client: MakeClient, tokens: dict
     "url", ["/files/public.txt", "/files/", "/api/v1/stats", "/api/v1/artifacts", "/"]
 )
 async def test_private_reads_need_a_token(
-    make_client: MakeClient, tokens: dict[str, str], url: str
+    make_client: MakeClient, tokens: dict[str, str], url: str, auth: Auth
 ) -> None:
     client = await make_client(private=True)
     missing = await client.get(url, allow_redirects=False)
     assert missing.status == 401
     assert missing.headers["WWW-Authenticate"] == CHALLENGE
     for kind in ("read", "write", "admin"):
-        response = await client.get(url, headers=bearer(tokens[kind]), allow_redirects=False)
+        response = await client.get(url, headers=auth(tokens[kind]), allow_redirects=False)
         assert response.status in (200, 301), (kind, response.status)
 
 
-async def test_private_head_needs_a_token(make_client: MakeClient, tokens: dict[str, str]) -> None:
+async def test_private_head_needs_a_token(
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
+) -> None:
     client = await make_client(private=True)
     assert (await client.head("/files/public.txt")).status == 401
-    assert (await client.head("/files/public.txt", headers=bearer(tokens["read"]))).status == 200
+    assert (await client.head("/files/public.txt", headers=auth(tokens["read"]))).status == 200
 
 
 async def test_healthz_and_metrics_never_need_a_token(
@@ -230,7 +286,7 @@ async def test_healthz_and_metrics_never_need_a_token(
     ],
 )
 async def test_a_prefixed_token_writes_only_under_its_prefix(
-    make_client: MakeClient, tokens: dict[str, str], method: str, url: str, status: int
+    make_client: MakeClient, tokens: dict[str, str], method: str, url: str, status: int, auth: Auth
 ) -> None:
     client = await make_client()
     data: Any = b"x"
@@ -239,7 +295,7 @@ async def test_a_prefixed_token_writes_only_under_its_prefix(
 
         data = FormData()
         data.add_field("file", b"x", filename="f.bin")
-    response = await client.request(method, url, data=data, headers=bearer(tokens["myproj"]))
+    response = await client.request(method, url, data=data, headers=auth(tokens["myproj"]))
     assert response.status == status, await response.text()
     if status == 403:
         assert "limited to myproj/" in (await error_of(response))["error"]
@@ -264,18 +320,18 @@ async def test_a_prefixed_token_writes_only_under_its_prefix(
     ],
 )
 async def test_a_prefixed_token_reads_only_under_its_prefix_when_private(
-    make_client: MakeClient, tokens: dict[str, str], url: str, status: int
+    make_client: MakeClient, tokens: dict[str, str], url: str, status: int, auth: Auth
 ) -> None:
     client = await make_client(private=True)
-    response = await client.get(url, headers=bearer(tokens["myproj-read"]), allow_redirects=False)
+    response = await client.get(url, headers=auth(tokens["myproj-read"]), allow_redirects=False)
     assert response.status == status
 
 
 async def test_a_prefixed_token_reads_everything_public(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     client = await make_client()
-    response = await client.get("/files/other/1/app.bin", headers=bearer(tokens["myproj-read"]))
+    response = await client.get("/files/other/1/app.bin", headers=auth(tokens["myproj-read"]))
     assert response.status == 200
 
 
@@ -376,7 +432,7 @@ async def test_without_tokens_private_reads_are_local_only(storage_root: Path) -
 
 
 async def test_tokens_are_compared_in_constant_time(
-    make_client: MakeClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch, auth: Auth
 ) -> None:
     client = await make_client()
     calls: list[object] = []
@@ -387,8 +443,8 @@ async def test_tokens_are_compared_in_constant_time(
         return real_compare(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)  # the module artifactd.tokens calls
-    assert (await client.put("/files/x", data=b"x", headers=bearer(tokens["write"]))).status == 201
-    assert (await client.put("/files/x", data=b"x", headers=bearer("adt_nope"))).status == 401
+    assert (await client.put("/files/x", data=b"x", headers=auth(tokens["write"]))).status == 201
+    assert (await client.put("/files/x", data=b"x", headers=auth("adt_nope"))).status == 401
     assert len(calls) == 2
 
 
@@ -418,7 +474,7 @@ async def client_with_policy(
 
 
 async def test_tokens_added_or_removed_by_the_cli_apply_within_a_second(
-    aiohttp_client: ClientFactory, storage_root: Path
+    aiohttp_client: ClientFactory, storage_root: Path, auth: Auth
 ) -> None:
     cli = TokenStore(storage_root)
     await asyncio.to_thread(cli.add, "first", "write")
@@ -428,13 +484,13 @@ async def test_tokens_added_or_removed_by_the_cli_apply_within_a_second(
 
     new = await asyncio.to_thread(cli.add, "second", "write")
     clock.now += 0.5  # the file is looked at no more than once a second
-    assert (await client.put("/files/x", data=b"x", headers=bearer(new))).status == 401
+    assert (await client.put("/files/x", data=b"x", headers=auth(new))).status == 401
     clock.now += 0.5
-    assert (await client.put("/files/x", data=b"x", headers=bearer(new))).status == 201
+    assert (await client.put("/files/x", data=b"x", headers=auth(new))).status == 201
 
     await asyncio.to_thread(cli.remove, "second")
     clock.now += 1.0
-    assert (await client.put("/files/x", data=b"x", headers=bearer(new))).status == 401
+    assert (await client.put("/files/x", data=b"x", headers=auth(new))).status == 401
 
 
 async def test_a_corrupted_file_while_serving_keeps_the_tokens_in_force(
@@ -442,13 +498,14 @@ async def test_a_corrupted_file_while_serving_keeps_the_tokens_in_force(
     storage_root: Path,
     tokens: dict[str, str],
     caplog: pytest.LogCaptureFixture,
+    auth: Auth,
 ) -> None:
     clock = FakeClock()
     client = await client_with_policy(aiohttp_client, storage_root, clock)
     path = storage_root / ".artifactd" / "tokens.json"
     await asyncio.to_thread(path.write_text, "{ broken")
     clock.now += 1.0
-    response = await client.put("/files/x", data=b"x", headers=bearer(tokens["write"]))
+    response = await client.put("/files/x", data=b"x", headers=auth(tokens["write"]))
     assert response.status == 201
     assert (await client.put("/files/y", data=b"x")).status == 401
     assert "is corrupt" in caplog.text
@@ -490,7 +547,7 @@ async def raw_put_with_expect(client: Client, headers: str) -> bytes:
 
 
 async def test_expect_100_continue_is_refused_before_the_body_without_a_token(
-    aiohttp_client: ClientFactory, storage_root: Path, tokens: dict[str, str]
+    aiohttp_client: ClientFactory, storage_root: Path, tokens: dict[str, str], auth: Auth
 ) -> None:
     app = web.Application(middlewares=[errors_middleware])
     install_security(app, TokenStore(storage_root), private=False)
@@ -504,9 +561,9 @@ async def test_expect_100_continue_is_refused_before_the_body_without_a_token(
     app[STORE] = MemoryStore()  # the expect handler looks for the version a PUT replaces
     client = await aiohttp_client(app)
     assert await raw_put_with_expect(client, "") == b"HTTP/1.1 401 Unauthorized\r\n"
-    read_only = f"Authorization: Bearer {tokens['read']}\r\n"
+    read_only = "".join(f"{k}: {v}\r\n" for k, v in auth(tokens["read"]).items())
     assert await raw_put_with_expect(client, read_only) == b"HTTP/1.1 403 Forbidden\r\n"
-    writer = f"Authorization: Bearer {tokens['write']}\r\n"
+    writer = "".join(f"{k}: {v}\r\n" for k, v in auth(tokens["write"]).items())
     assert await raw_put_with_expect(client, writer) == b"HTTP/1.1 100 Continue\r\n"
 
 
@@ -529,11 +586,11 @@ async def test_over_the_rate_limit_is_429_with_retry_after(make_client: MakeClie
 
 
 async def test_rate_limit_applies_before_authentication(
-    make_client: MakeClient, tokens: dict[str, str]
+    make_client: MakeClient, tokens: dict[str, str], auth: Auth
 ) -> None:
     client = await make_client(rate_limit="1/min")
-    assert (await client.put("/files/x", data=b"x", headers=bearer("adt_guess1"))).status == 401
-    assert (await client.put("/files/x", data=b"x", headers=bearer("adt_guess2"))).status == 429
+    assert (await client.put("/files/x", data=b"x", headers=auth("adt_guess1"))).status == 401
+    assert (await client.put("/files/x", data=b"x", headers=auth("adt_guess2"))).status == 429
 
 
 async def test_healthz_and_metrics_are_not_rate_limited(make_client: MakeClient) -> None:

@@ -13,7 +13,7 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
-from tests.web.conftest import Client, ClientFactory, sha256_hex
+from tests.web.conftest import Auth, Client, ClientFactory, sha256_hex
 
 HASH = "0123456789abcdef"
 URL = f"/turbo/v8/artifacts/{HASH}"
@@ -37,10 +37,6 @@ async def turbo(
     aiohttp_client: ClientFactory, fs_store: FilesystemStore, storage_root: Path
 ) -> Client:
     return await aiohttp_client(create_app(Settings(root=storage_root), fs_store))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def metric(client: Client, result: str, kind: str = "turbo") -> float:
@@ -208,15 +204,15 @@ async def test_metrics_count_hits_misses_and_writes(turbo: Client) -> None:
 
 
 async def test_tokens_read_token_reads_and_queries_but_cannot_write(
-    turbo: Client, tokens: dict[str, str]
+    turbo: Client, tokens: dict[str, str], auth: Auth
 ) -> None:
-    read = bearer(tokens["read"])
+    read = auth(tokens["read"])
     refused = await turbo.put(URL, data=BODY, headers=read)
     assert refused.status == 403
     error = (await refused.json())["error"]
     assert error["code"] == "forbidden"
     assert "write" in error["message"]
-    assert (await turbo.put(URL, data=BODY, headers=bearer(tokens["write"]))).status == 202
+    assert (await turbo.put(URL, data=BODY, headers=auth(tokens["write"]))).status == 202
     assert (await turbo.get(URL, headers=read)).status == 200
     assert (await turbo.head(URL, headers=read)).status == 200
     query = await turbo.post("/turbo/v8/artifacts", json={"hashes": [HASH]}, headers=read)
@@ -227,32 +223,37 @@ async def test_tokens_read_token_reads_and_queries_but_cannot_write(
 
 
 async def test_tokens_missing_or_bad_is_401_in_turborepo_shape(
-    turbo: Client, tokens: dict[str, str]
+    turbo: Client, tokens: dict[str, str], auth: Auth
 ) -> None:
     missing = await turbo.put(URL, data=BODY)
     assert missing.status == 401
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await missing.json())["error"]["code"] == "unauthorized"
-    bad = await turbo.put(URL, data=BODY, headers=bearer("nope"))
+    bad = await turbo.put(URL, data=BODY, headers=auth("nope"))
     assert bad.status == 401
-    query = await turbo.post("/turbo/v8/artifacts", json={"hashes": []}, headers=bearer("nope"))
+    scheme = auth("nope")["Authorization"].split()[0]  # a Basic challenge where Basic was sent
+    assert bad.headers.getall("WWW-Authenticate")[-1].startswith(scheme)
+    assert (await bad.json())["error"]["code"] == "unauthorized"
+    query = await turbo.post("/turbo/v8/artifacts", json={"hashes": []}, headers=auth("nope"))
     assert query.status == 200  # reads are public without --private
 
 
-async def test_tokens_prefix_limits_teams(turbo: Client, tokens: dict[str, str]) -> None:
-    other = await turbo.put(URL, data=BODY, headers=bearer(tokens["other"]))
+async def test_tokens_prefix_limits_teams(
+    turbo: Client, tokens: dict[str, str], auth: Auth
+) -> None:
+    other = await turbo.put(URL, data=BODY, headers=auth(tokens["other"]))
     assert other.status == 403
     assert set((await other.json())["error"]) == {"code", "message"}
     assert (await turbo.get(URL)).status == 404
-    writer = bearer(tokens["write"])  # limited to turbo/
+    writer = auth(tokens["write"])  # limited to turbo/
     assert (await turbo.put(URL + "?slug=acme", data=BODY, headers=writer)).status == 202
 
 
 async def test_expect_continue_refusal_is_in_turborepo_shape(
-    turbo: Client, tokens: dict[str, str]
+    turbo: Client, tokens: dict[str, str], auth: Auth
 ) -> None:
     response = await turbo.put(
-        URL, data=BODY, headers={**bearer(tokens["read"]), "Expect": "100-continue"}
+        URL, data=BODY, headers={**auth(tokens["read"]), "Expect": "100-continue"}
     )
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
@@ -263,13 +264,14 @@ async def test_private_server_needs_a_read_token(
     fs_store: FilesystemStore,
     storage_root: Path,
     tokens: dict[str, str],
+    auth: Auth,
 ) -> None:
     client = await aiohttp_client(create_app(Settings(root=storage_root, private=True), fs_store))
     assert (await client.get(URL)).status == 401
     assert (await client.post("/turbo/v8/artifacts", json={"hashes": []})).status == 401
-    status = await client.get("/turbo/v8/artifacts/status", headers=bearer(tokens["read"]))
+    status = await client.get("/turbo/v8/artifacts/status", headers=auth(tokens["read"]))
     assert json.loads(await status.text()) == {"status": "enabled"}
-    assert (await client.get(URL, headers=bearer(tokens["read"]))).status == 404
+    assert (await client.get(URL, headers=auth(tokens["read"]))).status == 404
 
 
 async def test_unknown_routes_and_rate_limits_answer_in_turborepo_shape(
@@ -295,9 +297,10 @@ async def test_a_prefixed_read_token_reads_only_its_team_on_a_private_server(
     fs_store: FilesystemStore,
     storage_root: Path,
     tokens: dict[str, str],
+    auth: Auth,
 ) -> None:
     client = await aiohttp_client(create_app(Settings(root=storage_root, private=True), fs_store))
-    acme = bearer(tokens["acme-read"])
+    acme = auth(tokens["acme-read"])
     query = {"hashes": [HASH]}
     assert (await client.post(TURBO_QUERY + "?slug=acme", json=query, headers=acme)).status == 200
     assert (await client.post(TURBO_QUERY + "?slug=other", json=query, headers=acme)).status == 403

@@ -281,6 +281,9 @@ class FilesystemStore(Store):
         """Verify, fsync, record and rename: the version appears whole or not at all."""
         sha256 = upload.hasher.hexdigest()
         check_digest(expected_sha256, sha256)
+        kept = self._keep_current_sync(upload, sha256, require)
+        if kept is not None:
+            return kept, True
         try:
             os.fsync(upload.fd)
         except OSError as exc:
@@ -330,6 +333,35 @@ class FilesystemStore(Store):
             self._stale_rows.add(upload.path)
             self._forget_stale_rows()
         return self._info_for(upload.path, st, None), current is not None
+
+    def _keep_current_sync(
+        self, upload: FileUpload, sha256: str, require: Requirement | None
+    ) -> ArtifactInfo | None:
+        """The current version with the upload's expiry, if it already holds the upload's
+        bytes and content type: no fsync, no rename, one metadata row updated. None (and
+        nothing changed) otherwise."""
+        os_path = resolve_inside(self.root, upload.path)
+        content_type = upload.content_type or guess_content_type(upload.path)
+
+        def same(info: ArtifactInfo | None) -> bool:
+            return info is not None and (info.sha256, info.content_type) == (sha256, content_type)
+
+        if not same(self._current_sync(upload.path, os_path)):  # the usual case: no lock
+            return None
+        with self._write_lock.held():
+            current = self._current_sync(upload.path, os_path)
+            if not same(current):
+                return None
+            if require is not None:
+                require(current)
+            st = os.stat(os_path)
+            row = self.db.find(upload.path, st.st_ino)
+            if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
+                return None
+            self.db.upsert(replace(row, expires_at=upload.expires_at))
+            self._bump_generation()  # every process's hot cache drops the old expiry
+        upload.kept_current = True
+        return self._info_for(upload.path, st, None)
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
         return await asyncio.to_thread(self._delete_sync, path, require)

@@ -78,7 +78,8 @@ class FileUpload(UploadBase):
 
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
-        await asyncio.to_thread(self._close_sync, not committed)
+        # A kept current version (`kept_current`) leaves the temp file unused: it goes too.
+        await asyncio.to_thread(self._close_sync, not committed or self.kept_current)
 
     def _close_sync(self, unlink: bool) -> None:
         os.close(self.fd)
