@@ -25,7 +25,8 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class, flush_access_log
 from artifactd.web.app import create_app
 from artifactd.web.download.hot import install_hot_path
-from artifactd.web.keys import EVENTS
+from artifactd.web.keys import DEPARTURES, EVENTS
+from artifactd.web.pipeline import guard_request_factory
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
 
 log = logging.getLogger("artifactd.server")
@@ -37,6 +38,7 @@ RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # aiohttp's defaults, stated here because they are part of the security contract.
 MAX_REQUEST_LINE_BYTES = 8190
+AIOHTTP_LINGERING_SECONDS = 10.0
 # With keep-alive and the body timeout both disabled, a connection still has this long to
 # deliver a complete request head (see `request_head_deadline`).
 DEFAULT_REQUEST_HEAD_SECONDS = 60.0
@@ -55,6 +57,17 @@ def request_head_deadline(settings: Settings) -> float:
     `artifactd.web.pipeline.Pipeline`).
     """
     return settings.keepalive_timeout or settings.body_timeout or DEFAULT_REQUEST_HEAD_SECONDS
+
+
+def lingering_seconds(settings: Settings) -> float:
+    """How long aiohttp keeps reading, after the answer, a request body the handler did not
+    read (a GET with a body, an upload refused early), so the client sees the answer and
+    not a reset. aiohttp's default is 10 s whatever the body's pace: a client that declared
+    a body and sent none held each such connection that long. Bounded by --body-timeout,
+    as every other wait for body bytes."""
+    if settings.body_timeout:
+        return min(settings.body_timeout, AIOHTTP_LINGERING_SECONDS)
+    return AIOHTTP_LINGERING_SECONDS
 
 
 def configure_logging(log_format: str) -> None:
@@ -103,11 +116,14 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
         # What is still running after `drain` has waited --shutdown-timeout is cancelled
         # after this grace (aiohttp reads 0 as "no limit").
         shutdown_timeout=CANCEL_GRACE_SECONDS,
+        lingering_time=lingering_seconds(settings),
         max_line_size=MAX_REQUEST_LINE_BYTES,
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     await runner.setup()  # on_startup reads the tokens file: a corrupt one stops us here
     assert runner.server is not None  # set up
+    guard_request_factory(runner.server)
+    app[DEPARTURES].install(runner.server)
     install_hot_path(app, runner.server)
     in_flight = InFlightRequests.install(runner.server)
     warning = await asyncio.to_thread(

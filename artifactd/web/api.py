@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import time
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from artifactd.store.base import ArtifactInfo
 from artifactd.web.errors import error_for_domain
 from artifactd.web.keys import EVENTS, EVICTOR, STORE
 from artifactd.web.middlewares import Handler
+from artifactd.web.openapi import openapi_document
 
 API_PREFIX = "/api/v1"
 DEFAULT_PAGE = 100
@@ -30,7 +32,7 @@ async def no_store_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except ArtifactdError as exc:
-        response = error_for_domain(exc)
+        response = error_for_domain(exc, request)
     if not response.prepared:
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -42,7 +44,16 @@ def create_api_app() -> web.Application:
     api.router.add_get(r"/artifacts/{tail:[\s\S]+}", get_artifact)
     api.router.add_get("/events", stream_events)
     api.router.add_get("/stats", stats)
+    api.router.add_get("/openapi.json", openapi_json)
     return api
+
+
+_OPENAPI_BODY = json.dumps(openapi_document(), indent=1).encode()
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of the whole HTTP interface."""
+    return web.Response(body=_OPENAPI_BODY, content_type="application/json")
 
 
 def encode_cursor(path: str) -> str:

@@ -22,7 +22,8 @@ from artifactd.web import files, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
 from artifactd.web.dav import handlers as dav
-from artifactd.web.keys import EVENTS, EVICTOR, METRICS, SETTINGS, STORE
+from artifactd.web.departures import Departures
+from artifactd.web.keys import DEPARTURES, EVENTS, EVICTOR, METRICS, SETTINGS, STORE
 from artifactd.web.metrics import loop_lag_probe, metrics_endpoint, metrics_middleware
 from artifactd.web.middlewares import errors_middleware
 from artifactd.web.nx import create_nx_app
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app[SETTINGS] = settings
     app[STORE] = store
     events = app[EVENTS] = EventLog()
+    app[DEPARTURES] = Departures()
     metrics = app[METRICS] = Metrics()
 
     def record_eviction(info: ArtifactInfo, reason: EvictionReason) -> None:

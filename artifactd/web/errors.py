@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import hdrs, web
 
 from artifactd import errors
+from artifactd.web.pipeline import request_id_for
+
+log = logging.getLogger("artifactd.web")
 
 # Most specific first: the first matching class wins.
 STATUS_FOR_ERROR: tuple[tuple[type[errors.ArtifactdError], int, str], ...] = (
@@ -96,11 +100,32 @@ def with_app_shape(expect_handler: ExpectHandler) -> ExpectHandler:
 RETRY_AFTER_SECONDS = 5
 
 
-def error_for_domain(exc: errors.ArtifactdError) -> web.Response:
+# Failures of the store itself: their details name backend endpoints, buckets, prefixes,
+# upload ids and file system paths, so they go to the log with the request id and the
+# client gets the reason alone. (507's details are fixed sentences, kept: "no space left
+# on the storage device", "the storage root is on a read-only filesystem".)
+PRIVATE_DETAIL_STATUSES = frozenset({500, 503})
+
+
+def error_for_domain(
+    exc: errors.ArtifactdError, request: web.BaseRequest | None = None
+) -> web.Response:
     status, reason = status_for(exc)
     detail = str(exc)
-    # NotFound carries only the path, which the client already knows.
-    if detail and status not in (404,):
+    if status in PRIVATE_DETAIL_STATUSES:
+        log_private_detail(request, reason, detail)
+    elif detail and status != 404:  # NotFound carries only the path the client sent
         reason = f"{reason}: {detail}"
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     return json_error(status, reason, headers)
+
+
+def storage_unavailable(request: web.BaseRequest, detail: str) -> web.Response:
+    """503 (with Retry-After) for a store that fails; `detail` only to the log."""
+    log_private_detail(request, "storage unavailable", detail)
+    return json_error(503, "storage unavailable", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def log_private_detail(request: web.BaseRequest | None, reason: str, detail: str) -> None:
+    rid = "-" if request is None else request_id_for(request)
+    log.warning("%s in request %s: %s", reason, rid, detail or "(no detail)")

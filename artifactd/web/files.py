@@ -14,6 +14,7 @@ from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
 from artifactd.paths import is_internal, names_directory, parse_artifact_path
 from artifactd.store.base import ArtifactReader, Store
 from artifactd.web.browse import View, render_page
+from artifactd.web.departures import has_departed
 from artifactd.web.download.gzip import (
     GzipSource,
     choose_variant,
@@ -21,7 +22,7 @@ from artifactd.web.download.gzip import (
     plan_gzip_stream,
 )
 from artifactd.web.download.send import send_artifact, send_plan
-from artifactd.web.keys import EVENTS, SETTINGS, STORE
+from artifactd.web.keys import DEPARTURES, EVENTS, SETTINGS, STORE
 from artifactd.web.listing import LISTING_HEADERS, entries_json, wants_json
 
 FILES_PREFIX = "/files/"
@@ -140,24 +141,32 @@ def parse_wait(raw: str | None) -> float:
 
 
 async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> ArtifactReader:
-    """Hold the request until `path` exists (then open it) or `seconds` pass (NotFoundError)."""
+    """Hold the request until `path` exists (then open it) or `seconds` pass (NotFoundError).
+    A client that leaves ends the wait at once (ConnectionResetError: logged as a 499)."""
     store, events = request.app[STORE], request.app[EVENTS]
     deadline = time.monotonic() + seconds
-    while True:
-        appeared = events.appeared(path)  # registered before looking, so no upload is missed
-        try:
-            return await store.open(path)
-        except NotFoundError:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise
+    with request.app[DEPARTURES].watch(request) as watch:
+        while True:
+            appeared = events.appeared(path)  # registered before looking: no upload is missed
+            watch.wake = appeared
             try:
-                async with asyncio.timeout(min(remaining, WAIT_POLL_SECONDS)):
-                    await appeared.wait()
-            except TimeoutError:
-                pass
-        finally:
-            events.forget(path, appeared)
+                return await store.open(path)
+            except NotFoundError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                if has_departed(request, watch):
+                    raise ConnectionResetError("the client left while waiting") from None
+                try:
+                    async with asyncio.timeout(min(remaining, WAIT_POLL_SECONDS)):
+                        await appeared.wait()
+                except TimeoutError:
+                    pass
+                if has_departed(request, watch):
+                    raise ConnectionResetError("the client left while waiting") from None
+            finally:
+                watch.wake = None
+                events.forget(path, appeared)
 
 
 async def list_directory(request: web.Request, path: str) -> web.Response:

@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from artifactd.durations import parse_decimal
 from artifactd.errors import ArtifactdError, InvalidValueError
 from artifactd.web.errors import error_for_domain, in_app_shape, json_error
-from artifactd.web.keys import STARTED_RESPONSE
+from artifactd.web.keys import STARTED_RESPONSE, UNREADABLE_TARGET
 from artifactd.web.pipeline import begin_request, request_id_for
 
 log = logging.getLogger("artifactd.web")
@@ -37,8 +37,11 @@ def framing_error(request: web.BaseRequest) -> web.Response | None:
     non-numeric lengths, and a Transfer-Encoding not ending in `chunked`. Left are: a
     length no 64-bit counter holds (the C parser's 400, given by the Python one too), and
     a transfer coding before `chunked` (`gzip, chunked`): both parsers would silently
-    drop it and store the still-encoded bytes, so RFC 9112 §6.1's 501 instead.
+    drop it and store the still-encoded bytes, so RFC 9112 §6.1's 501 instead. And a
+    target only the pure-Python parser passes (see `pipeline.guard_request_factory`).
     """
+    if UNREADABLE_TARGET in request:
+        return closing_error(400, "invalid request target")
     coding = request.headers.get(hdrs.TRANSFER_ENCODING)
     if coding is not None:
         codings = [c.strip(" \t").lower() for c in coding.split(",")]
@@ -99,7 +102,7 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("error after the response started, request %s", request_id_for(request))
             raise
         if isinstance(exc, ArtifactdError):
-            return error_for_domain(exc)
+            return error_for_domain(exc, request)
         log.exception("unhandled error in request %s", request_id_for(request))
         return json_error(500, "internal error")
 

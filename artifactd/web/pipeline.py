@@ -16,11 +16,14 @@ import time
 import weakref
 
 from aiohttp import hdrs, web
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from multidict import istr
+from yarl import URL
 
 from artifactd.metrics import TrafficTally
 from artifactd.settings import Settings
-from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE
+from artifactd.web.keys import REQUEST_ID, STARTED_AT, STARTED_RESPONSE, UNREADABLE_TARGET
 
 # An incoming X-Request-Id is echoed only when it is this tame (it lands in logs and headers).
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -29,6 +32,29 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 X_REQUEST_ID = istr("X-Request-Id")
 X_RESPONSE_TIME = istr("X-Response-Time")
 X_CONTENT_TYPE_OPTIONS = istr("X-Content-Type-Options")
+
+# The methods metrics count by name (RFC 9110's, PATCH, and WebDAV's); any other counts as
+# OTHER, so a client inventing methods cannot add series (the pure-Python parser takes any
+# token as a method).
+COUNTED_METHODS = frozenset(
+    {
+        *hdrs.METH_ALL,
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
+    }
+)
+OTHER_METHOD = "OTHER"
+
+
+def method_label(method: str) -> str:
+    """The metrics label of a request's method: its name if known, else `OTHER`."""
+    return method if method in COUNTED_METHODS else OTHER_METHOD
+
 
 # Ids are a random per-process prefix and a counter: unique across processes and restarts
 # with overwhelming probability, and far cheaper than a uuid4 per request.
@@ -41,6 +67,42 @@ def _new_request_id() -> str:
 
 
 # -- Request start ---------------------------------------------------------------------
+
+# What an unreadable request target is replaced with (the answer is a 400 whatever it is).
+_PLACEHOLDER_URL = URL.build(path="/", encoded=True)
+
+
+def guard_request_factory(server: web.Server) -> None:
+    """Make every request message the low-level server parses into a request artifactd
+    answers, then closes the connection where the message's end is unknown.
+
+    - `CONNECT`: artifactd is no proxy; the pure-Python parser reads all that follows a
+      CONNECT as its tunnel, so the connection outlived the keep-alive timeout. It is
+      answered (its target names no artifact) and closed.
+    - A target yarl cannot read (the pure-Python parser passes an absolute or authority
+      form with raw UTF-8 in the host, the C parser refuses it with 400): building the
+      request raised inside aiohttp's connection loop, which then stopped without answering
+      or closing. It is answered 400 (`UNREADABLE_TARGET`) and closed.
+    Installed on the server `artifactd serve` runs (aiohttp's test server has none)."""
+    make = server.request_factory
+
+    def request_factory(
+        message: RawRequestMessage, payload: StreamReader, *args: object
+    ) -> web.BaseRequest:
+        if message.method == hdrs.METH_CONNECT:
+            message = message._replace(should_close=True)
+            # The tunnel's bytes are no body: ended now, or aiohttp would linger reading
+            # them for 10 s after the answer.
+            payload.feed_eof()
+        try:
+            return make(message, payload, *args)  # type: ignore[arg-type]
+        except ValueError:  # UnicodeError among them
+            placeholder = message._replace(url=_PLACEHOLDER_URL, should_close=True)
+            request = make(placeholder, payload, *args)  # type: ignore[arg-type]
+            request[UNREADABLE_TARGET] = True
+            return request
+
+    server.request_factory = request_factory
 
 
 def begin_request(request: web.BaseRequest) -> None:
@@ -132,7 +194,7 @@ class Pipeline:
         sent = 0
         if response is not None:
             sent = response.body_length if response.prepared else (response.content_length or 0)
-        self.traffic.count(method, route, status, request_bytes, sent)
+        self.traffic.count(method_label(method), route, status, request_bytes, sent)
 
     def finish(self, request: web.BaseRequest, response: web.StreamResponse, route: str) -> None:
         """Everything the Application's middlewares and signals would do for an answer made
@@ -175,12 +237,36 @@ def duration_ms(request: web.BaseRequest, aiohttp_seconds: float) -> float:
     return aiohttp_seconds * 1000 if elapsed is None else elapsed
 
 
+# What a text log line shows of a client's strings as they are: printable ASCII but the
+# quote and the backslash that delimit and escape them.
+_TAME = re.compile(r"[ !#-\[\]-~]*")
+
+
+def log_quoted(value: str) -> str:
+    """`value` for a text log line: quotes, backslashes, control and non-ASCII characters
+    escaped (`\\"`, `\\\\`, `\\xHH`, `\\uHHHH`), so a client's string can neither end its
+    field nor forge a line."""
+    if _TAME.fullmatch(value):
+        return value
+    return "".join(c if _TAME.fullmatch(c) else _escaped(c) for c in value)
+
+
+def _escaped(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def text_log_line(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> str:
-    """The access-log line of one answer, as text."""
+    """The access-log line of one answer, as text; the User-Agent last, quoted."""
+    user_agent = request.headers.get(hdrs.USER_AGENT)
     return (
-        f'{_clock.now()} {request.remote or "-"} "{request.method} {request.raw_path}" '
+        f"{_clock.now()} {request.remote or '-'} "
+        f'"{log_quoted(request.method)} {log_quoted(request.raw_path)}" '
         f"{response.status} {response.body_length} {duration_ms(request, seconds):.3f}ms "
-        f"rid={request_id_for(request)}\n"
+        f"rid={request_id_for(request)} "
+        f'ua="{"-" if user_agent is None else log_quoted(user_agent)}"\n'
     )
 
 
@@ -195,5 +281,6 @@ def json_log_line(request: web.BaseRequest, response: web.StreamResponse, second
         "bytes": response.body_length,
         "duration_ms": round(duration_ms(request, seconds), 3),
         "request_id": request_id_for(request),
+        "user_agent": request.headers.get(hdrs.USER_AGENT),
     }
     return json.dumps(fields) + "\n"

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.allow_blocking
 
 TEXT_LINE = re.compile(
     r'^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<remote>\S+) "(?P<method>[A-Z]+) '
-    r'(?P<path>\S+)" (?P<status>\d{3}) (?P<bytes>\d+) (?P<ms>\d+\.\d{3})ms rid=(?P<rid>\S+)$'
+    r'(?P<path>\S+)" (?P<status>\d{3}) (?P<bytes>\d+) (?P<ms>\d+\.\d{3})ms rid=(?P<rid>\S+) '
+    r'ua="(?P<ua>(?:[^"\\]|\\.)*)"$'
 )
 
 
@@ -56,6 +57,7 @@ def test_text_lines_carry_status_bytes_a_fine_duration_and_the_request_id(
     assert {(f["remote"], f["method"], f["status"]) for f in fields} == {
         ("127.0.0.1", "GET", "200")
     }
+    assert all(f["ua"].startswith("curl/") for f in fields)
     # Bytes sent: the 5000-byte body and the response's head.
     assert all(5000 < int(f["bytes"]) < 5000 + 1024 for f in fields)
     # Durations are measured finer than the event loop's millisecond clock: five fast
@@ -83,9 +85,11 @@ def test_json_lines_have_every_field(storage_root: Path) -> None:
         "bytes",
         "duration_ms",
         "request_id",
+        "user_agent",
     }
     assert (found["method"], found["path"], found["status"]) == ("GET", "/files/b.txt", 200)
     assert 6 < found["bytes"] < 6 + 1024 and found["request_id"] == rid
+    assert found["user_agent"].startswith("curl/")
     assert isinstance(found["duration_ms"], float) and found["duration_ms"] >= 0
     assert missing["status"] == 404
 
@@ -139,3 +143,44 @@ def test_an_upload_dropped_midway_is_one_499_line_and_no_warning(storage_root: P
     assert match and (match["method"], match["status"]) == ("PUT", "499")
     assert "WARNING" not in server.stderr() and "Traceback" not in server.stderr()
     assert not (storage_root / "cut.bin").exists()
+
+
+# Quotes, a backslash, a tab and UTF-8: what a client can put in a User-Agent (the parser
+# refuses other control characters) that could end the field or forge another.
+HOSTILE_AGENT = 'evil" rid=forged ua="x\\y\tz ü'
+
+
+def raw_get(port: int, path: str, user_agent: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+            + b"User-Agent: "
+            + user_agent.encode()
+            + b"\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_user_agent_is_logged_escaped(storage_root: Path, log_format: str) -> None:
+    (storage_root / "ua.txt").write_bytes(b"hi\n")
+    server = ServerProcess(storage_root, "--log-format", log_format)
+    try:
+        assert raw_get(server.port, "/files/ua.txt", HOSTILE_AGENT).startswith(b"HTTP/1.1 200")
+        assert raw_get(server.port, "/files/ua.txt", "plain/1.0").startswith(b"HTTP/1.1 200")
+        eventually(lambda: len(access_lines(server, "/files/ua.txt")) == 2)
+        lines = access_lines(server, "/files/ua.txt")
+    finally:
+        server.kill()
+    assert all("\t" not in line for line in lines)
+    if log_format == "json":
+        agents = [json.loads(line)["user_agent"] for line in lines]
+    else:
+        matches = [TEXT_LINE.match(line) for line in lines]
+        assert all(matches), lines
+        agents = [m["ua"].encode().decode("unicode_escape") for m in matches if m]
+        assert all(m["rid"] != "forged" for m in matches if m)
+    assert agents == [HOSTILE_AGENT, "plain/1.0"]

@@ -192,7 +192,7 @@ def test_store_outage_answers_503_then_recovers_without_restart(tmp_path: Path) 
                 assert int(headers["Retry-After"]) > 0
                 status, _, body = request(a.url + "/healthz")
                 assert status == 503
-                assert "degraded" in json.loads(body)["error"]
+                assert json.loads(body)["error"] == "storage unavailable"
 
                 weed.start()
                 deadline = time.monotonic() + 60
