@@ -9,13 +9,16 @@ module what a request touches, so tokens, scopes and prefixes apply as they do u
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import hdrs, web
 
-from artifactd.errors import InvalidPathError
+from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
 from artifactd.metrics import CacheKind, CacheResult
-from artifactd.web.keys import METRICS
+from artifactd.store.base import ArtifactReader
+from artifactd.web.download.send import send_artifact
+from artifactd.web.files import record_read
+from artifactd.web.keys import METRICS, SETTINGS, STORE
 
 TURBO_PREFIX = "/turbo"
 NX_PREFIX = "/nx"
@@ -87,3 +90,37 @@ def touched_path(path: str, query: Mapping[str, str]) -> str | None:
 
 def count(request: web.Request, kind: CacheKind, result: CacheResult, amount: int = 1) -> None:
     request.config_dict[METRICS].count_cache(kind, result, amount)
+
+
+async def send_entry(
+    request: web.Request,
+    kind: CacheKind,
+    path: str,
+    media_type: str,
+    on_open: Callable[[ArtifactReader], None] = lambda reader: None,
+) -> web.StreamResponse:
+    """GET or HEAD of one cache entry: its bytes, or 404 on a miss; a GET counts as a hit or
+    a miss (HEAD does not, so hits over hits and misses is a hit rate). `on_open` sees the
+    opened entry before the answer is made (Turborepo's headers come from its metadata)."""
+    store = request.config_dict[STORE]
+    is_get = request.method == hdrs.METH_GET
+    try:
+        reader = await store.open(path)
+    except (NotFoundError, IsDirectoryError):
+        if is_get:
+            count(request, kind, "miss")
+        raise NotFoundError(path) from None
+    async with reader:
+        await record_read(request, store, path)
+        if is_get:
+            count(request, kind, "hit")
+        on_open(reader)
+        settings = request.config_dict[SETTINGS]
+        return await send_artifact(
+            request,
+            reader,
+            chunk_size=settings.chunk_size,
+            max_ranges=settings.max_ranges,
+            content_type=media_type,
+            zero_copy=settings.sendfile,
+        )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from artifactd.errors import (
     ArtifactdError,
@@ -29,9 +29,7 @@ from artifactd.errors import (
 from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo
 from artifactd.web import buildcache
-from artifactd.web.download.send import send_artifact
 from artifactd.web.errors import ERROR_RENDERER, error_for_domain, with_app_shape
-from artifactd.web.files import record_read
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.security import check_upload_allowed
 from artifactd.web.uploads import (
@@ -82,27 +80,7 @@ def write_once(current: ArtifactInfo | None) -> None:
 
 async def get_entry(request: web.Request) -> web.StreamResponse:
     path = buildcache.nx_path(request.match_info["hash"])
-    store = request.config_dict[STORE]
-    is_get = request.method == hdrs.METH_GET
-    try:
-        reader = await store.open(path)
-    except (NotFoundError, IsDirectoryError):
-        if is_get:
-            buildcache.count(request, "nx", "miss")
-        raise NotFoundError(path) from None
-    async with reader:
-        await record_read(request, store, path)
-        if is_get:
-            buildcache.count(request, "nx", "hit")
-        settings = request.config_dict[SETTINGS]
-        return await send_artifact(
-            request,
-            reader,
-            chunk_size=settings.chunk_size,
-            max_ranges=settings.max_ranges,
-            content_type=MEDIA_TYPE,
-            zero_copy=settings.sendfile,
-        )
+    return await buildcache.send_entry(request, "nx", path, MEDIA_TYPE)
 
 
 async def put_entry(request: web.Request) -> web.Response:

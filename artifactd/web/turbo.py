@@ -22,16 +22,15 @@ from __future__ import annotations
 import json
 import re
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from artifactd.durations import parse_decimal
 from artifactd.errors import InvalidValueError, IsDirectoryError, NotFoundError
 from artifactd.http.digests import expected_sha256
-from artifactd.store.base import ArtifactInfo
+from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web import buildcache
-from artifactd.web.download.send import send_artifact
 from artifactd.web.errors import ERROR_RENDERER, with_app_shape
-from artifactd.web.files import file_url, record_read
+from artifactd.web.files import file_url
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.uploads import (
     body_chunks,
@@ -129,33 +128,17 @@ def _entry_path(request: web.Request) -> str:
 
 async def get_artifact(request: web.Request) -> web.StreamResponse:
     """GET/HEAD: the entry's bytes (or headers) with its duration and tag; 404 a miss."""
-    path = _entry_path(request)
-    store = request.config_dict[STORE]
-    is_get = request.method == hdrs.METH_GET
-    try:
-        reader = await store.open(path)
-    except (NotFoundError, IsDirectoryError):
-        if is_get:
-            buildcache.count(request, "turbo", "miss")
-        raise NotFoundError(path) from None
-    async with reader:
-        await record_read(request, store, path)
-        if is_get:
-            buildcache.count(request, "turbo", "hit")
+
+    def keep_headers(reader: ArtifactReader) -> None:
         duration, tag = artifact_metadata(reader.info)
         headers = {DURATION_HEADER: str(duration)}
         if tag is not None:
             headers[TAG_HEADER] = tag
         request[_ARTIFACT_HEADERS] = headers
-        settings = request.config_dict[SETTINGS]
-        return await send_artifact(
-            request,
-            reader,
-            chunk_size=settings.chunk_size,
-            max_ranges=settings.max_ranges,
-            content_type=MEDIA_TYPE,
-            zero_copy=settings.sendfile,
-        )
+
+    return await buildcache.send_entry(
+        request, "turbo", _entry_path(request), MEDIA_TYPE, on_open=keep_headers
+    )
 
 
 async def _add_artifact_headers(request: web.Request, response: web.StreamResponse) -> None:
