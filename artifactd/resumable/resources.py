@@ -38,6 +38,7 @@ class UploadResource:
     ttl: str | None = None  # the artifact's TTL, as written
     content_type: str | None = None
     sha256: str | None = None  # the digest the artifact must have, lowercase hex
+    metadata: str | None = None  # the client's Upload-Metadata, as sent (HEAD repeats it)
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
@@ -65,6 +66,7 @@ class UploadResources:
         ttl: str | None = None,
         content_type: str | None = None,
         sha256: str | None = None,
+        metadata: str | None = None,
     ) -> UploadResource:
         self.dir.mkdir(parents=True, exist_ok=True)
         resource = UploadResource(
@@ -76,6 +78,7 @@ class UploadResources:
             ttl=ttl,
             content_type=content_type,
             sha256=sha256,
+            metadata=metadata,
         )
         self.data_path(resource.id).touch()
         self.save(resource)

@@ -434,6 +434,93 @@ def _build_cache_paths() -> dict[str, Any]:
     }
 
 
+TUS_RESUMABLE = {
+    "name": "Tus-Resumable",
+    "in": "header",
+    "required": True,
+    "description": "The tus version: 1.0.0 (412 otherwise).",
+    "schema": {"type": "string", "const": "1.0.0"},
+}
+UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TUS_ERRORS = {
+    "400": _error("A malformed header, metadata or checksum."),
+    "401": _error("No valid token."),
+    "403": _error("The token may not write there."),
+    "404": _error("No such upload for this token (or it expired)."),
+    "412": _error("Tus-Resumable is not 1.0.0."),
+    "501": _error("This storage backend keeps no upload resources."),
+}
+
+
+def _uploads_paths() -> dict[str, Any]:
+    """tus 1.0.0 (web/tus.py)."""
+    piece = {
+        "required": False,
+        "content": {"application/offset+octet-stream": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/uploads/": {
+            "options": {
+                "operationId": "tusOptions",
+                "summary": "tus versions, extensions and limits.",
+                "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}},
+            },
+            "post": {
+                "operationId": "tusCreate",
+                "summary": "Create an upload (Upload-Length or Upload-Defer-Length: 1, "
+                "Upload-Metadata with `path`); a body is its first piece.",
+                "parameters": [
+                    TUS_RESUMABLE,
+                    _header("Upload-Length", "The upload's size in bytes."),
+                    _header("Upload-Defer-Length", "1: the size comes later."),
+                    _header("Upload-Metadata", "`key base64value` pairs: path, ttl, ..."),
+                ],
+                "requestBody": piece,
+                "responses": {
+                    "201": {"description": "Created: Location names the upload."},
+                    **TUS_ERRORS,
+                    "413": _error("Over --max-upload-size."),
+                    "507": _error("No space left."),
+                },
+            },
+        },
+        "/uploads/{upload_id}": {
+            "head": {
+                "operationId": "tusOffset",
+                "summary": "The upload's offset and length.",
+                "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                "responses": {"200": {"description": "Upload-Offset"}, **TUS_ERRORS},
+            },
+            "patch": {
+                "operationId": "tusAppend",
+                "summary": "Append at Upload-Offset; the last byte commits the artifact.",
+                "parameters": [
+                    UPLOAD_ID,
+                    TUS_RESUMABLE,
+                    _header("Upload-Offset", "Where the piece starts (409 otherwise)."),
+                    _header("Upload-Checksum", "sha256 <base64> of the piece (460 otherwise)."),
+                ],
+                "requestBody": piece,
+                "responses": {
+                    "204": {"description": "Upload-Offset: the new offset."},
+                    **TUS_ERRORS,
+                    "409": _error("The offset is not the upload's, or the commit is refused."),
+                    "413": _error("Over the upload's length or --max-upload-size."),
+                    "415": _error("Not application/offset+octet-stream."),
+                    "460": _error("The piece does not match Upload-Checksum."),
+                    "507": _error("No space left."),
+                },
+            },
+            "delete": {
+                "operationId": "tusTerminate",
+                "summary": "Cancel the upload.",
+                "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                "responses": {"204": {"description": "Removed."}, **TUS_ERRORS},
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole HTTP interface as an OpenAPI 3.1 document."""
     return {
@@ -447,6 +534,7 @@ def openapi_document() -> dict[str, Any]:
             "/": _redirect("root", "Redirect to /files/."),
             "/files": _redirect("filesNoSlash", "Redirect to /files/."),
             "/files/{tail}": _files_item(),
+            **_uploads_paths(),
             "/healthz": {
                 "get": {
                     "operationId": "healthz",

@@ -209,6 +209,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         ttl=ttl,
         content_type=metadata.get("content_type") or None,
         sha256=expected,
+        metadata=request.headers.get("Upload-Metadata"),
     )
     location = f"{UPLOADS_PREFIX}{resource.id}"
     headers = _tus_headers({"Location": location, **_expires_header(resource)})
@@ -219,6 +220,9 @@ async def create(request: web.Request) -> web.StreamResponse:
             return response
         headers["Upload-Offset"] = response.headers["Upload-Offset"]
         headers.update(_completed_headers(response))
+    elif length == 0:
+        # protocol.md "POST": an empty upload is complete once created.
+        headers.update(await _complete(request, resources, resource))
     return web.Response(status=201, headers=headers)
 
 
@@ -249,6 +253,9 @@ async def head(request: web.Request) -> web.StreamResponse:
         headers["Upload-Defer-Length"] = "1"
     else:
         headers["Upload-Length"] = str(resource.length)
+    if resource.metadata is not None:
+        # protocol.md "Upload-Metadata": HEAD repeats it as the client sent it.
+        headers["Upload-Metadata"] = resource.metadata
     headers.update(_expires_header(resource))
     return web.Response(status=200, headers=headers)
 
@@ -386,4 +393,3 @@ def add_routes(app: web.Application) -> None:
     resource.add_route(hdrs.METH_HEAD, head)
     resource.add_route(hdrs.METH_PATCH, patch)
     resource.add_route(hdrs.METH_DELETE, delete)
-    resource.add_route(hdrs.METH_OPTIONS, options)

@@ -101,6 +101,7 @@ async def test_upload_in_pieces_commits_a_verified_artifact(
     location = await create(tus_client, tokens["a"], sha256=sha256_hex(DATA))
     head = await tus_client.head(location, headers={**TUS, **tokens["a"]})
     assert head.headers["Upload-Length"] == str(len(DATA))
+    assert head.headers["Upload-Metadata"] == metadata(path="big/a.bin", sha256=sha256_hex(DATA))
     assert await offset_of(tus_client, location, tokens["a"]) == 0
     assert await patch(tus_client, location, tokens["a"], 0, DATA[:5000]) == 204
     assert await offset_of(tus_client, location, tokens["a"]) == 5000
@@ -310,3 +311,11 @@ async def test_other_backends_answer_501(
     client = await aiohttp_client(create_app(Settings(root=storage_root), MemoryStore()))
     headers = {**TUS, **tokens["a"], "Upload-Length": "1", "Upload-Metadata": metadata(path="x")}
     assert (await client.post("/uploads/", headers=headers)).status == 501
+
+
+async def test_an_empty_upload_is_complete_once_created(tus_client: Client, tokens: Tokens) -> None:
+    location = await create(tus_client, tokens["a"], length=0, path="big/empty")
+    assert (await tus_client.head(location, headers={**TUS, **tokens["a"]})).status == 404
+    response = await tus_client.get("/files/big/empty")
+    assert response.status == 200
+    assert await response.read() == b""
