@@ -33,6 +33,7 @@ from artifactd.errors import (
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.resumable.resources import UploadResource, UploadResources
 from artifactd.store.filesystem.store import FilesystemStore
+from artifactd.web import uploads
 from artifactd.web.errors import json_error
 from artifactd.web.files import file_url
 from artifactd.web.keys import SETTINGS, STORE
@@ -388,8 +389,11 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_route(hdrs.METH_OPTIONS, UPLOADS_PREFIX, options)
-    app.router.add_route(hdrs.METH_POST, UPLOADS_PREFIX, create)
+    # With Expect: 100-continue, the access policy and the declared length are judged
+    # before the body is sent, as for a PUT.
+    expect = uploads.declared_length_expect_handler
+    app.router.add_route(hdrs.METH_POST, UPLOADS_PREFIX, create, expect_handler=expect)
     resource = app.router.add_resource(UPLOADS_PREFIX + "{upload_id}")
     resource.add_route(hdrs.METH_HEAD, head)
-    resource.add_route(hdrs.METH_PATCH, patch)
+    resource.add_route(hdrs.METH_PATCH, patch, expect_handler=expect)
     resource.add_route(hdrs.METH_DELETE, delete)

@@ -18,6 +18,7 @@ from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
 from tests.web.conftest import Client, ClientFactory, bearer, sha256_hex, store_bytes
+from tests.web.test_expect_continue import expect_exchange
 
 Tokens = dict[str, dict[str, str]]
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -319,3 +320,17 @@ async def test_an_empty_upload_is_complete_once_created(tus_client: Client, toke
     response = await tus_client.get("/files/big/empty")
     assert response.status == 200
     assert await response.read() == b""
+
+
+async def test_expect_continue_is_refused_before_the_body(
+    tus_client: Client, tokens: Tokens
+) -> None:
+    location = await create(tus_client, tokens["a"])
+    tus = "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+    no_token = await expect_exchange(tus_client, "PATCH", location, tus + "Upload-Offset: 0\r\n")
+    assert no_token == b"401"  # instead of 100 Continue: the body is never sent
+    token = f"Authorization: {tokens['a']['Authorization']}\r\n"
+    created = await expect_exchange(
+        tus_client, "POST", "/uploads/", tus + token + "Upload-Defer-Length: 1\r\n"
+    )
+    assert created == b"100+400"  # admitted, then the missing `path` metadata
