@@ -456,7 +456,9 @@ def _uploads_paths() -> dict[str, Any]:
     """tus 1.0.0 (web/tus.py)."""
     piece = {
         "required": False,
-        "content": {"application/offset+octet-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}
+        },
     }
     return {
         "/uploads/": {
