@@ -1,13 +1,13 @@
 """Upload resources of the filesystem store: `<root>/.artifactd/uploads/<id>.bin` holds the
 bytes received so far, `<id>.json` the state (written atomically: temp file, then rename), so
-both survive a restart or kill -9. The SHA-256 of the bytes is rebuilt from the file when
-needed (hashlib state cannot be saved)."""
+both survive a restart or kill -9. The SHA-256 is not kept (hashlib state cannot be
+saved): the completion streams the file through a PUT's upload, which hashes and verifies
+it."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -95,10 +95,18 @@ class UploadResources:
         resource = UploadResource(**state)
         if resource.is_expired():
             raise NotFoundError("no such upload")
-        # The bytes on disk are the truth after a crash between a write and its state.
-        size = self.data_path(upload_id).stat().st_size
-        if size != resource.offset:
+        # A crash mid-PATCH leaves bytes past the saved offset: they were never acknowledged,
+        # so they go (the client resumes from the offset HEAD gives). The bytes are fsynced
+        # before the state that counts them, so there are never fewer.
+        try:
+            size = self.data_path(upload_id).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFoundError("no such upload") from exc
+        if size > resource.offset:
             os.truncate(self.data_path(upload_id), resource.offset)
+        elif size < resource.offset:
+            resource.offset = size
+            self.save(resource)
         return resource
 
     def save(self, resource: UploadResource) -> None:
@@ -124,14 +132,6 @@ class UploadResources:
         """Drop the bytes after `offset` (a piece that failed its checksum)."""
         os.truncate(self.data_path(resource.id), offset)
         resource.offset = offset
-
-    def sha256(self, resource: UploadResource) -> str:
-        """The digest of the bytes received so far, rebuilt from the file."""
-        digest = hashlib.sha256()
-        with open(self.data_path(resource.id), "rb") as file:
-            while block := file.read(_READ_SIZE):
-                digest.update(block)
-        return digest.hexdigest()
 
     def remove(self, upload_id: str) -> None:
         for path in (self._state(upload_id), self.data_path(upload_id)):

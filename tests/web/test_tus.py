@@ -334,3 +334,18 @@ async def test_expect_continue_is_refused_before_the_body(
         tus_client, "POST", "/uploads/", tus + token + "Upload-Defer-Length: 1\r\n"
     )
     assert created == b"100+400"  # admitted, then the missing `path` metadata
+
+
+async def test_bytes_past_the_saved_offset_are_dropped_after_a_crash(
+    tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
+) -> None:
+    """kill -9 mid-PATCH: the bytes were written, their state was not."""
+    location = await create(tus_client, tokens["a"])
+    assert await patch(tus_client, location, tokens["a"], 0, DATA[:100]) == 204
+    resources = UploadResources(fs_store.state_dir)
+    data_path = resources.data_path(location.rsplit("/", 1)[-1])
+    with await asyncio.to_thread(data_path.open, "ab") as file:
+        await asyncio.to_thread(file.write, b"never acknowledged")
+    assert await offset_of(tus_client, location, tokens["a"]) == 100
+    assert await patch(tus_client, location, tokens["a"], 100, DATA[100:]) == 204
+    assert await (await tus_client.get("/files/big/a.bin")).read() == DATA
