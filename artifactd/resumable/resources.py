@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -108,6 +109,20 @@ class UploadResources:
             resource.offset = size
             self.save(resource)
         return resource
+
+    def lock(self, upload_id: str) -> int | None:
+        """An exclusive lock on the upload's bytes (a file descriptor: close it to release),
+        or None while another request, in any process, holds it."""
+        try:
+            fd = os.open(self.data_path(upload_id), os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise NotFoundError("no such upload") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
 
     def save(self, resource: UploadResource) -> None:
         temp = self.dir / f".{resource.id}.json.tmp"

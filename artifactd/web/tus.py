@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -57,8 +58,6 @@ CHECKSUM_MISMATCH = 460
 _COPY_SIZE = 1 << 20
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
-# One PATCH at a time per upload resource (in this process).
-_BUSY: set[str] = set()
 
 
 def _tus_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -279,9 +278,24 @@ async def patch(request: web.Request) -> web.StreamResponse:
 async def _append(
     request: web.Request, resources: UploadResources, resource: UploadResource
 ) -> web.Response:
-    settings = request.config_dict[SETTINGS]
     if request.content_type != OFFSET_OCTET_STREAM:
         return _error(415, f"Content-Type must be {OFFSET_OCTET_STREAM}")
+    # One request appends at a time, across the processes of --workers too (flock); the
+    # state is read again under the lock, as another request may just have moved it.
+    lock = await asyncio.to_thread(resources.lock, resource.id)
+    if lock is None:
+        raise ConflictError("another request is appending to this upload")
+    try:
+        resource = await asyncio.to_thread(resources.load, resource.id)
+        return await _append_locked(request, resources, resource)
+    finally:
+        await asyncio.to_thread(os.close, lock)
+
+
+async def _append_locked(
+    request: web.Request, resources: UploadResources, resource: UploadResource
+) -> web.Response:
+    settings = request.config_dict[SETTINGS]
     if request.method == hdrs.METH_PATCH:
         offset_header = request.headers.get("Upload-Offset")
         if offset_header is None:
@@ -295,13 +309,7 @@ async def _append(
             raise UploadTooLargeError(f"Upload-Length {length} is not usable")
         resource.length = length
     checksum = _piece_checksum(request.headers.get("Upload-Checksum"))
-    if resource.id in _BUSY:
-        raise ConflictError("another request is appending to this upload")
-    _BUSY.add(resource.id)
-    try:
-        return await _receive(request, resources, resource, checksum)
-    finally:
-        _BUSY.discard(resource.id)
+    return await _receive(request, resources, resource, checksum)
 
 
 async def _receive(

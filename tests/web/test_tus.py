@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -349,3 +350,17 @@ async def test_bytes_past_the_saved_offset_are_dropped_after_a_crash(
     assert await offset_of(tus_client, location, tokens["a"]) == 100
     assert await patch(tus_client, location, tokens["a"], 100, DATA[100:]) == 204
     assert await (await tus_client.get("/files/big/a.bin")).read() == DATA
+
+
+async def test_one_request_appends_at_a_time(
+    tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
+) -> None:
+    location = await create(tus_client, tokens["a"])
+    resources = UploadResources(fs_store.state_dir)
+    held = await asyncio.to_thread(resources.lock, location.rsplit("/", 1)[-1])
+    assert held is not None  # as another worker process appending would hold it
+    try:
+        assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 409
+    finally:
+        await asyncio.to_thread(os.close, held)
+    assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 204
