@@ -1,11 +1,13 @@
 """A real tus client (tuspy) uploads through a real server, which is killed with SIGKILL
-after the first piece; a new server on the same root resumes from the offset HEAD gives,
-and the artifact arrives byte-exact with its digest verified."""
+after the first piece, while the second is half sent; a new server on the same root
+resumes from the offset HEAD gives, and the artifact arrives byte-exact with its digest
+verified."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from tusclient.client import TusClient
 
 from artifactd.tokens import TokenStore
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, eventually
 
 CHUNK = 1024 * 1024
 pytestmark = [
@@ -44,9 +46,21 @@ def test_tuspy_resumes_after_the_server_is_killed(tmp_path: Path) -> None:
         )
         uploader.upload_chunk()  # type: ignore[no-untyped-call]
         assert uploader.offset == CHUNK
+        upload_path = urlsplit(str(uploader.url)).path
+        # The next piece is on its way, half sent, when the server dies.
+        bytes_file = root / ".artifactd" / "uploads" / (upload_path.rsplit("/", 1)[-1] + ".bin")
+        piece = socket.create_connection(("127.0.0.1", server.port))
+        piece.sendall(
+            f"PATCH {upload_path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: {auth['Authorization']}\r\nUpload-Offset: {CHUNK}\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nContent-Length: {CHUNK}\r\n"
+            "\r\n".encode()
+            + data[CHUNK : CHUNK + CHUNK // 2]
+        )
+        eventually(lambda: bytes_file.stat().st_size > CHUNK)
     finally:
         server.kill()  # SIGKILL: no drain, no cleanup
-    upload_path = urlsplit(str(uploader.url)).path
+    piece.close()
 
     server = ServerProcess(root)
     try:
