@@ -29,6 +29,7 @@ from artifactd.errors import (
     InvalidValueError,
     NotFoundError,
     StorageFullError,
+    StoreUnavailableError,
     UploadTooLargeError,
 )
 from artifactd.paths import is_internal, parse_artifact_path
@@ -355,7 +356,9 @@ async def _complete(
     request: web.Request, resources: UploadResources, resource: UploadResource
 ) -> dict[str, str]:
     """The last byte is in: the bytes go through a PUT's verified atomic commit, then the
-    resource is removed (also when the commit refuses them: the client starts again)."""
+    resource is removed, also when the commit refuses them (a digest mismatch, --immutable,
+    a precondition: the client starts again). A full disk or an unavailable store keeps
+    it: an empty PATCH at the final offset tries the commit again."""
     settings = request.config_dict[SETTINGS]
     try:
         info, _ = await store_stream(
@@ -367,8 +370,12 @@ async def _complete(
             expected_sha256=resource.sha256,
             requirement=write_requirement(request, settings),
         )
-    finally:
+    except (StorageFullError, StoreUnavailableError):
+        raise
+    except BaseException:
         await asyncio.to_thread(resources.remove, resource.id)
+        raise
+    await asyncio.to_thread(resources.remove, resource.id)
     return {"ETag": info.etag, "Content-Location": file_url(info.path)}
 
 

@@ -9,9 +9,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from artifactd.errors import StorageFullError
 from artifactd.resumable.resources import UploadResources
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
@@ -364,3 +366,20 @@ async def test_one_request_appends_at_a_time(
     finally:
         await asyncio.to_thread(os.close, held)
     assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 204
+
+
+async def test_a_full_disk_at_completion_keeps_the_upload_for_a_retry(
+    tus_client: Client, tokens: Tokens, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = await create(tus_client, tokens["a"], length=10)
+    begin_upload = fs_store.begin_upload
+
+    async def full(*args: Any, **kwargs: Any) -> Any:
+        raise StorageFullError("no space left on device")
+
+    monkeypatch.setattr(fs_store, "begin_upload", full)
+    assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 507
+    assert await offset_of(tus_client, location, tokens["a"]) == 10
+    monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
+    assert await patch(tus_client, location, tokens["a"], 10, b"") == 204
+    assert await (await tus_client.get("/files/big/a.bin")).read() == DATA[:10]
