@@ -89,6 +89,13 @@ class Settings:
     max_upload_size: int = field(
         default=10 * _GIB, metadata=option(Size(), "Larger uploads are refused with 413.")
     )
+    upload_expiry: float = field(
+        default=24 * 3600.0,
+        metadata=option(
+            Duration(allow_never=False, positive=True),
+            "Resumable uploads left unfinished this long are removed.",
+        ),
+    )
     evict_interval: float = field(
         default=60.0,
         metadata=option(

@@ -18,7 +18,7 @@ from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
-from artifactd.web import files, ops, uploads
+from artifactd.web import files, ops, tus, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
 from artifactd.web.dav import handlers as dav
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         files_resource.add_route(
             method, handler, expect_handler=uploads.declared_length_expect_handler
         )
+    tus.add_routes(app)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

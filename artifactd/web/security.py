@@ -47,6 +47,9 @@ EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 # Every other method writes (or is unknown, so it is refused before being routed): PUT,
 # POST, DELETE and WebDAV's MKCOL, COPY and MOVE. PROPFIND reads (RFC 4918 §9.1).
 READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS, "PROPFIND"})
+# Upload resources (web/tus.py): every request but OPTIONS writes, and HEAD must know the
+# token too, as a resource belongs to the token that created it.
+UPLOADS_PREFIX = "/uploads/"
 # Methods that also write at their Destination header's path (RFC 4918 §9.8, §9.9); MOVE
 # removes its source too, COPY only reads it.
 DESTINATION_METHODS = frozenset({"COPY", "MOVE"})
@@ -78,6 +81,8 @@ def required_scope(method: str, path: str, *, private: bool) -> Scope | None:
     """The scope a request needs; None when anyone may make it."""
     if path in EXEMPT_PATHS:
         return None
+    if path.startswith(UPLOADS_PREFIX) and method != hdrs.METH_OPTIONS:
+        return "write"
     if method not in READ_METHODS and not buildcache.is_read_only_post(method, path):
         return "write"
     return "read" if private else None
@@ -179,6 +184,8 @@ def within_prefix(request: web.Request, info: TokenInfo, *, private: bool) -> bo
     if info.prefix is None:
         return True
     raw = request.rel_url.raw_path
+    if raw.startswith(UPLOADS_PREFIX):
+        return True  # the target path is in the resource: web/tus.py checks it
     try:
         if raw.startswith(FILES_PREFIX):
             path, _ = requested_path(request)

@@ -14,6 +14,7 @@ from artifactd import __version__
 from artifactd.web.openapi.caches import build_cache_paths
 from artifactd.web.openapi.files import SCHEMAS, api_get, files_item, redirect
 from artifactd.web.openapi.parts import AUTHORIZATION, TAIL, error, header, query, ref
+from artifactd.web.openapi.uploads import uploads_paths
 
 
 def openapi_document() -> dict[str, Any]:
@@ -29,6 +30,7 @@ def openapi_document() -> dict[str, Any]:
             "/": redirect("root", "Redirect to /files/."),
             "/files": redirect("filesNoSlash", "Redirect to /files/."),
             "/files/{tail}": files_item(),
+            **uploads_paths(),
             "/healthz": {
                 "get": {
                     "operationId": "healthz",

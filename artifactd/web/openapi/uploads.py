@@ -1,0 +1,95 @@
+"""The OpenAPI description of resumable uploads: tus 1.0.0 at `/uploads/` (web/tus.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from artifactd.web.openapi.parts import error, header
+
+TUS_RESUMABLE = {
+    "name": "Tus-Resumable",
+    "in": "header",
+    "required": True,
+    "description": "The tus version: 1.0.0 (412 otherwise).",
+    "schema": {"type": "string", "const": "1.0.0"},
+}
+UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TUS_ERRORS = {
+    "400": error("A malformed header, metadata or checksum."),
+    "401": error("No valid token."),
+    "403": error("The token may not write there."),
+    "404": error("No such upload for this token (or it expired)."),
+    "412": error("Tus-Resumable is not 1.0.0."),
+    "501": error("This storage backend keeps no upload resources."),
+}
+
+
+def uploads_paths() -> dict[str, Any]:
+    """tus 1.0.0 (web/tus.py)."""
+    piece = {
+        "required": False,
+        "content": {
+            "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}
+        },
+    }
+    return {
+        "/uploads/": {
+            "options": {
+                "operationId": "tusOptions",
+                "summary": "tus versions, extensions and limits.",
+                "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}},
+            },
+            "post": {
+                "operationId": "tusCreate",
+                "summary": "Create an upload (Upload-Length or Upload-Defer-Length: 1, "
+                "Upload-Metadata with `path`); a body is its first piece.",
+                "parameters": [
+                    TUS_RESUMABLE,
+                    header("Upload-Length", "The upload's size in bytes."),
+                    header("Upload-Defer-Length", "1: the size comes later."),
+                    header("Upload-Metadata", "`key base64value` pairs: path, ttl, ..."),
+                ],
+                "requestBody": piece,
+                "responses": {
+                    "201": {"description": "Created: Location names the upload."},
+                    **TUS_ERRORS,
+                    "413": error("Over --max-upload-size."),
+                    "507": error("No space left."),
+                },
+            },
+        },
+        "/uploads/{upload_id}": {
+            "head": {
+                "operationId": "tusOffset",
+                "summary": "The upload's offset and length.",
+                "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                "responses": {"200": {"description": "Upload-Offset"}, **TUS_ERRORS},
+            },
+            "patch": {
+                "operationId": "tusAppend",
+                "summary": "Append at Upload-Offset; the last byte commits the artifact.",
+                "parameters": [
+                    UPLOAD_ID,
+                    TUS_RESUMABLE,
+                    header("Upload-Offset", "Where the piece starts (409 otherwise)."),
+                    header("Upload-Checksum", "sha256 <base64> of the piece (460 otherwise)."),
+                ],
+                "requestBody": piece,
+                "responses": {
+                    "204": {"description": "Upload-Offset: the new offset."},
+                    **TUS_ERRORS,
+                    "409": error("The offset is not the upload's, or the commit is refused."),
+                    "413": error("Over the upload's length or --max-upload-size."),
+                    "415": error("Not application/offset+octet-stream."),
+                    "460": error("The piece does not match Upload-Checksum."),
+                    "507": error("No space left."),
+                },
+            },
+            "delete": {
+                "operationId": "tusTerminate",
+                "summary": "Cancel the upload.",
+                "parameters": [UPLOAD_ID, TUS_RESUMABLE],
+                "responses": {"204": {"description": "Removed."}, **TUS_ERRORS},
+            },
+        },
+    }
