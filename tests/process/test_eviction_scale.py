@@ -1,12 +1,14 @@
 """An eviction pass over tens of thousands of artifacts never stalls the server (SPEC
 "Performance", "Lifecycle"): /healthz answers within a second all through the pass, and
-the pass finishes with the store under its budget."""
+the pass (finding, recording and evicting 100,000 hand-placed files, half of them over
+--max-size) finishes with the store under its budget."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +19,7 @@ from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
 
-COUNT = int(os.environ.get("ARTIFACTD_TEST_EVICT_COUNT", "20000"))
+COUNT = int(os.environ.get("ARTIFACTD_TEST_EVICT_COUNT", "100000"))
 SIZE = 1024
 BUDGET = COUNT * SIZE // 2
 
@@ -49,27 +51,54 @@ def stored_bytes(root: Path) -> int:
     return total
 
 
+class HealthPoller:
+    """Asks /healthz back to back in a thread, noting the slowest answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.slowest = 0.0
+        self.answers = 0
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=10) as response:
+                    assert response.status == 200
+            except BaseException as exc:  # reported by stop()
+                self.failure = exc
+                return
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.answers += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        if self.failure is not None:
+            raise self.failure
+
+
 def test_healthz_answers_within_a_second_during_a_large_eviction_pass(tmp_path: Path) -> None:
     place(tmp_path)
     server = ServerProcess(
         tmp_path, "--max-size", str(BUDGET), "--evict-interval", "1s", startup_timeout=60
     )
     try:
-        slowest = 0.0
-        deadline = time.monotonic() + 50
-        while time.monotonic() < deadline:
-            started = time.monotonic()
-            with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:
-                assert response.status == 200
+        poller = HealthPoller(server.url)
+        started = time.monotonic()
+        while not (stored_bytes(tmp_path) <= BUDGET and evictions(server) >= COUNT // 2):
             elapsed = time.monotonic() - started
-            slowest = max(slowest, elapsed)
-            assert elapsed < 1.0, f"/healthz took {elapsed:.2f}s during the eviction pass"
-            if stored_bytes(tmp_path) <= BUDGET and evictions(server) >= COUNT // 2:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the eviction pass did not finish in 50 s")
-        assert stored_bytes(tmp_path) <= BUDGET
-        print(f"slowest /healthz: {slowest:.3f}s")
+            assert elapsed < 45, f"the pass did not finish in 45 s (slowest {poller.slowest:.2f}s)"
+            time.sleep(0.2)
+        print(f"first pass: {time.monotonic() - started:.1f}s")
+        time.sleep(1.5)  # and the next pass, over what is left
+        poller.stop()
+        print(f"slowest /healthz: {poller.slowest:.3f}s of {poller.answers}")
+        assert poller.answers > 0
+        assert poller.slowest < 1.0, f"/healthz took {poller.slowest:.2f}s during a pass"
     finally:
         assert server.terminate() == 0
