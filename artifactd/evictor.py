@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from artifactd.errors import StorageFullError, StoreUnavailableError
 from artifactd.policies import Policy, policy_for
 from artifactd.store.base import ArtifactInfo, Store
 
@@ -99,6 +98,33 @@ class EvictionReport:
     skipped: bool = False  # another process held the maintenance lock
 
 
+# Victims per store call; also how many artifacts are gathered between two turns of the loop.
+EVICT_BATCH = 500
+GATHER_SLICE = 1000
+
+
+async def _gather(store: Store) -> list[ArtifactInfo]:
+    """Every artifact, expired ones included, letting the loop run every GATHER_SLICE."""
+    artifacts: list[ArtifactInfo] = []
+    async for artifact in store.iter_artifacts(include_expired=True):
+        artifacts.append(artifact)
+        if len(artifacts) % GATHER_SLICE == 0:
+            await asyncio.sleep(0)
+    return artifacts
+
+
+def _plan(
+    artifacts: Sequence[ArtifactInfo],
+    now: float,
+    max_size_bytes: int | None,
+    policies: Sequence[Policy],
+) -> tuple[list[Victim], int, int]:
+    """The victims, and how many artifacts and bytes remain after them (run in a thread)."""
+    victims = select_victims(artifacts, now, max_size_bytes, policies)
+    gone_bytes = sum(v.artifact.size for v in victims)
+    return victims, len(artifacts) - len(victims), sum(a.size for a in artifacts) - gone_bytes
+
+
 OnEvicted = Callable[[ArtifactInfo, EvictionReason], None]
 OnPass = Callable[[EvictionReport], None]
 
@@ -131,12 +157,14 @@ class Evictor:
             if not acquired:
                 report.skipped = True
                 return report
-            artifacts = [a async for a in self.store.iter_artifacts(include_expired=True)]
-            victims = select_victims(artifacts, time.time(), self.max_size_bytes, self.policies)
+            artifacts = await _gather(self.store)
+            # Selection and totals are O(N log N) over every artifact: off the event loop.
+            plan = await asyncio.to_thread(
+                _plan, artifacts, time.time(), self.max_size_bytes, self.policies
+            )
+            del artifacts  # only the victims are needed from here on
+            victims, report.live_artifacts, report.live_bytes = plan
             await self._evict(victims, report, dry_run)
-            live = survivors(artifacts, victims)
-            report.live_artifacts = len(live)
-            report.live_bytes = sum(a.size for a in live)
             if not dry_run:
                 report.stale_uploads = await self.store.collect_garbage()
         if self.on_pass is not None and not dry_run:
@@ -144,28 +172,31 @@ class Evictor:
         return report
 
     async def _evict(self, victims: list[Victim], report: EvictionReport, dry_run: bool) -> None:
-        for victim in victims:
-            artifact = victim.artifact
-            # evict() removes exactly this version: a new upload meanwhile is left alone.
-            if dry_run or await self._evict_one(artifact):
-                paths = report.expired if victim.reason == "ttl" else report.over_size
-                paths.append(artifact.path)
-                if victim.prefix is not None:
-                    report.over_prefix_size[artifact.path] = victim.prefix
-                report.bytes_freed += artifact.size
-                if not dry_run:
-                    self.evicted_total += 1
-                    if self.on_evicted is not None:
-                        self.on_evicted(artifact, victim.reason)
+        """Evict in batches (one store call each); the bookkeeping of a batch is O(batch)
+        on the loop, which runs other tasks between batches."""
+        for start in range(0, len(victims), EVICT_BATCH):
+            batch = victims[start : start + EVICT_BATCH]
+            if dry_run:
+                removed = [True] * len(batch)
+            else:
+                # evict_batch removes exactly these versions: a new upload meanwhile stays.
+                removed = await self.store.evict_batch([v.artifact for v in batch])
+            for victim, gone in zip(batch, removed, strict=True):
+                if gone:
+                    self._record(victim, report, dry_run)
+            await asyncio.sleep(0)
 
-    async def _evict_one(self, artifact: ArtifactInfo) -> bool:
-        """Evict one artifact; one that cannot be removed now (a full or read-only disk,
-        storage unreachable) is left for the next pass, and the pass goes on freeing space."""
-        try:
-            return await self.store.evict(artifact)
-        except (StorageFullError, StoreUnavailableError, OSError) as exc:
-            log.warning("cannot evict %s now (%s); trying again next pass", artifact.path, exc)
-            return False
+    def _record(self, victim: Victim, report: EvictionReport, dry_run: bool) -> None:
+        artifact = victim.artifact
+        paths = report.expired if victim.reason == "ttl" else report.over_size
+        paths.append(artifact.path)
+        if victim.prefix is not None:
+            report.over_prefix_size[artifact.path] = victim.prefix
+        report.bytes_freed += artifact.size
+        if not dry_run:
+            self.evicted_total += 1
+            if self.on_evicted is not None:
+                self.on_evicted(artifact, victim.reason)
 
     async def run_forever(self, interval_seconds: float) -> None:
         """A pass now (so gauges are right from the start), then one every interval."""

@@ -30,9 +30,9 @@ Failure: what a failure at each step leaves behind
   not at all, and the upload is aborted on any failure. Exception: StoreUnavailableError
   after the publishing request was sent means the outcome is unknown (S3 may have applied
   it); the next `info` tells.
-- `delete`, `evict`: the artifact is gone or unchanged; StoreUnavailableError, again, may
-  follow a delete that was applied. Metadata left by a crash between the steps describes
-  a version no longer there and is never served.
+- `delete`, `evict`, `evict_batch`: each artifact is gone or unchanged;
+  StoreUnavailableError, again, may follow a delete that was applied. Metadata left by a
+  crash between the steps describes a version no longer there and is never served.
 - `abort`, `close`, `health` never raise because the backend is unreachable.
 
 Exceptions (besides ValueError for using a finished upload or closed reader):
@@ -59,12 +59,16 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from artifactd.errors import StorageFullError, StoreUnavailableError
 from artifactd.http.digests import etag_for_digest
+
+log = logging.getLogger("artifactd.store")
 
 EntryType = Literal["file", "dir"]
 
@@ -261,6 +265,20 @@ class Store(abc.ABC):
     async def evict(self, info: ArtifactInfo) -> bool:
         """Delete exactly the version `info` describes, expired or not; False (and nothing
         deleted) if the path now holds another version or nothing."""
+
+    async def evict_batch(self, infos: Sequence[ArtifactInfo]) -> list[bool]:
+        """`evict` for each of `infos`, in order: True for each version removed. One that
+        cannot be removed now (a full or read-only disk, storage unreachable) is False and
+        left as it was, and the others are still evicted. Backends may take one lock and
+        one metadata transaction for the whole batch."""
+        removed: list[bool] = []
+        for info in infos:
+            try:
+                removed.append(await self.evict(info))
+            except (StorageFullError, StoreUnavailableError, OSError) as exc:
+                log.warning("cannot evict %s now (%s); trying again next pass", info.path, exc)
+                removed.append(False)
+        return removed
 
     @abc.abstractmethod
     def verify(self) -> AsyncIterator[Verification]:

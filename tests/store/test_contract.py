@@ -306,3 +306,13 @@ async def test_remove_dir_removes_empty_directories_only(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.list_dir("tree")
     assert await store.remove_dir("tree")  # nothing there: nothing left to remove
+
+
+async def test_evict_batch_removes_exactly_the_versions_given(store: Store) -> None:
+    infos = [(await put(store, f"batch/{name}", name.encode()))[0] for name in "abcd"]
+    await put(store, "batch/b", b"a newer b")  # replaced meanwhile: spared
+    await store.delete("batch/c")  # gone meanwhile: nothing to do
+    assert await store.evict_batch(infos) == [True, False, False, True]
+    assert [info.path async for info in store.iter_artifacts("batch/")] == ["batch/b"]
+    assert await read_all(store, "batch/b") == b"a newer b"
+    assert await store.evict_batch([]) == []

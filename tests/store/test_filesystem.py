@@ -317,3 +317,27 @@ async def test_a_commit_racing_the_delete_of_its_last_sibling_lands(
             assert await reader.read(0, 10) == b"new"
     await store.close()
     await other_process.close()
+
+
+async def test_evict_batch_forgets_the_rows_of_what_it_removed(tmp_path: Path) -> None:
+    store = await FilesystemStore.create(tmp_path / "root")
+    try:
+        infos = []
+        for i in range(50):
+            upload = await store.begin_upload(f"many/{i % 5}/obj-{i}")
+            await upload.write(b"x" * i)
+            infos.append((await upload.commit())[0])
+        assert await store.evict_batch(infos[:40]) == [True] * 40
+        left = [info.path async for info in store.iter_artifacts()]
+        assert left == sorted(info.path for info in infos[40:])
+        rows = await asyncio.to_thread(lambda: sorted(row.path for row in store.db.iter_all()))
+        assert rows == left  # one row per file
+        assert sorted(p.name for p in (tmp_path / "root" / "many").iterdir()) == [
+            "0",
+            "1",
+            "2",
+            "3",
+            "4",
+        ]
+    finally:
+        await store.close()

@@ -211,6 +211,28 @@ class MetadataDB:
                     "DELETE FROM versions WHERE path = ? AND ino != ?", (path, keep_ino)
                 )
 
+    def delete_other_versions_many(self, keep: dict[str, int | None]) -> None:
+        """`delete_other_versions` for every path in `keep`, in one transaction (all or
+        none)."""
+        if self.read_only or not keep:
+            return
+        with self._writing():
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "DELETE FROM versions WHERE path = ?",
+                    [(path,) for path, ino in keep.items() if ino is None],
+                )
+                self._conn.executemany(
+                    "DELETE FROM versions WHERE path = ? AND ino != ?",
+                    [(path, ino) for path, ino in keep.items() if ino is not None],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # a full disk may have rolled it back already
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def delete_path(self, path: str) -> None:
         self.delete_other_versions(path, None)
 

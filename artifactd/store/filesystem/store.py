@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -409,6 +409,46 @@ class FilesystemStore(Store):
         self._accessed.forget(info.path)
         return True
 
+    async def evict_batch(self, infos: Sequence[ArtifactInfo]) -> list[bool]:
+        return await asyncio.to_thread(self._evict_batch_sync, infos)
+
+    def _evict_batch_sync(self, infos: Sequence[ArtifactInfo]) -> list[bool]:
+        """`_evict_sync` for many under one hold of the write lock: the unlinks one by one
+        (each can fail alone, leaving its artifact as it was), then every parent left empty
+        removed, then the rows of all in one metadata transaction."""
+        if self.read_only:
+            return [False] * len(infos)
+        removed = [False] * len(infos)
+        with self._write_lock.held():
+            self._forget_stale_rows()
+            parents: set[Path] = set()
+            for i, info in enumerate(infos):
+                try:
+                    os_path = resolve_inside(self.root, info.path)
+                    st = os.stat(os_path)
+                    if not stat.S_ISREG(st.st_mode) or _version_token(st) != info.version:
+                        continue
+                    os.unlink(os_path)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except (OSError, ArtifactdError) as exc:
+                    log.warning("cannot evict %s now (%s); trying again next pass", info.path, exc)
+                    continue
+                removed[i] = True
+                parents.add(Path(os_path).parent)
+                self._stale_rows.add(info.path)
+            if parents:
+                self._bump_generation()
+                for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+                    self._remove_empty_parents(parent)
+                if not self._forget_stale_rows() and self._reserve.release():
+                    self._forget_stale_rows()
+                self._reserve.refill()
+        for info, gone in zip(infos, removed, strict=True):
+            if gone:
+                self._accessed.forget(info.path)
+        return removed
+
     def _remove_locked(self, path: str, os_path: str) -> None:
         """Under the write lock: unlink the file, then forget its rows. The unlink is the
         step that can fail (and then nothing changed); the rows go after it, so a removal
@@ -426,19 +466,22 @@ class FilesystemStore(Store):
 
     def _forget_stale_rows(self) -> bool:
         """Under the write lock: delete the rows of the paths in `_stale_rows` that do not
-        describe the file now there. False if the database could not take it (a full
-        disk); they are tried again by the next write or garbage collection."""
-        while self._stale_rows:
-            path = next(iter(self._stale_rows))
+        describe the file now there, in one transaction. False if the database could not
+        take it (a full disk); they are tried again by the next write or garbage
+        collection."""
+        if not self._stale_rows:
+            return True
+        keep: dict[str, int | None] = {}
+        for path in self._stale_rows:
             try:
-                keep = os.stat(resolve_inside(self.root, path)).st_ino
+                keep[path] = os.stat(resolve_inside(self.root, path)).st_ino
             except (OSError, ArtifactdError):
-                keep = None
-            try:
-                self.db.delete_other_versions(path, keep)
-            except (StorageFullError, sqlite3.Error):
-                return False  # after a commit or removal took effect, never its failure
-            self._stale_rows.discard(path)
+                keep[path] = None
+        try:
+            self.db.delete_other_versions_many(keep)
+        except (StorageFullError, sqlite3.Error):
+            return False  # after a commit or removal took effect, never its failure
+        self._stale_rows.clear()
         return True
 
     def _current_sync(self, path: str, os_path: str) -> ArtifactInfo | None:
