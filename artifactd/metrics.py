@@ -30,14 +30,15 @@ CACHE_KINDS: tuple[CacheKind, ...] = get_args(CacheKind)
 CACHE_RESULTS: tuple[CacheResult, ...] = get_args(CacheResult)
 CACHE_DIRECTIONS: tuple[CacheDirection, ...] = get_args(CacheDirection)
 
-# The User-Agent prefixes of the /files/ clients, as their requests send them: ccache
-# `ccache/4.10`, Bazel `bazel/7.4.1`, Gradle `Gradle/4.4.1 (...)`, sccache's WebDAV
-# client (OpenDAL) `opendal/0.54.0`.
+# The User-Agent prefixes of the /files/ clients, as their requests send them (seen in the
+# access log): ccache `ccache/4.14`, Bazel `bazel/7.4.1` (`bazel/` from Debian's
+# bazel-bootstrap), Gradle `Gradle/4.4.1 (Linux;...)`, sccache's WebDAV storage
+# `sccache/0.16.0` (its own, not OpenDAL's default `opendal/...`).
 _USER_AGENT_KINDS: tuple[tuple[str, CacheKind], ...] = (
     ("ccache/", "ccache"),
     ("bazel/", "bazel"),
     ("Gradle/", "gradle"),
-    ("opendal/", "sccache"),
+    ("sccache/", "sccache"),
 )
 _USER_AGENT_PREFIXES = tuple(prefix for prefix, _ in _USER_AGENT_KINDS)
 

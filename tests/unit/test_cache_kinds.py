@@ -13,7 +13,9 @@ from artifactd.metrics import TrafficTally, files_cache_kind
         ("ccache/4.10.2", "ccache"),
         ("bazel/7.4.1", "bazel"),
         ("Gradle/4.4.1 (Linux;6.1;amd64) (Debian;17.0.15;17.0.15+6)", "gradle"),
-        ("opendal/0.54.0", "sccache"),
+        ("bazel/", "bazel"),  # Debian's bazel-bootstrap sends no version
+        ("sccache/0.16.0", "sccache"),
+        ("opendal/0.54.0", "other"),  # OpenDAL's default; sccache sends its own
         ("curl/8.5.0", "other"),
         ("", "other"),
         (None, "other"),
