@@ -124,6 +124,7 @@ def test_gradle_gets_remote_hits_and_read_only_tokens_never_write(
         out, changed = build(project, home, reader, text="changed\n")
         assert ":upper FROM-CACHE" not in out, out
         assert changed == b"CHANGED\n"
+        assert "Could not store entry" in out and "403" in out, out  # tried, refused
         assert stored(storage_root) == entries  # the refused write stored nothing
 
         # Counted under Gradle's own kind, from its User-Agent.
