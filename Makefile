@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools
 # Real clients the process tests drive; installed from Debian's packages when missing.
 TEST_TOOLS := curl:curl wget:wget aria2c:aria2 chromium:chromium \
 	chromedriver:chromium-driver nginx:nginx openssl:openssl rclone:rclone apt-ftparchive:apt-utils \
-	node:nodejs npm:npm git:git cc:gcc bazel:bazel-bootstrap
+	node:nodejs npm:npm git:git cc:gcc bazel:bazel-bootstrap gradle:gradle
 # Load generator and nginx baseline for `make bench` (curl too); installed from Debian's
 # packages when missing, as root or with passwordless sudo. The bench runs without them.
 BENCH_STAMP := $(VENV)/.bench-tools

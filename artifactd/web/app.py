@@ -35,8 +35,6 @@ from artifactd.web.turbo import create_turbo_app
 # Any tail, newlines included: an encoded "\n" must reach the path check (400), not miss
 # the route (404).
 FILES_ROUTE = r"/files/{tail:[\s\S]*}"
-# The route's label in metrics (its resource's canonical form).
-FILES_ROUTE_LABEL = "/files/{tail}"
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> web.Application:

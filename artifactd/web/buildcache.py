@@ -88,8 +88,12 @@ def touched_path(path: str, query: Mapping[str, str]) -> str | None:
     return None
 
 
-def count(request: web.Request, kind: CacheKind, result: CacheResult, amount: int = 1) -> None:
-    request.config_dict[METRICS].count_cache(kind, result, amount)
+def count(
+    request: web.Request, kind: CacheKind, result: CacheResult, amount: int = 1, size: int = 0
+) -> None:
+    """Count `amount` lookups or writes of a cache API, `size` bytes read or written (the
+    /files/ clients are counted by the request pipeline, from their User-Agent)."""
+    request.config_dict[METRICS].count_cache(kind, result, amount, size)
 
 
 async def send_entry(
@@ -113,7 +117,7 @@ async def send_entry(
     async with reader:
         await record_read(request, store, path)
         if is_get:
-            count(request, kind, "hit")
+            count(request, kind, "hit", size=reader.info.size)
         on_open(reader)
         settings = request.config_dict[SETTINGS]
         return await send_artifact(

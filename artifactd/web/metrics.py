@@ -46,9 +46,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         traffic.in_flight -= 1
-        pipeline.count(
-            request.method, route_label(request), status, request.content.total_bytes, response
-        )
+        pipeline.count(request, route_label(request), status, request.content.total_bytes, response)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -92,7 +92,7 @@ async def put_entry(request: web.Request) -> web.Response:
     # 409 before reading the body; `write_once` decides again at the commit.
     with contextlib.suppress(NotFoundError, IsDirectoryError):
         write_once(await request.config_dict[STORE].info(path))
-    await store_stream(
+    info, _ = await store_stream(
         request,
         path,
         body_chunks(request, settings),
@@ -101,5 +101,5 @@ async def put_entry(request: web.Request) -> web.Response:
         expected_sha256=expected_sha256(request.headers),
         requirement=write_once,
     )
-    buildcache.count(request, "nx", "write")
+    buildcache.count(request, "nx", "write", size=info.size)
     return web.Response(status=202)

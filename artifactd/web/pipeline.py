@@ -144,6 +144,9 @@ def elapsed_ms(request: web.BaseRequest) -> float | None:
 
 # -- Every response, every tally -------------------------------------------------------
 
+# The /files/ route's label in metrics (its resource's canonical form).
+FILES_ROUTE_LABEL = "/files/{tail}"
+
 
 class Pipeline:
     """What the settings decide for every answer, worked out once per server: the
@@ -183,25 +186,31 @@ class Pipeline:
 
     def count(
         self,
-        method: str,
+        request: web.BaseRequest,
         route: str,
         status: int,
         request_bytes: int,
         response: web.StreamResponse | None,
     ) -> None:
         """Tally one answered request: the bytes sent so far if its headers went out, else
-        the body it is about to send (a Response not yet written)."""
+        the body it is about to send (a Response not yet written). A /files/ request is
+        also a build-cache lookup or write, of the kind its User-Agent names."""
         sent = 0
         if response is not None:
             sent = response.body_length if response.prepared else (response.content_length or 0)
-        self.traffic.count(method_label(method), route, status, request_bytes, sent)
+        method = request.method
+        traffic = self.traffic
+        traffic.count(method_label(method), route, status, request_bytes, sent)
+        if route == FILES_ROUTE_LABEL:
+            user_agent = request.headers.get(hdrs.USER_AGENT)
+            traffic.count_files_cache(method, status, user_agent, request_bytes, sent)
 
     def finish(self, request: web.BaseRequest, response: web.StreamResponse, route: str) -> None:
         """Everything the Application's middlewares and signals would do for an answer made
         in front of them (the hot path): common headers and tally. A request without a
         body (no Content-Length or Transfer-Encoding) received no bytes."""
         self.add_common_headers(request, response)
-        self.count(request.method, route, response.status, 0, response)
+        self.count(request, route, response.status, 0, response)
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)

@@ -162,7 +162,7 @@ async def put_artifact(request: web.Request) -> web.Response:
         expected_sha256=expected_sha256(request.headers),
         requirement=write_requirement(request, settings),
     )
-    buildcache.count(request, "turbo", "write")
+    buildcache.count(request, "turbo", "write", size=info.size)
     # Vercel's API answers 202 `{"urls": [...]}`; turbo only checks for a 2xx.
     return web.json_response({"urls": [file_url(info.path)]}, status=202)
 

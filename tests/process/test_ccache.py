@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,15 @@ def compile_once(
     return obj.read_bytes(), stats
 
 
+def ccache_requests(port: int, result: str) -> float:
+    """artifactd_cache_requests_total of kind ccache (told apart by ccache's User-Agent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        text = answer.read().decode()
+    line = f'artifactd_cache_requests_total{{kind="ccache",result="{result}"}} '
+    (value,) = [row[len(line) :] for row in text.splitlines() if row.startswith(line)]
+    return float(value)
+
+
 def stored_files(root: Path) -> set[Path]:
     top = root / "ccache"
     return {p.relative_to(top) for p in top.rglob("*") if p.is_file()} if top.exists() else set()
@@ -126,6 +136,8 @@ def test_ccache_gets_remote_hits_and_read_only_tokens_never_write(
         assert stats["remote_storage_hit"] == 1, stats
         assert stats.get("remote_storage_miss", 0) == 0, stats
         assert second == first
+        assert ccache_requests(server.port, "hit") >= 1  # counted under ccache's kind
+        assert ccache_requests(server.port, "write") >= 1
 
         # A pull request's job with the read-only token: hits, but no write gets through.
         readonly = remote_storage(host, layout, how, reader)

@@ -22,11 +22,11 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.memory import MemoryStore
 from artifactd.web import middlewares as middlewares_module
-from artifactd.web.app import FILES_ROUTE_LABEL, create_app
+from artifactd.web.app import create_app
 from artifactd.web.download.hot import HotPath
 from artifactd.web.keys import METRICS, REQUEST_ID, STARTED_AT
 from artifactd.web.metrics import metrics_middleware
-from artifactd.web.pipeline import PIPELINE, begin_request
+from artifactd.web.pipeline import FILES_ROUTE_LABEL, PIPELINE, begin_request
 from tests.web.conftest import store_bytes
 from tests.web.serving import fetch, serving
 

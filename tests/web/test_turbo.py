@@ -312,6 +312,6 @@ def test_cache_metric_labels_are_a_closed_set() -> None:
     metrics = Metrics()
     metrics.count_cache("turbo", "hit")
     with pytest.raises(ValueError, match="no cache metric"):
-        metrics.count_cache("bazel", "hit")  # type: ignore[arg-type]
+        metrics.count_cache("webdav", "hit")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no cache metric"):
         metrics.count_cache("nx", "evicted")  # type: ignore[arg-type]

@@ -20,13 +20,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 
 from artifactd.errors import ArtifactdError
-from artifactd.web.app import FILES_ROUTE_LABEL
 from artifactd.web.download.gzip import choose_variant
 from artifactd.web.download.plan import plan_download
 from artifactd.web.download.send import respond_now
 from artifactd.web.files import FILES_PREFIX, record_read, requested_path
 from artifactd.web.keys import SETTINGS, STORE
-from artifactd.web.pipeline import PIPELINE, begin_new_request
+from artifactd.web.pipeline import FILES_ROUTE_LABEL, PIPELINE, begin_new_request
 from artifactd.web.security import ACCESS_POLICY
 
 LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
