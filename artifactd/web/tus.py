@@ -240,15 +240,26 @@ def _owned(request: web.Request, resources: UploadResources) -> UploadResource:
     return resource
 
 
-async def head(request: web.Request) -> web.StreamResponse:
-    """protocol.md "HEAD": Upload-Offset, Upload-Length (or Upload-Defer-Length) and
-    Cache-Control: no-store."""
+async def _owned_resource(
+    request: web.Request,
+) -> tuple[UploadResources, UploadResource] | web.Response:
+    """What every request on one upload starts with: the 412/501 of `_refused`, then the
+    resource the URL names if the request's token owns it (404 otherwise, from `_owned`)."""
     refused = _refused(request)
     if refused is not None:
         return refused
     resources = _resources(request)
-    assert resources is not None
-    resource = await asyncio.to_thread(_owned, request, resources)
+    assert resources is not None  # `_refused` answered 501 otherwise
+    return resources, await asyncio.to_thread(_owned, request, resources)
+
+
+async def head(request: web.Request) -> web.StreamResponse:
+    """protocol.md "HEAD": Upload-Offset, Upload-Length (or Upload-Defer-Length) and
+    Cache-Control: no-store."""
+    found = await _owned_resource(request)
+    if isinstance(found, web.Response):
+        return found
+    _, resource = found
     headers = _tus_headers({"Upload-Offset": str(resource.offset), "Cache-Control": "no-store"})
     if resource.length is None:
         headers["Upload-Defer-Length"] = "1"
@@ -264,12 +275,10 @@ async def head(request: web.Request) -> web.StreamResponse:
 async def patch(request: web.Request) -> web.StreamResponse:
     """protocol.md "PATCH": append at Upload-Offset (409 when it is not the resource's),
     then 204 with the new offset; the last byte commits the artifact."""
-    refused = _refused(request)
-    if refused is not None:
-        return refused
-    resources = _resources(request)
-    assert resources is not None
-    resource = await asyncio.to_thread(_owned, request, resources)
+    found = await _owned_resource(request)
+    if isinstance(found, web.Response):
+        return found
+    resources, resource = found
     outside = _outside_prefix(request, resource.path)
     if outside is not None:
         return outside
@@ -392,12 +401,10 @@ async def _file_chunks(
 
 async def delete(request: web.Request) -> web.StreamResponse:
     """protocol.md "Termination": DELETE → 204, the resource and its bytes are gone."""
-    refused = _refused(request)
-    if refused is not None:
-        return refused
-    resources = _resources(request)
-    assert resources is not None
-    resource = await asyncio.to_thread(_owned, request, resources)
+    found = await _owned_resource(request)
+    if isinstance(found, web.Response):
+        return found
+    resources, resource = found
     await asyncio.to_thread(resources.remove, resource.id)
     return web.Response(status=204, headers=_tus_headers())
 
