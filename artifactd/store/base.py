@@ -169,9 +169,10 @@ class Upload(abc.ABC):
     """A new version being written; invisible until `commit` returns."""
 
     # Set by `commit` when the path's current version already held these bytes (same digest
-    # and content type) and was kept: nothing new was written, only its expiry became the
-    # upload's (build caches re-upload what they produced). Backends that cannot (S3)
-    # publish a new version instead, whose ETag is the same as it comes from the digest.
+    # and content type) and was kept: no bytes were written again, only its expiry became
+    # the upload's (build caches re-upload what they produced). Its ETag and created_at
+    # stay; its `version` stays too, except on S3 when the expiry changed (a metadata-only
+    # copy of the object onto itself: a new version an eviction judged on the old spares).
     kept_current: bool = False
 
     @abc.abstractmethod

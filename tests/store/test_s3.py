@@ -281,8 +281,8 @@ async def test_nodes_see_each_others_uploads_and_deletes_with_the_same_etag(
 
 
 async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b: S3Store) -> None:
-    old = await put(node_a, "e", b"same bytes")
-    await put(node_b, "e", b"same bytes")  # identical bytes, a new upload all the same
+    old = await put(node_a, "e", b"old bytes")
+    await put(node_b, "e", b"new bytes")
     assert not await node_a.evict(old)
     current = await node_a.info("e")
     assert await node_a.evict(current)
@@ -452,3 +452,44 @@ async def test_outage_raises_store_unavailable_and_the_store_recovers(tmp_path: 
                 await store.close()
         finally:
             await asyncio.to_thread(server.close)
+
+
+async def put_expiring(
+    store: S3Store, path: str, data: bytes, expires_at: float | None
+) -> tuple[ArtifactInfo, bool]:
+    upload = await store.begin_upload(path, expires_at=expires_at)
+    for i in range(0, len(data), MIN_PART_BYTES):
+        await upload.write(data[i : i + MIN_PART_BYTES])
+    info, _ = await upload.commit()
+    return info, upload.kept_current
+
+
+@pytest.mark.parametrize("size", [100, 2 * MIN_PART_BYTES + 1], ids=["put", "multipart"])
+async def test_same_bytes_again_refresh_only_the_expiry(
+    node_a: S3Store, node_b: S3Store, size: int
+) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    soon, later = time.time() + 60, time.time() + 3600
+    first, kept = await put_expiring(node_a, "cache/ac/k", data, soon)
+    assert not kept
+    again, kept = await put_expiring(node_b, "cache/ac/k", data, later)
+    assert kept  # the bytes did not travel again: only the metadata was rewritten
+    assert (again.etag, again.created_at) == (first.etag, first.created_at)
+    assert again.version != first.version  # an eviction judged on the old one spares it
+    assert not await node_a.evict(first)
+    current = await node_a.info("cache/ac/k")
+    assert current.expires_at == pytest.approx(later)
+    assert (current.etag, current.version) == (first.etag, again.version)
+    assert await read_all(node_a, "cache/ac/k") == data
+
+    unchanged, kept = await put_expiring(node_a, "cache/ac/k", data, later)
+    assert kept and unchanged.version == again.version  # same expiry: nothing written at all
+
+
+async def test_same_bytes_of_another_content_type_are_a_new_version(node_a: S3Store) -> None:
+    await put(node_a, "typed", b"{}")
+    upload = await node_a.begin_upload("typed", content_type="application/x-other")
+    await upload.write(b"{}")
+    _, replaced = await upload.commit()
+    assert replaced and not upload.kept_current
+    assert (await node_a.info("typed")).content_type == "application/x-other"

@@ -4,6 +4,7 @@ MKCOL, COPY and MOVE, the hardened PROPFIND parser, and the access rules for eac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -381,6 +382,28 @@ async def test_copy_and_move_refusals(
     assert response.status == status
     assert response.headers["Content-Type"].startswith("application/json")
     assert (await client.get("/files/data.bin")).status == 200
+
+
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+async def test_copy_and_move_into_a_content_address_check_its_name(
+    client: Client, method: str
+) -> None:
+    """A `cas/<sha256>` destination takes only bytes hashing to its name, as a PUT there."""
+    right = hashlib.sha256(DATA).hexdigest()
+    wrong = hashlib.sha256(b"other bytes").hexdigest()
+    for collection in ("/files/cache/", "/files/cache/cas/"):
+        assert (await client.request("MKCOL", collection)).status == 201
+    refused = await client.request(
+        method, "/files/data.bin", headers={"Destination": f"/files/cache/cas/{wrong}"}
+    )
+    assert refused.status == 400
+    assert (await client.get(f"/files/cache/cas/{wrong}")).status == 404
+    assert (await client.get("/files/data.bin")).status == 200  # MOVE left the source
+    accepted = await client.request(
+        method, "/files/data.bin", headers={"Destination": f"/files/cache/cas/{right}"}
+    )
+    assert accepted.status == 201
+    assert await (await client.get(f"/files/cache/cas/{right}")).read() == DATA
 
 
 async def test_copy_into_itself_and_of_nothing(client: Client) -> None:

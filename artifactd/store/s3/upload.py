@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 from artifactd.errors import ConflictError, StoreUnavailableError
@@ -18,6 +19,7 @@ from artifactd.store.s3.objects import (
     META_SHA256,
     META_TOKEN,
     Layout,
+    ObjectMeta,
 )
 from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites, Describe
 from artifactd.store.uploads import UploadBase, check_digest
@@ -25,6 +27,7 @@ from artifactd.store.uploads import UploadBase, check_digest
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
 PARTS_PER_SIZE_STEP = 1000
+MAX_COPY_BYTES = 5 * 1024**3  # the largest object one CopyObject may copy
 
 
 class S3Upload(UploadBase):
@@ -104,17 +107,25 @@ class S3Upload(UploadBase):
         check_digest(expected_sha256, sha256)
         await self._writes.check_no_file_parent(self.path)
         created_at = time.time()
-        if self._upload_id is not None:
-            if self._buffer or not self._parts:
-                await self._upload_part(bytes(self._buffer))
-                self._buffer.clear()
-            # Written before the upload completes, so the digest is there once it is visible.
-            record = {"path": self.path, "sha256": sha256, "created_at": created_at}
-            await self._bucket.put_json(self._layout.digest_key(self.token), record)
+        record_written = False
         for _ in range(COMMIT_ATTEMPTS):
-            _, current, condition = await self._writes.current_for_write(
+            meta, current, condition = await self._writes.current_for_write(
                 self.path, require, self._describe
             )
+            if meta is not None and current is not None and self._holds_these_bytes(meta, sha256):
+                kept = await self._keep_current(meta, current, sha256)
+                if kept is None:
+                    continue  # replaced meanwhile: judge the new version instead
+                self.kept_current = True
+                return kept, True
+            if self._upload_id is not None and not record_written:
+                if self._buffer or not self._parts:
+                    await self._upload_part(bytes(self._buffer))
+                    self._buffer.clear()
+                # Written before the upload completes, so the digest is there once visible.
+                record = {"path": self.path, "sha256": sha256, "created_at": created_at}
+                await self._bucket.put_json(self._layout.digest_key(self.token), record)
+                record_written = True
             try:
                 s3_etag = (await self._send(sha256, created_at, condition)).strip('"')
             except ClientError as exc:
@@ -134,6 +145,45 @@ class S3Upload(UploadBase):
             )
             return info, current is not None
         raise ConflictError(f"{self.path} kept changing during the upload; try again")
+
+    def _holds_these_bytes(self, meta: ObjectMeta, sha256: str) -> bool:
+        """Whether the current object already is this upload: same digest and content type,
+        and small enough for one CopyObject (S3 copies at most 5 GiB in one request)."""
+        return (
+            meta.sha256 == sha256
+            and meta.content_type == self.content_type
+            and meta.size <= MAX_COPY_BYTES
+        )
+
+    async def _keep_current(
+        self, meta: ObjectMeta, current: ArtifactInfo, sha256: str
+    ) -> ArtifactInfo | None:
+        """Keep the object that already holds these bytes, with this upload's expiry: build
+        caches re-upload what they produced, and the bytes need not travel again. When the
+        expiry changes, a CopyObject of the object onto itself (MetadataDirective REPLACE,
+        done inside the store, conditional on its ETag) rewrites only its metadata, under
+        this upload's token, so an eviction judged on the old version spares it. None when
+        the object changed in between."""
+        if meta.expires_at == self.expires_at:
+            return current
+        created_at = meta.created_at if meta.created_at is not None else current.created_at
+        metadata = self._metadata(**{META_SHA256: sha256, META_CREATED: repr(created_at)})
+        try:
+            response = await self._bucket.request(
+                "copy_object",
+                Key=meta.key,
+                CopySource={"Bucket": self._bucket.name, "Key": meta.key},
+                CopySourceIfMatch=f'"{meta.etag}"',
+                MetadataDirective="REPLACE",
+                ContentType=self.content_type,
+                Metadata=metadata,
+            )
+        except ClientError as exc:
+            if is_precondition_failed(exc) or is_missing(exc):
+                return None
+            raise
+        s3_etag = response["CopyObjectResult"]["ETag"].strip('"')
+        return replace(current, expires_at=self.expires_at, version=f"{s3_etag}:{self.token}")
 
     async def _send(self, sha256: str, created_at: float, condition: dict[str, str]) -> str:
         """The one request that makes the version visible; returns its S3 ETag."""

@@ -1,6 +1,7 @@
 """COPY and MOVE through the store contract, so every backend has them: the source is read
 from one pinned version and committed at the destination like an upload (verified against
-the source's digest, atomic, with its content type and expiry time), then, for MOVE, the
+the source's digest, and a content-address destination's name, atomic, with its content
+type and expiry time), then, for MOVE, the
 source is deleted if it still holds that version. A collection is copied file by file
 (empty directories below it are not), and a moved one's directories removed once empty;
 two paths change, so a failure midway can leave both.
@@ -18,7 +19,7 @@ from artifactd.errors import ConflictError, PreconditionFailedError
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, ArtifactReader, Requirement
 from artifactd.web.keys import EVENTS, SETTINGS, STORE
-from artifactd.web.uploads import check_mutable, store_stream
+from artifactd.web.uploads import check_mutable, expected_digest, store_stream
 
 
 def destination_requirement(settings: Settings, *, may_overwrite: bool) -> Requirement:
@@ -59,7 +60,8 @@ async def copy_file(
             _chunks(reader, settings.chunk_size),
             content_type=info.content_type,
             expires_at=copy_expires_at(settings, destination, info.expires_at),
-            expected_sha256=info.sha256,
+            # A content address (`cas/<64 hex>`) takes only bytes hashing to its name.
+            expected_sha256=expected_digest(destination, info.sha256),
             requirement=requirement,
         )
     return info, replaced
