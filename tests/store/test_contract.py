@@ -99,8 +99,8 @@ async def test_recommitting_the_same_bytes_keeps_the_etag_and_restarts_the_expir
     assert second.expires_at == pytest.approx(later)
     assert (await store.info("cache/blob")).expires_at == pytest.approx(later)
     assert await read_all(store, "cache/blob") == b"same bytes"
-    if upload.kept_current:  # no new bytes were written: the same version, its expiry renewed
-        assert second.created_at == first.created_at
+    assert upload.kept_current  # no new bytes were written: the same version, expiry renewed
+    assert second.created_at == first.created_at
     await upload.abort()  # safe after commit
     assert [info.path async for info in store.iter_artifacts("cache/")] == ["cache/blob"]
 
