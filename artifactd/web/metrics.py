@@ -49,6 +49,13 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         pipeline.count(request, route_label(request), status, request.content.total_bytes, response)
 
 
+def count_unhandled(request: web.Request, response: web.StreamResponse) -> None:
+    """Tally an answer made before the middlewares run (an `Expect: 100-continue`
+    refusal), as metrics_middleware tallies every other one; no body was read."""
+    pipeline = request.config_dict[PIPELINE]
+    pipeline.count(request, route_label(request), response.status, 0, response)
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     metrics.flush_traffic()  # on the loop, where the tally is counted

@@ -20,7 +20,6 @@ import contextlib
 from aiohttp import web
 
 from artifactd.errors import (
-    ArtifactdError,
     ConflictError,
     InvalidValueError,
     IsDirectoryError,
@@ -29,13 +28,12 @@ from artifactd.errors import (
 from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo
 from artifactd.web import buildcache
-from artifactd.web.errors import ERROR_RENDERER, error_for_domain, with_app_shape
+from artifactd.web.errors import ERROR_RENDERER, with_app_shape
 from artifactd.web.keys import SETTINGS, STORE
-from artifactd.web.security import check_upload_allowed
 from artifactd.web.uploads import (
     body_chunks,
     check_declared_length,
-    declared_length_expect_handler,
+    expect_handler_checking,
     expires_at_for,
     store_stream,
 )
@@ -51,19 +49,17 @@ def create_nx_app() -> web.Application:
     return app
 
 
-async def expect_entry(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: an authorised upload of a hash already stored gets its 409
-    instead of `100 Continue`, so the archive is never sent; then the usual checks."""
-    refused = await check_upload_allowed(request)
-    if refused is not None:
-        return refused
-    try:
-        path = buildcache.nx_path(request.match_info["hash"])
-        with contextlib.suppress(NotFoundError, IsDirectoryError):
-            write_once(await request.config_dict[STORE].info(path))
-    except ArtifactdError as exc:
-        return error_for_domain(exc)
-    return await declared_length_expect_handler(request)
+async def _entry_writable(request: web.Request) -> None:
+    """An authorised upload of a hash already stored gets its 409 instead of `100
+    Continue`, so the archive is never sent; then the declared length is judged."""
+    path = buildcache.nx_path(request.match_info["hash"])
+    with contextlib.suppress(NotFoundError, IsDirectoryError):
+        write_once(await request.config_dict[STORE].info(path))
+    check_declared_length(request, request.config_dict[SETTINGS])
+
+
+# `Expect: 100-continue`: the access policy's refusals, then those of `_entry_writable`.
+expect_entry = expect_handler_checking(_entry_writable)
 
 
 def render_error(status: int, reason: str) -> tuple[bytes, str]:

@@ -35,6 +35,7 @@ from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
+from artifactd.web.metrics import count_unhandled
 from artifactd.web.middlewares import framing_error
 from artifactd.web.multipart import FormReader, form_boundary
 from artifactd.web.security import check_upload_allowed
@@ -138,7 +139,7 @@ def expect_handler_checking(check: Callable[[web.Request], Awaitable[object]]) -
     handler makes before reading the body (400, 409, 412, 413), with the same functions.
     """
 
-    async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    async def refusal(request: web.Request) -> web.StreamResponse | None:
         refused = framing_error(request) or await check_upload_allowed(request)
         if refused is not None:
             return refused
@@ -148,6 +149,14 @@ def expect_handler_checking(check: Callable[[web.Request], Awaitable[object]]) -
             return error_for_domain(exc)
         if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
             return json_error(417, "expectation failed")
+        return None
+
+    async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+        refused = await refusal(request)
+        if refused is not None:
+            # Answered without the middlewares, so without the metrics one: counted here.
+            count_unhandled(request, refused)
+            return refused
         if request.version >= HttpVersion11:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the interim response is not part of the body count

@@ -127,3 +127,27 @@ async def test_what_the_handler_would_refuse_is_refused_before_the_body(
     )
     assert await expect_exchange(client, method, target, headers) == status
     assert await (await client.get("/files/data.bin")).read() == b"stored"
+
+
+async def requests_counted(client: Client, method: str, route: str, status: int) -> float:
+    text = await (await client.get("/metrics")).text()
+    line = f'artifactd_http_requests_total{{method="{method}",route="{route}",status="{status}"}} '
+    found = [row[len(line) :] for row in text.splitlines() if row.startswith(line)]
+    return float(found[0]) if found else 0.0
+
+
+async def test_refusals_before_the_body_are_counted_in_the_metrics(
+    aiohttp_client: ClientFactory, fs_store: FilesystemStore, storage_root: Path
+) -> None:
+    """They are answered before any middleware runs, the metrics one included."""
+    client = await aiohttp_client(
+        create_app(Settings(root=storage_root, max_upload_size=2), fs_store)
+    )
+    await store_bytes(fs_store, "nx/1234", b"x")
+    for method, target, route, status in [
+        ("PUT", "/files/a", "/files/{tail}", 413),
+        ("PUT", "/turbo/v8/artifacts/abcd", "/turbo/v8/artifacts/{hash}", 413),
+        ("PUT", "/nx/v1/cache/1234", "/nx/v1/cache/{hash}", 409),
+    ]:
+        assert await expect_exchange(client, method, target) == str(status).encode()
+        assert await requests_counted(client, method, route, status) == 1.0, target
