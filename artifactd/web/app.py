@@ -99,7 +99,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     files_resource.add_route(
         hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
     )
-    files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
     files_resource.add_route(hdrs.METH_OPTIONS, dav.options)
     for method, handler in dav.METHODS.items():
         files_resource.add_route(

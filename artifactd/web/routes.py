@@ -1,8 +1,8 @@
 """The `/files/{tail}` resource, whose methods depend on the kind of URL.
 
-A file URL takes GET, HEAD, PUT and DELETE; a directory URL (empty, ending in '/' or in a
-`.` segment: `requested_path` decides) takes GET, HEAD and POST (the upload form); both take
-WebDAV's OPTIONS, PROPFIND, MKCOL, COPY and MOVE. Any other
+A file URL takes GET, HEAD and PUT; a directory URL (empty, ending in '/' or in a `.`
+segment: `requested_path` decides) takes GET, HEAD and POST (the upload form); both take
+DELETE (a collection's is WebDAV's) and WebDAV's OPTIONS, PROPFIND, MKCOL, COPY and MOVE. Any other
 method is the router's 405, whose `Allow` names that kind's methods (RFC 9110 §15.5.6).
 """
 
@@ -16,8 +16,8 @@ from artifactd.web.files import requested_path
 
 # WebDAV's methods (RFC 4918) name a file or a directory either way: clients write
 # collections without their slash (`MKCOL /files/new`, `PROPFIND /files/dir`).
-DAV_METHODS = frozenset({hdrs.METH_OPTIONS, "PROPFIND", "MKCOL", "COPY", "MOVE"})
-FILE_METHODS = DAV_METHODS | {hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_PUT, hdrs.METH_DELETE}
+DAV_METHODS = frozenset({hdrs.METH_OPTIONS, "PROPFIND", "MKCOL", "COPY", "MOVE", hdrs.METH_DELETE})
+FILE_METHODS = DAV_METHODS | {hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_PUT}
 DIRECTORY_METHODS = DAV_METHODS | {hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_POST}
 _EITHER = FILE_METHODS & DIRECTORY_METHODS
 

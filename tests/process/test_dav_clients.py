@@ -120,6 +120,10 @@ def test_rclone_copies_a_tree_up_and_back(
     refused = rclone(server, tmp_path, tokens["read"], "copy", str(source), ":webdav:", ok=False)
     assert refused.returncode != 0
     assert not (storage_root / "x" / "new.txt").exists()
+    # `rclone purge` removes a directory with one DELETE of the collection (RFC 4918 §9.6.1).
+    rclone(server, tmp_path, tokens["write"], "purge", ":webdav:sub")
+    assert not (storage_root / "x" / "sub").exists()
+    assert (storage_root / "x" / "a.txt").read_bytes() == tree["a.txt"]
 
 
 def sccache_env(server: ServerProcess, tmp_path: Path, token: str, run_id: str) -> dict[str, str]:

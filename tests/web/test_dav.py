@@ -93,8 +93,8 @@ async def propfind(
     ("path", "allowed", "refused"),
     [
         ("/files/data.bin", {"GET", "PUT", "DELETE", "PROPFIND", "COPY", "MOVE"}, {"MKCOL"}),
-        ("/files/docs/", {"GET", "PROPFIND", "COPY", "MOVE"}, {"MKCOL", "PUT"}),
-        ("/files/docs", {"GET", "PROPFIND", "COPY", "MOVE"}, {"MKCOL", "PUT"}),
+        ("/files/docs/", {"GET", "PROPFIND", "COPY", "MOVE", "DELETE"}, {"MKCOL", "PUT"}),
+        ("/files/docs", {"GET", "PROPFIND", "COPY", "MOVE", "DELETE"}, {"MKCOL", "PUT"}),
         ("/files/missing", {"PUT", "MKCOL"}, {"GET", "DELETE", "MOVE"}),
         ("/files/", {"GET", "PROPFIND"}, {"MKCOL", "MOVE", "DELETE"}),
     ],
@@ -406,6 +406,40 @@ async def test_copy_and_move_into_a_content_address_check_its_name(
     assert await (await client.get(f"/files/cache/cas/{right}")).read() == DATA
 
 
+@pytest.mark.parametrize("target", ["/files/t/", "/files/t"])
+async def test_delete_of_a_collection_removes_everything_under_it(
+    client: Client, target: str
+) -> None:
+    """RFC 4918 §9.6.1: DELETE of a collection acts as if Depth were infinity (204)."""
+    for name in ("t/a.txt", "t/sub/b.txt", "t2/c.txt"):
+        assert (await client.put(f"/files/{name}", data=b"x")).status == 201
+    assert (await client.request("MKCOL", "/files/t/empty")).status == 201
+    assert (await client.delete(target)).status == 204
+    for gone in ("/files/t/a.txt", "/files/t/sub/b.txt"):
+        assert (await client.get(gone)).status == 404
+    assert (await propfind(client, "/files/t/", "0")).status == 404
+    assert (await client.get("/files/t2/c.txt")).status == 200  # a sibling with the prefix
+    assert (await client.delete(target)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status"),
+    [
+        ("/files/", {}, 403),
+        ("/files/docs/", {"Depth": "0"}, 400),
+        ("/files/docs", {"Depth": "1"}, 400),
+        ("/files/absent/", {}, 404),
+    ],
+)
+async def test_delete_of_a_collection_refusals(
+    client: Client, target: str, headers: dict[str, str], status: int
+) -> None:
+    response = await client.delete(target, headers=headers)
+    assert response.status == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert (await client.get("/files/docs/readme.txt")).status == 200
+
+
 async def test_copy_into_itself_and_of_nothing(client: Client) -> None:
     into = await client.request("COPY", "/files/docs", headers={"Destination": "/files/docs/x"})
     assert into.status == 403
@@ -568,6 +602,11 @@ async def test_changing_methods_need_a_write_token(
         ("MOVE", "/files/myproj/1/app.bin", "/files/myproj/2.bin", False, 201),
         ("MOVE", "/files/myproj/1/app.bin", "/files/myproj", False, 403),
         ("MOVE", "/files/myproj", "/files/myproj/x", False, 403),
+        ("DELETE", "/files/myproj/1/", None, False, 204),
+        ("DELETE", "/files/myproj/1", None, False, 204),
+        ("DELETE", "/files/myproj/", None, False, 403),  # its whole prefix: no
+        ("DELETE", "/files/myproj", None, False, 403),
+        ("DELETE", "/files/", None, False, 403),
     ],
 )
 async def test_a_prefixed_token_moves_and_copies_only_within_its_prefix(

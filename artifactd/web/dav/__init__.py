@@ -1,4 +1,5 @@
-"""WebDAV class 1 (RFC 4918) on `/files/`: OPTIONS, PROPFIND, MKCOL, COPY and MOVE.
+"""WebDAV class 1 (RFC 4918) on `/files/`: OPTIONS, PROPFIND, MKCOL, COPY, MOVE and DELETE of
+a collection.
 
 `properties` parses PROPFIND bodies and writes Multi-Status (pure), `headers` reads Depth,
 Overwrite and Destination, `transfer` copies and moves through the store contract, and

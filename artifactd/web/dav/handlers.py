@@ -1,4 +1,5 @@
-"""OPTIONS, PROPFIND, MKCOL, COPY and MOVE under `/files/` (RFC 4918 class 1).
+"""OPTIONS, PROPFIND, MKCOL, COPY, MOVE and DELETE of a collection under `/files/` (RFC 4918
+class 1).
 
 Thin steps over the store like the other handlers: parse, ask the store, answer. Errors are
 JSON as everywhere, except PROPFIND's Depth: infinity refusal, whose body is the §16
@@ -41,14 +42,14 @@ from artifactd.web.dav.transfer import (
 from artifactd.web.errors import json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import SETTINGS, STORE
-from artifactd.web.uploads import body_chunks, check_mutable
+from artifactd.web.uploads import body_chunks, check_mutable, delete_file
 
 Kind = Literal["file", "dir"] | None
 XML = "application/xml"
 # What each kind of resource answers (OPTIONS' Allow, and MKCOL's 405).
 ALLOW: dict[Kind, str] = {
     "file": "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, COPY, MOVE",
-    "dir": "OPTIONS, GET, HEAD, POST, PROPFIND, COPY, MOVE",
+    "dir": "OPTIONS, GET, HEAD, POST, DELETE, PROPFIND, COPY, MOVE",
     None: "OPTIONS, PUT, MKCOL",
 }
 ROOT_ALLOW = "OPTIONS, GET, HEAD, POST, PROPFIND"
@@ -220,5 +221,31 @@ async def _transfer(request: web.Request, *, move: bool) -> web.Response:
     return web.Response(status=201 if existing is None else 204)
 
 
+async def delete(request: web.Request) -> web.Response:
+    """DELETE of a file is the artifact's delete (`uploads.delete_file`); of a collection
+    (RFC 4918 §9.6.1), every file under it and the collection, as if `Depth: infinity`
+    (the only Depth allowed there): 204. The root is never deleted (403)."""
+    path, is_dir_request = requested_path(request)
+    if not is_dir_request:
+        try:
+            return await delete_file(request)
+        except IsDirectoryError:
+            pass  # a collection named without its slash, as WebDAV clients do
+    if not path:
+        raise web.HTTPForbidden(reason="the root cannot be deleted")
+    if headers.depth(request, default="infinity") != "infinity":
+        raise web.HTTPBadRequest(reason="DELETE of a collection takes only Depth: infinity")
+    if await kind_of(request.app[STORE], path) != "dir":
+        raise NotFoundError(path)
+    await remove_tree(request, path)
+    return web.Response(status=204)
+
+
 # The RFC 4918 methods (besides OPTIONS) and their handlers, for the router.
-METHODS = {"PROPFIND": propfind, "MKCOL": mkcol, "COPY": copy, "MOVE": move}
+METHODS = {
+    "PROPFIND": propfind,
+    "MKCOL": mkcol,
+    "COPY": copy,
+    "MOVE": move,
+    hdrs.METH_DELETE: delete,
+}

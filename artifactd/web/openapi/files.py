@@ -142,12 +142,13 @@ def files_item() -> dict[str, Any]:
         },
         "delete": {
             "operationId": "deleteFile",
-            "summary": "Delete an artifact.",
+            "summary": "Delete an artifact, or a directory and everything under it (WebDAV).",
             "parameters": [TAIL, *CONDITIONALS[:1], *AUTHORIZATION],
             "responses": {
                 "204": {"description": "Deleted."},
-                "404": error("No such artifact."),
-                "409": error("The path is a directory."),
+                "400": error("A directory's Depth other than infinity."),
+                "403": error("The root, or beyond the token's prefix."),
+                "404": error("No such artifact or directory."),
                 "412": error("Precondition failed."),
                 **CLIENT_ERRORS,
                 **UNAVAILABLE,
