@@ -84,14 +84,24 @@ async def test_a_directory_reached_through_a_dot_redirects_to_its_normalised_url
     assert (resp.status, resp.headers["Location"]) == (301, "/files/docs/")
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE"])
-async def test_writes_to_a_directory_named_with_a_trailing_dot_are_refused(
-    client: Client, method: str
+async def test_a_put_to_a_directory_named_with_a_trailing_dot_is_refused(
+    client: Client,
 ) -> None:
-    resp = await send(client, method, "/files/docs/.", data=b"x")
-    assert resp.status == 405  # a directory URL takes GET, HEAD and POST
+    resp = await send(client, "PUT", "/files/docs/.", data=b"x")
+    assert resp.status == 405  # a directory URL takes GET, HEAD, POST and DELETE
     assert "POST" in resp.headers["Allow"]
     assert (await client.get("/files/docs/readme.txt")).status == 200
+
+
+async def test_a_delete_of_a_directory_named_with_a_trailing_dot_is_the_directorys(
+    client: Client,
+) -> None:
+    """`docs/.` is `docs/`: its DELETE is the collection's (WebDAV), Depth rules included."""
+    refused = await send(client, "DELETE", "/files/docs/.", headers={"Depth": "0"})
+    assert refused.status == 400
+    assert (await client.get("/files/docs/readme.txt")).status == 200
+    assert (await send(client, "DELETE", "/files/docs/.")).status == 204
+    assert (await client.get("/files/docs/readme.txt")).status == 404
 
 
 async def test_a_form_posted_to_a_dot_directory_lands_in_the_directory(
