@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -33,6 +34,9 @@ from artifactd.web.security import TOKEN_INFO
 from artifactd.web.uploads import body_chunks, expires_at, store_stream
 
 _COPY_SIZE = 1 << 20
+# While a body streams in, its bytes and the offset counting them are made durable every
+# this many bytes, so a crash (kill -9) mid-request loses at most this much of it.
+SYNC_EVERY = 8 << 20
 
 
 def resources(request: web.Request) -> UploadResources | None:
@@ -120,7 +124,7 @@ async def locked(store: UploadResources, resource: UploadResource) -> AsyncItera
     if lock is None:
         raise ConflictError("another request is appending to this upload")
     try:
-        yield await asyncio.to_thread(store.load, resource.id)
+        yield await asyncio.to_thread(functools.partial(store.load, resource.id, locked=True))
     finally:
         await asyncio.to_thread(os.close, lock)
 
@@ -139,11 +143,11 @@ async def receive(
     the bytes received are kept for the client to resume from, unless the piece declared
     its SHA-256 (`piece_sha256`): such a piece is kept only whole and matching. Returns
     whether it matched (always True without a declared digest); the state is durable
-    (fsynced) whatever happens.
+    (fsynced) whatever happens, and every SYNC_EVERY bytes on the way.
     """
     settings = request.config_dict[SETTINGS]
     limit = settings.max_upload_size if resource.length is None else resource.length
-    start = resource.offset
+    start = synced = resource.offset
     piece = hashlib.sha256()
     try:
         async for chunk in body_chunks(request, settings):
@@ -152,6 +156,9 @@ async def receive(
             piece.update(chunk)
             try:
                 await asyncio.to_thread(store.append, resource, chunk)
+                if piece_sha256 is None and resource.offset - synced >= SYNC_EVERY:
+                    await asyncio.to_thread(store.sync, resource)
+                    synced = resource.offset
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise StorageFullError("no space left for the upload") from exc
@@ -177,13 +184,16 @@ async def complete(
     store: UploadResources,
     resource: UploadResource,
     requirement: Requirement,
+    *,
+    keep_record: bool = False,
 ) -> tuple[ArtifactInfo, bool]:
     """The last byte is in: the bytes go through a PUT's verified atomic commit (digest,
     `requirement`'s preconditions and --immutable, policies, events, metrics), then the
-    resource is removed, also when the commit refuses them (a digest mismatch, --immutable,
-    a precondition: the client starts again). A full disk or an unavailable store keeps
-    it: the client may try the commit again. Returns the version and whether it replaced
-    another, as `store_stream` does."""
+    resource is removed (or, with `keep_record`, kept without its bytes as a completed
+    upload), also when the commit refuses them (a digest mismatch, --immutable, a
+    precondition: the client starts again). A full disk or an unavailable store keeps it
+    as it was: the client may try the commit again. Returns the version and whether it
+    replaced another, as `store_stream` does."""
     settings = request.config_dict[SETTINGS]
     try:
         committed = await store_stream(
@@ -198,10 +208,17 @@ async def complete(
     except (StorageFullError, StoreUnavailableError):
         raise
     except BaseException:
-        await remove(store, resource)
+        await _finish(store, resource, keep_record)
         raise
-    await remove(store, resource)
+    await _finish(store, resource, keep_record)
     return committed
+
+
+async def _finish(store: UploadResources, resource: UploadResource, keep_record: bool) -> None:
+    if keep_record:
+        await asyncio.to_thread(store.mark_complete, resource)
+    else:
+        await remove(store, resource)
 
 
 async def _file_chunks(store: UploadResources, resource: UploadResource) -> AsyncIterator[bytes]:
