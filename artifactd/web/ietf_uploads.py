@@ -20,6 +20,7 @@ Identification").
 
 from __future__ import annotations
 
+import json
 import time
 
 from aiohttp import HttpVersion11, hdrs, web
@@ -107,9 +108,9 @@ def _state_headers(version: int, request: web.Request, resource: UploadResource)
 
 
 def _problem_response(version: int, problem: _Problem, headers: dict[str, str]) -> web.Response:
-    response = web.json_response(
-        problem.document, status=problem.status, content_type=fields.PROBLEM_JSON
-    )
+    # RFC 9457 §3: application/problem+json, JSON is UTF-8 by definition (no charset).
+    body = json.dumps(problem.document).encode()
+    response = web.Response(body=body, status=problem.status, content_type=fields.PROBLEM_JSON)
     response.headers.update(headers)
     response.headers[INTEROP_HEADER] = str(version)
     return response
@@ -143,9 +144,7 @@ def _declared_length(
     return length
 
 
-async def _send_interim(
-    request: web.Request, version: int, store: UploadResources, resource: UploadResource
-) -> None:
+async def _send_interim(request: web.Request, version: int, resource: UploadResource) -> None:
     """§4.2.2: `104 (Upload Resumption Supported)` with `Location` and `Upload-Limit` (and,
     Appendix "Draft Version Identification", the interop version), before any of the body
     is read. Written as aiohttp's Expect handler writes `100 Continue`; an HTTP/1.0 client
@@ -219,7 +218,7 @@ async def _create(
         protocol=PROTOCOL,
         preconditions=uploads.write_conditions(request),
     )
-    await _send_interim(request, version, store, resource)
+    await _send_interim(request, version, resource)
     async with resumable.locked(store, resource) as current:
         await resumable.receive(request, store, current)
         if complete:
