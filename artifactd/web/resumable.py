@@ -10,6 +10,7 @@ Every call on the resource store goes through `resources(request)`, so the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import hashlib
@@ -159,14 +160,19 @@ async def receive(
                 if piece_sha256 is None and resource.offset - synced >= SYNC_EVERY:
                     await asyncio.to_thread(store.sync, resource)
                     synced = resource.offset
+            except FileNotFoundError as exc:
+                raise NotFoundError("the upload was cancelled meanwhile") from exc
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise StorageFullError("no space left for the upload") from exc
                 raise
     except BaseException:
-        if piece_sha256 is not None:
-            await asyncio.to_thread(store.truncate, resource, start)
-        await asyncio.to_thread(store.sync, resource)
+        # (Nothing to keep if a DELETE removed the bytes meanwhile: sync opens them before
+        # it saves the state, so it cannot bring a cancelled upload back.)
+        with contextlib.suppress(FileNotFoundError):
+            if piece_sha256 is not None:
+                await asyncio.to_thread(store.truncate, resource, start)
+            await asyncio.to_thread(store.sync, resource)
         raise
     matched = piece_sha256 is None or piece.digest() == piece_sha256
     if not matched:
@@ -222,7 +228,10 @@ async def _finish(store: UploadResources, resource: UploadResource, keep_record:
 
 
 async def _file_chunks(store: UploadResources, resource: UploadResource) -> AsyncIterator[bytes]:
-    file = await asyncio.to_thread(open, store.data_path(resource.id), "rb")
+    try:
+        file = await asyncio.to_thread(open, store.data_path(resource.id), "rb")
+    except FileNotFoundError as exc:
+        raise NotFoundError("the upload was cancelled meanwhile") from exc
     try:
         while chunk := await asyncio.to_thread(file.read, _COPY_SIZE):
             yield chunk

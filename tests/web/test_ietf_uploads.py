@@ -4,14 +4,18 @@ the server speaks (6: draft -04/-05, 8: drafts -09 to -11): every status code an
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from artifactd.errors import StorageFullError
 from artifactd.resumable.resources import UploadResources
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
@@ -537,3 +541,78 @@ async def test_other_backends_upload_plainly(
     assert "Upload-Complete" not in response.headers
     response = await client.post("/uploads/?path=a", headers=headers, data=b"abc")
     assert response.status == 501
+
+
+# -- failures ---------------------------------------------------------------------------
+
+
+async def test_one_request_appends_at_a_time(
+    up: Client, tokens: Tokens, fs_store: FilesystemStore
+) -> None:
+    location = await create_incomplete(up, 8, tokens["a"])
+    resources = UploadResources(fs_store.state_dir)
+    held = await asyncio.to_thread(resources.lock, location.rsplit("/", 1)[-1])
+    assert held is not None  # as another worker process appending would hold it
+    try:
+        status, _, _ = await append(up, location, 8, tokens["a"], 0, b"abc", False)
+        assert status == 409
+    finally:
+        await asyncio.to_thread(os.close, held)
+    status, _, _ = await append(up, location, 8, tokens["a"], 0, b"abc", False)
+    assert status == 204
+
+
+async def test_a_full_disk_keeps_what_was_received(
+    up: Client, tokens: Tokens, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = await create_incomplete(up, 8, tokens["a"], b"abc")
+    resources_append = UploadResources.append
+
+    def full(self: UploadResources, resource: object, chunk: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(UploadResources, "append", full)
+    status, _, _ = await append(up, location, 8, tokens["a"], 3, b"def", True)
+    assert status == 507
+    assert await offset_of(up, location, 8, tokens["a"]) == 3
+    monkeypatch.setattr(UploadResources, "append", resources_append)
+    # Full again, at the commit: the upload stays, not complete, for a retry.
+    begin_upload = fs_store.begin_upload
+
+    async def full_store(*args: Any, **kwargs: Any) -> Any:
+        raise StorageFullError("no space left on device")
+
+    monkeypatch.setattr(fs_store, "begin_upload", full_store)
+    status, _, _ = await append(up, location, 8, tokens["a"], 3, b"def", True)
+    assert status == 507
+    response = await up.head(location, headers=draft(8, tokens["a"]))
+    assert response.headers["Upload-Offset"] == "6"
+    assert response.headers["Upload-Complete"] == "?0"
+    monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
+    status, _, _ = await append(up, location, 8, tokens["a"], 6, b"", True)
+    assert status == 201
+    assert await (await up.get("/files/big/a.bin")).read() == b"abcdef"
+
+
+async def test_a_delete_during_an_append_cancels_it(up: Client, tokens: Tokens) -> None:
+    location = await create_incomplete(up, 8, tokens["a"])
+    first_piece_sent = asyncio.Event()
+    deleted = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield DATA[:1000]
+        first_piece_sent.set()
+        await deleted.wait()
+        yield DATA[1000:2000]
+
+    headers = draft(8, tokens["a"], Upload_Offset="0", Upload_Complete="?1")
+    appending = asyncio.create_task(up.patch(location, headers={**headers, **PARTIAL}, data=body()))
+    await first_piece_sent.wait()
+    await asyncio.sleep(0.1)
+    response = await up.delete(location, headers=draft(8, tokens["a"]))
+    assert response.status == 204
+    deleted.set()
+    response = await appending
+    assert response.status == 404
+    assert (await up.head(location, headers=draft(8, tokens["a"]))).status == 404
+    assert (await up.get("/files/big/a.bin")).status == 404
