@@ -257,7 +257,7 @@ async def _complete(
         return response
     response = uploads.put_answer(info, replaced)
     response.headers.update(done)
-    response.headers["Upload-Offset"] = str(resource.offset)  # -05 §4: on every answer
+    response.headers["Upload-Offset"] = str(resource.offset)  # -05 §4, §6: on every answer
     return response
 
 
