@@ -28,6 +28,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from artifactd.errors import (
     ArtifactdError,
     InvalidValueError,
+    NotFoundError,
     StorageFullError,
     StoreUnavailableError,
     UploadTooLargeError,
@@ -251,6 +252,8 @@ async def _complete(
         )
     except (StorageFullError, StoreUnavailableError):
         raise  # not complete: an empty PATCH with Upload-Complete: ?1 tries again
+    except NotFoundError:
+        raise  # cancelled (DELETE) meanwhile: nothing was completed
     except ArtifactdError as exc:
         response = error_for_domain(exc)
         response.headers.update(done)

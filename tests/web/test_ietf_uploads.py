@@ -636,3 +636,23 @@ async def test_the_completion_publishes_its_event_and_keeps_the_ttl(
     assert expires is not None  # the creating request's TTL, applied at the commit
     metrics = await (await up.get("/metrics")).text()
     assert 'method="PATCH",route="/uploads/{upload_id}",status="201"} 1.0' in metrics
+
+
+async def test_a_delete_during_the_commit_leaves_nothing(
+    up: Client, tokens: Tokens, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = await create_incomplete(up, 8, tokens["a"], b"abc")
+    upload_id = location.rsplit("/", 1)[1]
+    begin_upload = fs_store.begin_upload
+
+    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.to_thread(UploadResources(fs_store.state_dir).remove, upload_id)
+        return await begin_upload(*args, **kwargs)
+
+    monkeypatch.setattr(fs_store, "begin_upload", cancelled_meanwhile)
+    status, headers, _ = await append(up, location, 8, tokens["a"], 3, b"", True)
+    assert status == 404
+    assert "Upload-Complete" not in headers
+    monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
+    assert (await up.head(location, headers=draft(8, tokens["a"]))).status == 404
+    assert (await up.get("/files/big/a.bin")).status == 404
