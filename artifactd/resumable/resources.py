@@ -40,6 +40,14 @@ class UploadResource:
     content_type: str | None = None
     sha256: str | None = None  # the digest the artifact must have, lowercase hex
     metadata: str | None = None  # the client's Upload-Metadata, as sent (HEAD repeats it)
+    # Which protocol created it ("tus" or "ietf"): each speaks to its own resources only.
+    protocol: str = "tus"
+    # The creating request's If-Match / If-None-Match / If-Unmodified-Since, judged again
+    # at completion (the request that completes the upload need not be the one that made it).
+    preconditions: dict[str, str] | None = None
+    # IETF draft: completed (its artifact committed or refused), kept without its bytes
+    # until it expires so that HEAD still tells the client so.
+    complete: bool = False
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
@@ -68,6 +76,8 @@ class UploadResources:
         content_type: str | None = None,
         sha256: str | None = None,
         metadata: str | None = None,
+        protocol: str = "tus",
+        preconditions: dict[str, str] | None = None,
     ) -> UploadResource:
         self.dir.mkdir(parents=True, exist_ok=True)
         resource = UploadResource(
@@ -80,13 +90,17 @@ class UploadResources:
             content_type=content_type,
             sha256=sha256,
             metadata=metadata,
+            protocol=protocol,
+            preconditions=preconditions,
         )
         self.data_path(resource.id).touch()
         self.save(resource)
         return resource
 
-    def load(self, upload_id: str) -> UploadResource:
-        """The resource, or NotFoundError (unknown, malformed or expired id)."""
+    def load(self, upload_id: str, *, locked: bool = False) -> UploadResource:
+        """The resource, or NotFoundError (unknown, malformed or expired id). `locked`: the
+        caller holds `lock`; otherwise the bytes are reconciled only if no request in any
+        process is appending to them."""
         if not _ID.fullmatch(upload_id):
             raise NotFoundError("no such upload")
         try:
@@ -96,19 +110,36 @@ class UploadResources:
         resource = UploadResource(**state)
         if resource.is_expired():
             raise NotFoundError("no such upload")
+        if resource.complete:
+            return resource  # its bytes are gone: the artifact has them
+        if locked:
+            self._reconcile(resource)
+            return resource
+        lock = self.lock(upload_id)
+        if lock is None:
+            # A request is appending: its bytes past the saved offset are not to be cut
+            # from under it (the next append would leave a hole). The saved offset is
+            # what is acknowledged so far.
+            return resource
+        try:
+            self._reconcile(resource)
+        finally:
+            os.close(lock)
+        return resource
+
+    def _reconcile(self, resource: UploadResource) -> None:
         # A crash mid-PATCH leaves bytes past the saved offset: they were never acknowledged,
         # so they go (the client resumes from the offset HEAD gives). The bytes are fsynced
         # before the state that counts them, so there are never fewer.
         try:
-            size = self.data_path(upload_id).stat().st_size
+            size = self.data_path(resource.id).stat().st_size
         except FileNotFoundError as exc:
             raise NotFoundError("no such upload") from exc
         if size > resource.offset:
-            os.truncate(self.data_path(upload_id), resource.offset)
+            os.truncate(self.data_path(resource.id), resource.offset)
         elif size < resource.offset:
             resource.offset = size
             self.save(resource)
-        return resource
 
     def lock(self, upload_id: str) -> int | None:
         """An exclusive lock on the upload's bytes (a file descriptor: close it to release),
@@ -147,6 +178,13 @@ class UploadResources:
         """Drop the bytes after `offset` (a piece that failed its checksum)."""
         os.truncate(self.data_path(resource.id), offset)
         resource.offset = offset
+
+    def mark_complete(self, resource: UploadResource) -> None:
+        """Keep the resource as a record of a completed upload, without its bytes."""
+        resource.complete = True
+        self.save(resource)
+        with contextlib.suppress(FileNotFoundError):
+            self.data_path(resource.id).unlink()
 
     def remove(self, upload_id: str) -> None:
         for path in (self._state(upload_id), self.data_path(upload_id)):
