@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from artifactd.errors import StorageFullError
+from artifactd.evictor import Evictor
 from artifactd.resumable.resources import UploadResources
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
@@ -304,7 +305,7 @@ async def test_the_stale_upload_cleanup_removes_expired_resources(
     live = await asyncio.to_thread(
         resources.create, "y", owner=None, length=1, expires_at=time.time() + 60
     )
-    assert await fs_store.collect_garbage() == 1
+    assert (await Evictor(fs_store).run_once()).stale_uploads == 1
     assert not await asyncio.to_thread(resources.data_path(old.id).exists)
     assert await asyncio.to_thread(resources.data_path(live.id).exists)
 
