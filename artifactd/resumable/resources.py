@@ -40,6 +40,11 @@ class UploadResource:
     content_type: str | None = None
     sha256: str | None = None  # the digest the artifact must have, lowercase hex
     metadata: str | None = None  # the client's Upload-Metadata, as sent (HEAD repeats it)
+    # Which protocol created it ("tus" or "ietf"): each speaks to its own resources only.
+    protocol: str = "tus"
+    # The creating request's If-Match / If-None-Match / If-Unmodified-Since, judged again
+    # at completion (the request that completes the upload need not be the one that made it).
+    preconditions: dict[str, str] | None = None
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
@@ -68,6 +73,8 @@ class UploadResources:
         content_type: str | None = None,
         sha256: str | None = None,
         metadata: str | None = None,
+        protocol: str = "tus",
+        preconditions: dict[str, str] | None = None,
     ) -> UploadResource:
         self.dir.mkdir(parents=True, exist_ok=True)
         resource = UploadResource(
@@ -80,6 +87,8 @@ class UploadResources:
             content_type=content_type,
             sha256=sha256,
             metadata=metadata,
+            protocol=protocol,
+            preconditions=preconditions,
         )
         self.data_path(resource.id).touch()
         self.save(resource)

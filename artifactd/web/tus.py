@@ -5,46 +5,37 @@ creation-defer-length, expiration, checksum (sha256) and termination.
 An upload resource collects the bytes over as many PATCH requests as the client needs; once
 the last byte is in, they go through the same verified atomic commit as a PUT
 (`uploads.store_stream`: expected digest, --immutable, policies, events), then the resource
-is removed. Resources live beside the filesystem store's state (artifactd/resumable); the
-other backends answer 501 for now.
+is removed. What the IETF draft shares with it (ownership, the locked append, completion) is
+web/resumable.py; resources live beside the filesystem store's state (artifactd/resumable);
+the other backends answer 501 for now.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from email.utils import formatdate
 
 from aiohttp import hdrs, web
 
 from artifactd.errors import (
-    ConflictError,
     InvalidDigestError,
     InvalidValueError,
-    NotFoundError,
-    StorageFullError,
-    StoreUnavailableError,
     UploadTooLargeError,
 )
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.resumable.resources import UploadResource, UploadResources
-from artifactd.store.filesystem.store import FilesystemStore
-from artifactd.web import uploads
+from artifactd.web import resumable, uploads
 from artifactd.web.errors import json_error
 from artifactd.web.files import file_url
-from artifactd.web.keys import SETTINGS, STORE
-from artifactd.web.security import TOKEN_INFO
+from artifactd.web.keys import SETTINGS
 from artifactd.web.uploads import (
-    body_chunks,
     expected_digest,
     expires_at,
-    store_stream,
     write_requirement,
 )
 
@@ -54,9 +45,9 @@ TUS_EXTENSIONS = (
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination"
 )
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+PROTOCOL = "tus"  # UploadResource.protocol of the resources created here
 # protocol.md "Checksum": 460 Checksum Mismatch is tus's own status code.
 CHECKSUM_MISMATCH = 460
-_COPY_SIZE = 1 << 20
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -74,33 +65,19 @@ def _error(status: int, reason: str, extra: Mapping[str, str] | None = None) -> 
     return response
 
 
-def _resources(request: web.Request) -> UploadResources | None:
-    store = request.config_dict[STORE]
-    if isinstance(store, FilesystemStore):
-        return UploadResources(store.state_dir)
-    return None
-
-
-def _owner(request: web.Request) -> str | None:
-    info = request.get(TOKEN_INFO)
-    return None if info is None else info.name
-
-
 def _refused(request: web.Request) -> web.Response | None:
     """412 without `Tus-Resumable: 1.0.0` (protocol.md "Tus-Resumable"), 501 where the
     store keeps no upload resources."""
     if request.headers.get("Tus-Resumable") != TUS_VERSION:
         return _error(412, "Tus-Resumable: 1.0.0 required", {"Tus-Version": TUS_VERSION})
-    if _resources(request) is None:
+    if resumable.resources(request) is None:
         return _error(501, "resumable uploads need the filesystem backend")
     return None
 
 
 def _outside_prefix(request: web.Request, path: str) -> web.Response | None:
-    info = request.get(TOKEN_INFO)
-    if info is not None and info.prefix is not None and not info.covers(path):
-        return _error(403, f"token {info.name!r} is limited to {info.prefix}/")
-    return None
+    reason = resumable.outside_prefix(request, path)
+    return None if reason is None else _error(403, reason)
 
 
 def _expires_header(resource: UploadResource) -> dict[str, str]:
@@ -199,18 +176,19 @@ async def create(request: web.Request) -> web.StreamResponse:
     if declared is not None and not _SHA256_HEX.fullmatch(declared):
         raise InvalidDigestError("the `sha256` metadata must be 64 hex digits")
     expected = expected_digest(path, declared.lower() if declared else None)
-    resources = _resources(request)
+    resources = resumable.resources(request)
     assert resources is not None  # _refused
-    resource = await asyncio.to_thread(
-        resources.create,
+    resource = await resumable.create(
+        request,
+        resources,
         path,
-        owner=_owner(request),
         length=length,
         expires_at=time.time() + settings.upload_expiry,
         ttl=ttl,
         content_type=metadata.get("content_type") or None,
         sha256=expected,
         metadata=request.headers.get("Upload-Metadata"),
+        protocol=PROTOCOL,
     )
     location = f"{UPLOADS_PREFIX}{resource.id}"
     headers = _tus_headers({"Location": location, **_expires_header(resource)})
@@ -231,26 +209,17 @@ def _completed_headers(response: web.Response) -> dict[str, str]:
     return {name: response.headers[name] for name in ("ETag",) if name in response.headers}
 
 
-def _owned(request: web.Request, resources: UploadResources) -> UploadResource:
-    """The resource the URL names, if it belongs to the request's token (else 404, as if
-    it did not exist: its id stays a secret to other tokens)."""
-    resource = resources.load(request.match_info["upload_id"])
-    if resource.owner != _owner(request):
-        raise NotFoundError("no such upload")
-    return resource
-
-
 async def _owned_resource(
     request: web.Request,
 ) -> tuple[UploadResources, UploadResource] | web.Response:
     """What every request on one upload starts with: the 412/501 of `_refused`, then the
-    resource the URL names if the request's token owns it (404 otherwise, from `_owned`)."""
+    resource the URL names if the request's token owns it (404 otherwise)."""
     refused = _refused(request)
     if refused is not None:
         return refused
-    resources = _resources(request)
+    resources = resumable.resources(request)
     assert resources is not None  # `_refused` answered 501 otherwise
-    return resources, await asyncio.to_thread(_owned, request, resources)
+    return resources, await resumable.owned(request, resources, PROTOCOL)
 
 
 async def head(request: web.Request) -> web.StreamResponse:
@@ -290,16 +259,8 @@ async def _append(
 ) -> web.Response:
     if request.content_type != OFFSET_OCTET_STREAM:
         return _error(415, f"Content-Type must be {OFFSET_OCTET_STREAM}")
-    # One request appends at a time, across the processes of --workers too (flock); the
-    # state is read again under the lock, as another request may just have moved it.
-    lock = await asyncio.to_thread(resources.lock, resource.id)
-    if lock is None:
-        raise ConflictError("another request is appending to this upload")
-    try:
-        resource = await asyncio.to_thread(resources.load, resource.id)
-        return await _append_locked(request, resources, resource)
-    finally:
-        await asyncio.to_thread(os.close, lock)
+    async with resumable.locked(resources, resource) as current:
+        return await _append_locked(request, resources, current)
 
 
 async def _append_locked(
@@ -319,44 +280,13 @@ async def _append_locked(
             raise UploadTooLargeError(f"Upload-Length {length} is not usable")
         resource.length = length
     checksum = _piece_checksum(request.headers.get("Upload-Checksum"))
-    return await _receive(request, resources, resource, checksum)
-
-
-async def _receive(
-    request: web.Request,
-    resources: UploadResources,
-    resource: UploadResource,
-    checksum: bytes | None,
-) -> web.Response:
-    settings = request.config_dict[SETTINGS]
-    limit = settings.max_upload_size if resource.length is None else resource.length
-    start = resource.offset
-    piece = hashlib.sha256()
-    try:
-        async for chunk in body_chunks(request, settings):
-            if resource.offset + len(chunk) > limit:
-                raise UploadTooLargeError(f"the upload is over {limit} bytes")
-            piece.update(chunk)
-            try:
-                await asyncio.to_thread(resources.append, resource, chunk)
-            except OSError as exc:
-                if exc.errno == 28:  # ENOSPC
-                    raise StorageFullError("no space left for the upload") from exc
-                raise
-    except BaseException:
-        # protocol.md "PATCH": the bytes received are kept unless a checksum covers them.
-        if checksum is not None:
-            await asyncio.to_thread(resources.truncate, resource, start)
-        await asyncio.to_thread(resources.sync, resource)
-        raise
-    if checksum is not None and piece.digest() != checksum:
-        # protocol.md "Checksum": 460, and the piece is discarded (the offset unchanged).
-        await asyncio.to_thread(resources.truncate, resource, start)
-        await asyncio.to_thread(resources.sync, resource)
+    # protocol.md "PATCH": the bytes received are kept unless a checksum covers them;
+    # protocol.md "Checksum": on a mismatch 460, and the piece is discarded (the offset
+    # unchanged).
+    if not await resumable.receive(request, resources, resource, piece_sha256=checksum):
         return _error(CHECKSUM_MISMATCH, "checksum mismatch")
-    await asyncio.to_thread(resources.sync, resource)
     headers = _tus_headers({"Upload-Offset": str(resource.offset), **_expires_header(resource)})
-    if resource.length is not None and resource.offset == resource.length:
+    if resumable.is_complete(resource):
         headers.update(await _complete(request, resources, resource))
     return web.Response(status=204, headers=headers)
 
@@ -364,39 +294,14 @@ async def _receive(
 async def _complete(
     request: web.Request, resources: UploadResources, resource: UploadResource
 ) -> dict[str, str]:
-    """The last byte is in: the bytes go through a PUT's verified atomic commit, then the
-    resource is removed, also when the commit refuses them (a digest mismatch, --immutable,
-    a precondition: the client starts again). A full disk or an unavailable store keeps
-    it: an empty PATCH at the final offset tries the commit again."""
+    """The last byte is in: a PUT's commit (resumable.complete), judged by this request's
+    preconditions; a full disk keeps the resource, so an empty PATCH at the final offset
+    tries the commit again."""
     settings = request.config_dict[SETTINGS]
-    try:
-        info, _ = await store_stream(
-            request,
-            resource.path,
-            _file_chunks(resources, resource),
-            content_type=resource.content_type,
-            expires_at=expires_at(settings, resource.path, resource.ttl),
-            expected_sha256=resource.sha256,
-            requirement=write_requirement(request, settings),
-        )
-    except (StorageFullError, StoreUnavailableError):
-        raise
-    except BaseException:
-        await asyncio.to_thread(resources.remove, resource.id)
-        raise
-    await asyncio.to_thread(resources.remove, resource.id)
+    info, _ = await resumable.complete(
+        request, resources, resource, write_requirement(request, settings)
+    )
     return {"ETag": info.etag, "Content-Location": file_url(info.path)}
-
-
-async def _file_chunks(
-    resources: UploadResources, resource: UploadResource
-) -> AsyncIterator[bytes]:
-    file = await asyncio.to_thread(open, resources.data_path(resource.id), "rb")
-    try:
-        while chunk := await asyncio.to_thread(file.read, _COPY_SIZE):
-            yield chunk
-    finally:
-        file.close()
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
@@ -405,7 +310,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.Response):
         return found
     resources, resource = found
-    await asyncio.to_thread(resources.remove, resource.id)
+    await resumable.remove(resources, resource)
     return web.Response(status=204, headers=_tus_headers())
 
 
