@@ -3,44 +3,35 @@
 resource, check the token's prefix, append one request's body under the resource's lock,
 and commit the bytes through a PUT's verified atomic commit once the last one is in.
 
-Every call on the resource store goes through `resources(request)`, so the store's shape
-(where the bytes live, sync or async) is this module's business only.
+The resource store is the backend's own (artifactd/resumable, one per store from
+`resources_for`): on the filesystem, in memory and on S3 alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import hashlib
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from artifactd.errors import (
-    ConflictError,
     NotFoundError,
     StorageFullError,
     StoreUnavailableError,
     UploadTooLargeError,
 )
-from artifactd.resumable.resources import UploadResource, UploadResources
+from artifactd.resumable.base import Appending, UploadResource, UploadResources
+from artifactd.resumable.factory import resources_for
 from artifactd.store.base import ArtifactInfo, Requirement
-from artifactd.store.filesystem.store import FilesystemStore
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.security import TOKEN_INFO
 from artifactd.web.uploads import body_chunks, expires_at, store_stream
 
-_COPY_SIZE = 1 << 20
 
-
-def resources(request: web.Request) -> UploadResources | None:
-    """The store's upload resources; None where the backend keeps none (then 501)."""
-    store = request.config_dict[STORE]
-    if isinstance(store, FilesystemStore):
-        return UploadResources(store.state_dir)
-    return None
+def resources(request: web.Request) -> UploadResources:
+    """The upload resources beside the app's store (every backend keeps them)."""
+    return resources_for(request.config_dict[STORE])
 
 
 def owner(request: web.Request) -> str | None:
@@ -74,8 +65,7 @@ async def create(
     preconditions: dict[str, str] | None = None,
 ) -> UploadResource:
     """A new resource owned by the request's token."""
-    return await asyncio.to_thread(
-        store.create,
+    return await store.create(
         path,
         owner=owner(request),
         length=length,
@@ -89,10 +79,7 @@ async def create(
     )
 
 
-def _load_owned(
-    request: web.Request, store: UploadResources, upload_id: str, protocol: str
-) -> UploadResource:
-    resource = store.load(upload_id)
+def _check_owned(request: web.Request, resource: UploadResource, protocol: str) -> UploadResource:
     if resource.owner != owner(request) or resource.protocol != protocol:
         raise NotFoundError("no such upload")
     return resource
@@ -102,35 +89,29 @@ async def owned(request: web.Request, store: UploadResources, protocol: str) -> 
     """The resource the URL names, if it belongs to the request's token and was created
     with `protocol` (else 404, as if it did not exist: its id stays a secret to other
     tokens, and the two protocols' rules for appending and completing are not mixed)."""
-    return await asyncio.to_thread(
-        _load_owned, request, store, request.match_info["upload_id"], protocol
-    )
+    resource = await store.load(request.match_info["upload_id"])
+    return _check_owned(request, resource, protocol)
 
 
 async def remove(store: UploadResources, resource: UploadResource) -> None:
-    await asyncio.to_thread(store.remove, resource.id)
+    await store.remove(resource.id)
 
 
 @asynccontextmanager
-async def locked(store: UploadResources, resource: UploadResource) -> AsyncIterator[UploadResource]:
-    """The resource, read again under its exclusive lock: one request appends at a time,
-    across the processes of --workers too (flock), and another request may just have moved
-    it. 409 while another request holds the lock."""
-    lock = await asyncio.to_thread(store.lock, resource.id)
-    if lock is None:
-        raise ConflictError("another request is appending to this upload")
-    try:
-        yield await asyncio.to_thread(store.load, resource.id)
-    finally:
-        await asyncio.to_thread(os.close, lock)
+async def locked(
+    request: web.Request, store: UploadResources, resource: UploadResource
+) -> AsyncIterator[Appending]:
+    """The resource, held for this request's appends and read again under the hold: one
+    request appends at a time, across the processes of --workers and the nodes sharing a
+    bucket too, and another request may just have moved it. 409 while another request
+    holds it."""
+    async with store.appending(resource.id) as appending:
+        _check_owned(request, appending.resource, resource.protocol)
+        yield appending
 
 
 async def receive(
-    request: web.Request,
-    store: UploadResources,
-    resource: UploadResource,
-    *,
-    piece_sha256: bytes | None = None,
+    request: web.Request, appending: Appending, *, piece_sha256: bytes | None = None
 ) -> bool:
     """Append the request's body at the resource's offset (the caller holds `locked`).
 
@@ -138,33 +119,28 @@ async def receive(
     unknown: 413); a full disk is a 507. When the body ends early (a dropped connection),
     the bytes received are kept for the client to resume from, unless the piece declared
     its SHA-256 (`piece_sha256`): such a piece is kept only whole and matching. Returns
-    whether it matched (always True without a declared digest); the state is durable
-    (fsynced) whatever happens.
+    whether it matched (always True without a declared digest); the state is checkpointed
+    (durable) whatever happens, unless the store itself fails.
     """
     settings = request.config_dict[SETTINGS]
+    resource = appending.resource
     limit = settings.max_upload_size if resource.length is None else resource.length
-    start = resource.offset
     piece = hashlib.sha256()
     try:
         async for chunk in body_chunks(request, settings):
             if resource.offset + len(chunk) > limit:
                 raise UploadTooLargeError(f"the upload is over {limit} bytes")
             piece.update(chunk)
-            try:
-                await asyncio.to_thread(store.append, resource, chunk)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise StorageFullError("no space left for the upload") from exc
-                raise
+            await appending.append(chunk)
     except BaseException:
         if piece_sha256 is not None:
-            await asyncio.to_thread(store.truncate, resource, start)
-        await asyncio.to_thread(store.sync, resource)
+            await appending.rollback()
+        await appending.checkpoint()
         raise
     matched = piece_sha256 is None or piece.digest() == piece_sha256
     if not matched:
-        await asyncio.to_thread(store.truncate, resource, start)
-    await asyncio.to_thread(store.sync, resource)
+        await appending.rollback()
+    await appending.checkpoint()
     return matched
 
 
@@ -175,7 +151,7 @@ def is_complete(resource: UploadResource) -> bool:
 async def complete(
     request: web.Request,
     store: UploadResources,
-    resource: UploadResource,
+    appending: Appending,
     requirement: Requirement,
 ) -> tuple[ArtifactInfo, bool]:
     """The last byte is in: the bytes go through a PUT's verified atomic commit (digest,
@@ -185,11 +161,12 @@ async def complete(
     it: the client may try the commit again. Returns the version and whether it replaced
     another, as `store_stream` does."""
     settings = request.config_dict[SETTINGS]
+    resource = appending.resource
     try:
         committed = await store_stream(
             request,
             resource.path,
-            _file_chunks(store, resource),
+            appending.chunks(),
             content_type=resource.content_type,
             expires_at=expires_at(settings, resource.path, resource.ttl),
             expected_sha256=resource.sha256,
@@ -202,12 +179,3 @@ async def complete(
         raise
     await remove(store, resource)
     return committed
-
-
-async def _file_chunks(store: UploadResources, resource: UploadResource) -> AsyncIterator[bytes]:
-    file = await asyncio.to_thread(open, store.data_path(resource.id), "rb")
-    try:
-        while chunk := await asyncio.to_thread(file.read, _COPY_SIZE):
-            yield chunk
-    finally:
-        file.close()
