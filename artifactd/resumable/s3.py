@@ -32,7 +32,7 @@ from artifactd.store.s3.upload import next_part_size
 
 # An append lock whose holder stopped renewing it (a node killed mid-PATCH) is taken over
 # after this long; the holder renews it every third of it.
-APPEND_LOCK_SECONDS = 60.0
+APPEND_LOCK_SECONDS = 30.0
 # Objects and multipart uploads of an id without a state, older than this, are a crash's
 # leftovers (younger ones may belong to a creation in progress).
 ORPHAN_AGE_SECONDS = 3600.0
@@ -42,12 +42,18 @@ class S3Resources(UploadResources):
     """The upload resources under one bucket prefix's uploads area."""
 
     def __init__(
-        self, bucket: Bucket, uploads_prefix: str, part_size_bytes: int, node_id: str
+        self,
+        bucket: Bucket,
+        uploads_prefix: str,
+        part_size_bytes: int,
+        node_id: str,
+        lock_seconds: float = APPEND_LOCK_SECONDS,
     ) -> None:
         self.bucket = bucket
         self.prefix = uploads_prefix
         self.part_size_bytes = part_size_bytes
         self.node_id = node_id
+        self.lock_seconds = lock_seconds
 
     def key(self, upload_id: str, suffix: str) -> str:
         return f"{self.prefix}{upload_id}.{suffix}"
@@ -84,7 +90,7 @@ class S3Resources(UploadResources):
             self.bucket,
             self.key(upload_id, "lock"),
             self.node_id,
-            APPEND_LOCK_SECONDS,
+            self.lock_seconds,
             name=f"the append lock of upload {upload_id[:8]}…",
         )
         async with lock.hold() as held:
@@ -104,10 +110,13 @@ class S3Resources(UploadResources):
             state, _ = await self._state(upload_id)
             if not state.assembled:
                 await self._abort(self.key(upload_id, "bin"), state.multipart_id)
+        # The lock stays for its holder to release (a completion removes the resource
+        # while holding it); a lock left by a dead node goes with the orphans.
         keys = [
             item["Key"]
             async for page in self.bucket.list_pages(f"{self.prefix}{upload_id}.")
             for item in page.get("Contents", [])
+            if item["Key"] != self.key(upload_id, "lock")
         ]
         # The state first: once it is gone the resource is, whatever a failure leaves.
         for key in sorted(keys, key=lambda k: not k.endswith(".json")):

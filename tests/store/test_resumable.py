@@ -7,6 +7,7 @@ the memory store has one process only, so it is the same object."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -19,6 +20,7 @@ from artifactd.errors import ConflictError, NotFoundError
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.resumable.factory import resources_for
 from artifactd.resumable.memory import MemoryResources
+from artifactd.resumable.s3 import S3Resources
 from artifactd.store.base import Store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
@@ -283,5 +285,31 @@ async def test_the_stale_multipart_cleanup_leaves_upload_resources_alone(
             await append(appending, DATA[PART + 10 :])
             await appending.checkpoint()
             assert await received(appending) == DATA
+    finally:
+        await store.close()
+
+
+async def test_the_append_lock_of_a_dead_node_is_taken_over(
+    seaweed: Seaweed, s3_bucket: str
+) -> None:
+    """A node killed mid-PATCH leaves its lock object behind, no longer renewed: another
+    node waits until it is older than the lock's lifetime, then takes it over."""
+    store = await open_s3_store(seaweed, s3_bucket, part_size_bytes=PART)
+    try:
+        resources = S3Resources(
+            store.bucket, store.layout.uploads_prefix, PART, "node-b", lock_seconds=2.0
+        )
+        resource = await create(resources)
+        lock_key = resources.key(resource.id, "lock")
+        await store.bucket.put_json(lock_key, {"owner": "dead-node", "written_ns": 0})
+        with pytest.raises(ConflictError):
+            async with resources.appending(resource.id):
+                pass
+        await asyncio.sleep(2.5)
+        async with resources.appending(resource.id) as appending:
+            await append(appending, DATA[:10])
+            await appending.checkpoint()
+        assert (await resources.load(resource.id)).offset == 10
+        assert await store.bucket.get_json(lock_key) is None  # released
     finally:
         await store.close()

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +380,30 @@ async def test_a_full_disk_at_completion_keeps_the_upload_for_a_retry(
     monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
     assert await patch(tus_client, location, tokens["a"], 10, b"") == 204
     assert await (await tus_client.get("/files/big/a.bin")).read() == DATA[:10]
+
+
+async def test_a_head_during_a_patch_leaves_its_bytes_alone(
+    tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
+) -> None:
+    """A client that lost patience asks HEAD while its PATCH is still being received: the
+    answer is the last saved offset, and the PATCH's bytes received so far stay."""
+    location = await create(tus_client, tokens["a"])
+    data_path = FilesystemResources(fs_store.state_dir).data_path(location.rsplit("/", 1)[-1])
+    rest = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield DATA[:100]
+        await rest.wait()
+        yield DATA[100:]
+
+    headers = {**TUS, **OCTETS, **tokens["a"], "Upload-Offset": "0"}
+    headers["Content-Length"] = str(len(DATA))
+    sending = asyncio.ensure_future(tus_client.patch(location, headers=headers, data=body()))
+    for _ in range(500):
+        if await asyncio.to_thread(lambda: data_path.stat().st_size) >= 100:
+            break
+        await asyncio.sleep(0.01)
+    assert await offset_of(tus_client, location, tokens["a"]) == 0
+    rest.set()
+    assert (await sending).status == 204
+    assert await (await tus_client.get("/files/big/a.bin")).read() == DATA
