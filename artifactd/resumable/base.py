@@ -69,6 +69,9 @@ class UploadResource:
     # The creating request's If-Match / If-None-Match / If-Unmodified-Since, judged again
     # at completion (the request that completes the upload need not be the one that made it).
     preconditions: dict[str, str] | None = None
+    # IETF draft: completed (its artifact committed or refused), kept without its bytes
+    # until it expires so that HEAD still tells the client so.
+    complete: bool = False
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
@@ -111,6 +114,11 @@ class Appending(abc.ABC):
     @abc.abstractmethod
     def chunks(self) -> AsyncIterator[bytes]:
         """The checkpointed bytes, in order (for the completion's commit)."""
+
+    @abc.abstractmethod
+    async def mark_complete(self) -> None:
+        """Keep the resource as a record of a completed upload (`complete`), without its
+        bytes, until it expires."""
 
 
 class UploadResources(abc.ABC):

@@ -69,6 +69,8 @@ class FilesystemResources(UploadResources):
         so they go (the client resumes from the offset HEAD gives). The bytes are fsynced
         before the state that counts them, so there are never fewer."""
         resource = self._load(upload_id)
+        if resource.complete:
+            return resource  # its bytes are gone: the artifact has them
         try:
             size = self.data_path(upload_id).stat().st_size
         except FileNotFoundError as exc:
@@ -196,3 +198,11 @@ class _FileAppending(Appending):
                 return
             position += len(chunk)
             yield chunk
+
+    async def mark_complete(self) -> None:
+        await asyncio.to_thread(self._mark_complete)
+
+    def _mark_complete(self) -> None:
+        self.resource.complete = True
+        self._checkpoint()
+        self._resources.data_path(self.resource.id).unlink(missing_ok=True)

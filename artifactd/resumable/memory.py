@@ -86,3 +86,8 @@ class _MemoryAppending(Appending):
         for start in range(0, self._checkpointed, _READ_SIZE):
             yield bytes(self._data[start : min(start + _READ_SIZE, self._checkpointed)])
             await asyncio.sleep(0)
+
+    async def mark_complete(self) -> None:
+        self.resource.complete = True
+        await self.checkpoint()
+        self._data.clear()

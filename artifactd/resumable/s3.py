@@ -109,7 +109,7 @@ class S3Resources(UploadResources):
         with contextlib.suppress(NotFoundError):
             state, _ = await self._state(upload_id)
             if not state.assembled:
-                await self._abort(self.key(upload_id, "bin"), state.multipart_id)
+                await self.abort(self.key(upload_id, "bin"), state.multipart_id)
         # The lock stays for its holder to release (a completion removes the resource
         # while holding it); a lock left by a dead node goes with the orphans.
         keys = [
@@ -122,7 +122,7 @@ class S3Resources(UploadResources):
         for key in sorted(keys, key=lambda k: not k.endswith(".json")):
             await self.bucket.delete_quietly(key)
 
-    async def _abort(self, key: str, multipart_id: str) -> None:
+    async def abort(self, key: str, multipart_id: str) -> None:
         with contextlib.suppress(ClientError):
             await self.bucket.request("abort_multipart_upload", Key=key, UploadId=multipart_id)
 
@@ -156,7 +156,7 @@ class S3Resources(UploadResources):
             for upload in page.get("Uploads", []):
                 upload_id = upload["Key"][len(self.prefix) :].partition(".")[0]
                 if upload_id not in live and upload["Initiated"].timestamp() < cutoff:
-                    await self._abort(upload["Key"], upload["UploadId"])
+                    await self.abort(upload["Key"], upload["UploadId"])
             if not page.get("IsTruncated"):
                 return removed
             params["KeyMarker"] = page["NextKeyMarker"]
@@ -310,6 +310,18 @@ class _S3Appending(Appending):
             raise
         async for chunk in self._bucket.iter_body(response):
             yield chunk
+
+    async def mark_complete(self) -> None:
+        self.resource.complete = True
+        old_tail = self._state.tail_key
+        # The state first: a crash after it leaves bytes that `remove` (at expiry) finds.
+        await self._save(tail_key=None)
+        if self._state.assembled:
+            await self._bucket.delete_quietly(self._key)
+        else:
+            await self._resources.abort(self._key, self._state.multipart_id)
+        if old_tail is not None:
+            await self._bucket.delete_quietly(old_tail)
 
     async def _assemble(self) -> None:
         """Complete the multipart upload into `<id>.bin`, the saved tail as its last part

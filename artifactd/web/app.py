@@ -18,7 +18,7 @@ from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
-from artifactd.web import files, ops, tus, uploads
+from artifactd.web import files, ietf_uploads, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
 from artifactd.web.dav import handlers as dav
@@ -95,17 +95,20 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.router.register_resource(files_resource)
     files_resource.add_route(hdrs.METH_HEAD, files.get_file)
     files_resource.add_route(hdrs.METH_GET, files.get_file)
-    files_resource.add_route(hdrs.METH_PUT, uploads.put_file, expect_handler=uploads.expect_handler)
+    # A PUT asking for a resumable upload (the IETF draft) becomes one; others are plain.
+    files_resource.add_route(
+        hdrs.METH_PUT, ietf_uploads.put_file, expect_handler=uploads.expect_handler
+    )
     files_resource.add_route(
         hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
     )
     files_resource.add_route(hdrs.METH_DELETE, uploads.delete_file)
-    files_resource.add_route(hdrs.METH_OPTIONS, dav.options)
+    files_resource.add_route(hdrs.METH_OPTIONS, ietf_uploads.advertising(dav.options))
     for method, handler in dav.METHODS.items():
         files_resource.add_route(
             method, handler, expect_handler=uploads.declared_length_expect_handler
         )
-    tus.add_routes(app)
+    ietf_uploads.add_routes(app)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp(API_PREFIX, create_api_app())

@@ -9,6 +9,7 @@ The resource store is the backend's own (artifactd/resumable, one per store from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,10 @@ from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.security import TOKEN_INFO
 from artifactd.web.uploads import body_chunks, expires_at, store_stream
+
+# While a body streams in, its bytes and the offset counting them are made durable every
+# this many bytes, so a crash (kill -9) mid-request loses at most this much of it.
+SYNC_EVERY = 8 << 20
 
 
 def resources(request: web.Request) -> UploadResources:
@@ -120,11 +125,13 @@ async def receive(
     the bytes received are kept for the client to resume from, unless the piece declared
     its SHA-256 (`piece_sha256`): such a piece is kept only whole and matching. Returns
     whether it matched (always True without a declared digest); the state is checkpointed
-    (durable) whatever happens, unless the store itself fails.
+    (durable) whatever happens, unless the store itself fails, and every SYNC_EVERY bytes on
+    the way.
     """
     settings = request.config_dict[SETTINGS]
     resource = appending.resource
     limit = settings.max_upload_size if resource.length is None else resource.length
+    synced = resource.offset
     piece = hashlib.sha256()
     try:
         async for chunk in body_chunks(request, settings):
@@ -132,10 +139,16 @@ async def receive(
                 raise UploadTooLargeError(f"the upload is over {limit} bytes")
             piece.update(chunk)
             await appending.append(chunk)
+            if piece_sha256 is None and resource.offset - synced >= SYNC_EVERY:
+                await appending.checkpoint()
+                synced = resource.offset
     except BaseException:
-        if piece_sha256 is not None:
-            await appending.rollback()
-        await appending.checkpoint()
+        # (Nothing to keep if a DELETE removed the upload meanwhile: the checkpoint does
+        # not bring a removed upload back, and the original error is the one to answer.)
+        with contextlib.suppress(NotFoundError):
+            if piece_sha256 is not None:
+                await appending.rollback()
+            await appending.checkpoint()
         raise
     matched = piece_sha256 is None or piece.digest() == piece_sha256
     if not matched:
@@ -153,13 +166,16 @@ async def complete(
     store: UploadResources,
     appending: Appending,
     requirement: Requirement,
+    *,
+    keep_record: bool = False,
 ) -> tuple[ArtifactInfo, bool]:
     """The last byte is in: the bytes go through a PUT's verified atomic commit (digest,
     `requirement`'s preconditions and --immutable, policies, events, metrics), then the
-    resource is removed, also when the commit refuses them (a digest mismatch, --immutable,
-    a precondition: the client starts again). A full disk or an unavailable store keeps
-    it: the client may try the commit again. Returns the version and whether it replaced
-    another, as `store_stream` does."""
+    resource is removed (or, with `keep_record`, kept without its bytes as a completed
+    upload), also when the commit refuses them (a digest mismatch, --immutable, a
+    precondition: the client starts again). A full disk or an unavailable store keeps it
+    as it was: the client may try the commit again. Returns the version and whether it
+    replaced another, as `store_stream` does."""
     settings = request.config_dict[SETTINGS]
     resource = appending.resource
     try:
@@ -175,7 +191,14 @@ async def complete(
     except (StorageFullError, StoreUnavailableError):
         raise
     except BaseException:
-        await remove(store, resource)
+        await _finish(store, appending, keep_record)
         raise
-    await remove(store, resource)
+    await _finish(store, appending, keep_record)
     return committed
+
+
+async def _finish(store: UploadResources, appending: Appending, keep_record: bool) -> None:
+    if keep_record:
+        await appending.mark_complete()
+    else:
+        await remove(store, appending.resource)

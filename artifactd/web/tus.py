@@ -7,7 +7,8 @@ the last byte is in, they go through the same verified atomic commit as a PUT
 (`uploads.store_stream`: expected digest, --immutable, policies, events), then the resource
 is removed. What the IETF draft shares with it (ownership, the locked append, completion) is
 web/resumable.py; resources live beside the store's artifacts on every backend
-(artifactd/resumable).
+(artifactd/resumable). The routes of /uploads/ are web/ietf_uploads.py's, which sends tus
+requests (`Tus-Resumable`) here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from artifactd.errors import (
 )
 from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
-from artifactd.web import resumable, uploads
+from artifactd.web import resumable
 from artifactd.web.errors import json_error
 from artifactd.web.files import file_url
 from artifactd.web.keys import SETTINGS
@@ -309,15 +310,3 @@ async def delete(request: web.Request) -> web.StreamResponse:
     resources, resource = found
     await resumable.remove(resources, resource)
     return web.Response(status=204, headers=_tus_headers())
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_route(hdrs.METH_OPTIONS, UPLOADS_PREFIX, options)
-    # With Expect: 100-continue, the access policy and the declared length are judged
-    # before the body is sent, as for a PUT.
-    expect = uploads.declared_length_expect_handler
-    app.router.add_route(hdrs.METH_POST, UPLOADS_PREFIX, create, expect_handler=expect)
-    resource = app.router.add_resource(UPLOADS_PREFIX + "{upload_id}")
-    resource.add_route(hdrs.METH_HEAD, head)
-    resource.add_route(hdrs.METH_PATCH, patch, expect_handler=expect)
-    resource.add_route(hdrs.METH_DELETE, delete)

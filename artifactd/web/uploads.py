@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -65,16 +65,31 @@ def expires_at(settings: Settings, path: str, requested: str | None) -> float | 
     return None if ttl is None else time.time() + ttl
 
 
+# The preconditions a write is judged by (RFC 9110 §13.1), kept by name so that a write
+# finished by a later request (a resumable upload) is judged by the request that began it.
+CONDITION_HEADERS = (hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_UNMODIFIED_SINCE)
+
+
+def write_conditions(request: web.BaseRequest) -> dict[str, str]:
+    """The request's If-Match / If-None-Match / If-Unmodified-Since, as sent."""
+    return {name: request.headers[name] for name in CONDITION_HEADERS if name in request.headers}
+
+
 def write_requirement(request: web.Request, settings: Settings) -> Requirement:
     """If-Match / If-None-Match / --immutable, checked against the version a write replaces
     while the store holds its write lock (so two racing writers cannot both pass)."""
-    if_match = request.headers.get(hdrs.IF_MATCH)
-    if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
-    if_unmodified_since = request.headers.get(hdrs.IF_UNMODIFIED_SINCE)
+    return requirement_for(settings, request.method, write_conditions(request))
+
+
+def requirement_for(settings: Settings, method: str, conditions: Mapping[str, str]) -> Requirement:
+    """`write_requirement` for a `method` with the `conditions` of `write_conditions`."""
+    if_match = conditions.get(hdrs.IF_MATCH)
+    if_none_match = conditions.get(hdrs.IF_NONE_MATCH)
+    if_unmodified_since = conditions.get(hdrs.IF_UNMODIFIED_SINCE)
 
     def require(current: ArtifactInfo | None) -> None:
         outcome = evaluate_preconditions(
-            request.method,
+            method,
             if_match=if_match,
             if_none_match=if_none_match,
             if_modified_since=None,
@@ -84,7 +99,7 @@ def write_requirement(request: web.Request, settings: Settings) -> Requirement:
         )
         if outcome is not Precondition.PROCEED:
             raise PreconditionFailedError("the stored version does not match the conditions")
-        if current is not None and request.method != hdrs.METH_DELETE:
+        if current is not None and method != hdrs.METH_DELETE:
             check_mutable(settings, current.path)
 
     return require
@@ -244,8 +259,13 @@ class WriteTarget:
 
 async def put_target(request: web.Request) -> WriteTarget:
     """A PUT's path, length, digest, TTL and preconditions (400, 409, 412, 413)."""
-    settings = request.config_dict[SETTINGS]
     path, _ = requested_path(request)  # a file URL: routes.FilesResource sees to that
+    return await file_target(request, path)
+
+
+async def file_target(request: web.Request, path: str) -> WriteTarget:
+    """`put_target` for a file `path` the request names some other way."""
+    settings = request.config_dict[SETTINGS]
     check_declared_length(request, settings)
     expected = expected_digest(path, expected_sha256(request.headers))
     expires_at = expires_at_for(request, settings, path)
@@ -278,6 +298,12 @@ async def put_file(request: web.Request) -> web.Response:
         expected_sha256=target.expected_sha256,
         requirement=target.requirement,
     )
+    return put_answer(info, replaced)
+
+
+def put_answer(info: ArtifactInfo, replaced: bool) -> web.Response:
+    """What a PUT answers once its version is committed (a resumable upload's last request
+    answers the same)."""
     return web.json_response(
         artifact_document(info),
         status=200 if replaced else 201,

@@ -1,4 +1,7 @@
-"""The OpenAPI description of resumable uploads: tus 1.0.0 at `/uploads/` (web/tus.py)."""
+"""The OpenAPI description of resumable uploads at `/uploads/`: tus 1.0.0 (web/tus.py) and
+the IETF draft (web/ietf_uploads.py), whose requests carry `Upload-Draft-Interop-Version`
+(6 or 8) instead of `Tus-Resumable`. The draft's creation is also a `PUT /files/{path}`
+with `Upload-Complete` (its 104 interim response is not something OpenAPI can describe)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ TUS_RESUMABLE = {
     "name": "Tus-Resumable",
     "in": "header",
     "required": True,
-    "description": "The tus version: 1.0.0 (412 otherwise).",
+    "description": "The tus version: 1.0.0 (412 otherwise; the IETF draft's requests send "
+    "Upload-Draft-Interop-Version instead).",
     "schema": {"type": "string", "const": "1.0.0"},
 }
 UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -35,8 +39,14 @@ def uploads_paths() -> dict[str, Any]:
         "/uploads/": {
             "options": {
                 "operationId": "tusOptions",
-                "summary": "tus versions, extensions and limits.",
-                "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}},
+                "summary": "tus versions, extensions and limits; the draft's Accept-Patch and "
+                "Upload-Limit.",
+                "responses": {
+                    "204": {
+                        "description": "Tus-Version, Tus-Extension, Tus-Max-Size, "
+                        "Accept-Patch: application/partial-upload, Upload-Limit"
+                    }
+                },
             },
             "post": {
                 "operationId": "tusCreate",
@@ -62,7 +72,11 @@ def uploads_paths() -> dict[str, Any]:
                 "operationId": "tusOffset",
                 "summary": "The upload's offset and length.",
                 "parameters": [UPLOAD_ID, TUS_RESUMABLE],
-                "responses": {"200": {"description": "Upload-Offset"}, **TUS_ERRORS},
+                "responses": {
+                    "200": {"description": "tus: Upload-Offset"},
+                    "204": {"description": "Draft: Upload-Offset, Upload-Complete, Upload-Limit"},
+                    **TUS_ERRORS,
+                },
             },
             "patch": {
                 "operationId": "tusAppend",
@@ -76,6 +90,7 @@ def uploads_paths() -> dict[str, Any]:
                 "requestBody": piece,
                 "responses": {
                     "204": {"description": "Upload-Offset: the new offset."},
+                    "201": {"description": "Draft: Upload-Complete: ?1 committed the artifact."},
                     **TUS_ERRORS,
                     "409": error("The offset is not the upload's, or the commit is refused."),
                     "413": error("Over the upload's length or --max-upload-size."),
