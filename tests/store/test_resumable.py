@@ -233,6 +233,20 @@ async def test_a_removed_resource_is_not_brought_back_by_its_holder(backend: Bac
         await backend.resources.load(resource.id)
 
 
+async def test_a_completed_upload_keeps_its_record_without_its_bytes(backend: Backend) -> None:
+    resource = await create(backend.resources)
+    async with backend.resources.appending(resource.id) as appending:
+        await append(appending, DATA)
+        await appending.checkpoint()
+        assert await received(appending) == DATA
+        await appending.mark_complete()
+    loaded = await (await backend.reopen()).load(resource.id)
+    assert (loaded.complete, loaded.offset) == (True, len(DATA))
+    assert len(await leftovers(backend)) == 1  # the state alone
+    assert await backend.resources.remove_expired(now=resource.expires_at + 1) == 1
+    assert await leftovers(backend) == []
+
+
 async def test_remove_expired_removes_the_expired_only(backend: Backend) -> None:
     old = await create(backend.resources)
     async with backend.resources.appending(old.id) as appending:
