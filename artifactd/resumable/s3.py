@@ -249,13 +249,18 @@ class _S3Appending(Appending):
 
     async def _upload_part(self, data: bytes) -> None:
         number = len(self._parts) + 1
-        response = await self._bucket.request(
-            "upload_part",
-            Key=self._key,
-            UploadId=self._state.multipart_id,
-            PartNumber=number,
-            Body=data,
-        )
+        try:
+            response = await self._bucket.request(
+                "upload_part",
+                Key=self._key,
+                UploadId=self._state.multipart_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except ClientError as exc:
+            if code(exc) == "NoSuchUpload" or is_missing(exc):
+                raise NotFoundError("the upload was removed meanwhile") from exc
+            raise
         self._parts.append({"PartNumber": number, "ETag": response["ETag"], "Size": len(data)})
 
     async def checkpoint(self) -> None:

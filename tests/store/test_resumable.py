@@ -228,6 +228,7 @@ async def test_a_removed_resource_is_not_brought_back_by_its_holder(backend: Bac
         await append(appending, DATA[:10])
         await (await backend.reopen()).remove(resource.id)  # DELETE on another node
         with pytest.raises(NotFoundError):
+            await append(appending, DATA[10 : PART + 10])  # S3: the part has nowhere to go
             await appending.checkpoint()
     with pytest.raises(NotFoundError):
         await backend.resources.load(resource.id)
