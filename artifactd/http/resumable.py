@@ -18,7 +18,7 @@ from collections.abc import Mapping
 INTEROP_V6 = 6
 INTEROP_V8 = 8
 INTEROP_VERSIONS = (INTEROP_V6, INTEROP_V8)
-# -11 §5 (and -05 §3): the 104 status code and its reason phrase.
+# -11 §5 (-05 §4, "Upload Creation"): the 104 status code and its reason phrase.
 UPLOAD_RESUMPTION_SUPPORTED = 104
 RESUMPTION_REASON = "Upload Resumption Supported"
 # -11 §6 (-05 §9): the media type of a PATCH's piece.

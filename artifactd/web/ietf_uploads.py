@@ -28,6 +28,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from artifactd.errors import (
     ArtifactdError,
     InvalidValueError,
+    NotFoundError,
     StorageFullError,
     StoreUnavailableError,
     UploadTooLargeError,
@@ -249,13 +250,15 @@ async def _complete(
         )
     except (StorageFullError, StoreUnavailableError):
         raise  # not complete: an empty PATCH with Upload-Complete: ?1 tries again
+    except NotFoundError:
+        raise  # cancelled (DELETE) meanwhile: nothing was completed
     except ArtifactdError as exc:
         response = error_for_domain(exc)
         response.headers.update(done)
         return response
     response = uploads.put_answer(info, replaced)
     response.headers.update(done)
-    response.headers["Upload-Offset"] = str(resource.offset)  # -05 §4: on every answer
+    response.headers["Upload-Offset"] = str(resource.offset)  # -05 §4, §6: on every answer
     return response
 
 

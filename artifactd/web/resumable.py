@@ -174,8 +174,8 @@ async def complete(
     resource is removed (or, with `keep_record`, kept without its bytes as a completed
     upload), also when the commit refuses them (a digest mismatch, --immutable, a
     precondition: the client starts again). A full disk or an unavailable store keeps it
-    as it was: the client may try the commit again. Returns the version and whether it
-    replaced another, as `store_stream` does."""
+    as it was: the client may try the commit again; one cancelled meanwhile (DELETE) stays
+    gone. Returns the version and whether it replaced another, as `store_stream` does."""
     settings = request.config_dict[SETTINGS]
     resource = appending.resource
     try:
@@ -188,8 +188,8 @@ async def complete(
             expected_sha256=resource.sha256,
             requirement=requirement,
         )
-    except (StorageFullError, StoreUnavailableError):
-        raise
+    except (StorageFullError, StoreUnavailableError, NotFoundError):
+        raise  # kept for a retry, or already gone (a DELETE meanwhile)
     except BaseException:
         await _finish(store, appending, keep_record)
         raise

@@ -22,6 +22,7 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenStore
 from artifactd.web.app import create_app
+from artifactd.web.keys import EVENTS
 from tests.web.conftest import Client, ClientFactory, bearer, sha256_hex, store_bytes
 
 Tokens = dict[str, dict[str, str]]
@@ -504,6 +505,8 @@ async def test_the_declared_digest_is_verified(up: Client, version: int, tokens:
     assert status == 400
     assert headers["Upload-Complete"] == "?1"
     assert (await up.get("/files/big/a.bin")).status == 404
+    metrics = await (await up.get("/metrics")).text()
+    assert "artifactd_upload_checksum_failures_total 1.0" in metrics
 
 
 async def test_immutable_refuses_the_commit(
@@ -612,5 +615,42 @@ async def test_a_delete_during_an_append_cancels_it(up: Client, tokens: Tokens) 
     deleted.set()
     response = await appending
     assert response.status == 404
+    assert (await up.head(location, headers=draft(8, tokens["a"]))).status == 404
+    assert (await up.get("/files/big/a.bin")).status == 404
+
+
+async def test_the_completion_publishes_its_event_and_keeps_the_ttl(
+    up: Client, tokens: Tokens
+) -> None:
+    events = up.app[EVENTS]
+    before = max((e.id for e in events.since(0)), default=0)
+    location = await create_incomplete(up, 8, tokens["a"], b"ab", X_Artifact_TTL="1h")
+    assert [e for e in events.since(before) if e.kind != "shutdown"] == []  # nothing yet
+    status, _, body = await append(up, location, 8, tokens["a"], 2, b"c", True)
+    assert status == 201
+    published = [e for e in events.since(before)]
+    assert [(e.kind, e.data["path"]) for e in published] == [("created", "big/a.bin")]
+    expires = json.loads(body)["expires_at"]
+    assert expires is not None  # the creating request's TTL, applied at the commit
+    metrics = await (await up.get("/metrics")).text()
+    assert 'method="PATCH",route="/uploads/{upload_id}",status="201"} 1.0' in metrics
+
+
+async def test_a_delete_during_the_commit_leaves_nothing(
+    up: Client, tokens: Tokens, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = await create_incomplete(up, 8, tokens["a"], b"abc")
+    upload_id = location.rsplit("/", 1)[1]
+    begin_upload = fs_store.begin_upload
+
+    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.to_thread(UploadResources(fs_store.state_dir).remove, upload_id)
+        return await begin_upload(*args, **kwargs)
+
+    monkeypatch.setattr(fs_store, "begin_upload", cancelled_meanwhile)
+    status, headers, _ = await append(up, location, 8, tokens["a"], 3, b"", True)
+    assert status == 404
+    assert "Upload-Complete" not in headers
+    monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
     assert (await up.head(location, headers=draft(8, tokens["a"]))).status == 404
     assert (await up.get("/files/big/a.bin")).status == 404
