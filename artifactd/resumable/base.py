@@ -113,7 +113,8 @@ class Appending(abc.ABC):
 
     @abc.abstractmethod
     def chunks(self) -> AsyncIterator[bytes]:
-        """The checkpointed bytes, in order (for the completion's commit)."""
+        """The checkpointed bytes, in order (for the completion's commit); NotFoundError
+        if the resource was removed meanwhile (a DELETE wins over the completion)."""
 
     @abc.abstractmethod
     async def mark_complete(self) -> None:

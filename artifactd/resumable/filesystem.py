@@ -190,6 +190,8 @@ class _FileAppending(Appending):
         self.resource.offset = self._checkpointed
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        if os.fstat(self._file.fileno()).st_nlink == 0:
+            raise NotFoundError("the upload was removed meanwhile")  # a DELETE wins
         position = 0
         while position < self._checkpointed:
             size = min(_READ_SIZE, self._checkpointed - position)

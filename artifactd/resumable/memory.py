@@ -50,6 +50,9 @@ class MemoryResources(UploadResources):
             raise NotFoundError("no such upload")  # removed meanwhile
         self._states[resource.id] = dataclasses.replace(resource)
 
+    def ids(self) -> set[str]:
+        return set(self._states)
+
     async def remove(self, upload_id: str) -> None:
         self._states.pop(upload_id, None)
         self._bytes.pop(upload_id, None)
@@ -83,6 +86,8 @@ class _MemoryAppending(Appending):
         self.resource.offset = self._checkpointed
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        if self.resource.id not in self._resources.ids():
+            raise NotFoundError("the upload was removed meanwhile")  # a DELETE wins
         for start in range(0, self._checkpointed, _READ_SIZE):
             yield bytes(self._data[start : min(start + _READ_SIZE, self._checkpointed)])
             await asyncio.sleep(0)

@@ -101,7 +101,7 @@ class S3Resources(UploadResources):
             if state.tail_key is not None:
                 response = await self.bucket.request("get_object", Key=state.tail_key)
                 tail = await self.bucket.read_body(response)
-            yield _S3Appending(self, state, etag, tail)
+            yield S3Appending(self, state, etag, tail)
 
     async def remove(self, upload_id: str) -> None:
         if not is_upload_id(upload_id):
@@ -212,7 +212,7 @@ class _State:
         )
 
 
-class _S3Appending(Appending):
+class S3Appending(Appending):
     """One holder's appends: full parts go to the multipart upload as they fill, the rest
     stays in memory until a checkpoint writes it as the tail."""
 
@@ -346,8 +346,8 @@ class _S3Appending(Appending):
                     "Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]
                 },
             )
-        except ClientError as exc:
-            if code(exc) != "NoSuchUpload" and not is_missing(exc):
+        except (ClientError, NotFoundError) as exc:
+            if isinstance(exc, ClientError) and code(exc) != "NoSuchUpload" and not is_missing(exc):
                 raise
             # Completed before, by a holder that died before saving so: the object tells.
             if await self._assembled_size() != offset:

@@ -13,14 +13,15 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from artifactd.errors import ConflictError, NotFoundError
+from artifactd.errors import ConflictError, NotFoundError, StoreUnavailableError
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.resumable.factory import resources_for
 from artifactd.resumable.memory import MemoryResources
-from artifactd.resumable.s3 import S3Resources
+from artifactd.resumable.s3 import S3Appending, S3Resources
 from artifactd.store.base import Store
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
@@ -230,6 +231,8 @@ async def test_a_removed_resource_is_not_brought_back_by_its_holder(backend: Bac
         with pytest.raises(NotFoundError):
             await append(appending, DATA[10 : PART + 10])  # S3: the part has nowhere to go
             await appending.checkpoint()
+        with pytest.raises(NotFoundError):
+            await received(appending)  # a completion meanwhile commits nothing
     with pytest.raises(NotFoundError):
         await backend.resources.load(resource.id)
 
@@ -278,7 +281,7 @@ async def leftovers(backend: Backend) -> list[str]:
         pending = await store.bucket.request("list_multipart_uploads", Prefix=prefix)
         return keys + [u["Key"] for u in pending.get("Uploads", [])]
     assert isinstance(backend.resources, MemoryResources)
-    return sorted(backend.resources._states)
+    return sorted(backend.resources.ids())
 
 
 async def test_the_stale_multipart_cleanup_leaves_upload_resources_alone(
@@ -326,5 +329,34 @@ async def test_the_append_lock_of_a_dead_node_is_taken_over(
             await appending.checkpoint()
         assert (await resources.load(resource.id)).offset == 10
         assert await store.bucket.get_json(lock_key) is None  # released
+    finally:
+        await store.close()
+
+
+async def test_a_completion_cut_short_after_assembling_is_tried_again(
+    seaweed: Seaweed, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multipart upload was completed, but the node died before saving so: the next
+    holder finds the assembled object and reads it."""
+    store = await open_s3_store(seaweed, s3_bucket, part_size_bytes=PART)
+    try:
+        resources = resources_for(store)
+        resource = await create(resources)
+        save = S3Appending._save
+
+        async def dies_when_assembled(self: S3Appending, **changes: Any) -> None:
+            if changes.get("assembled"):
+                raise StoreUnavailableError("the node died")
+            await save(self, **changes)
+
+        async with resources.appending(resource.id) as appending:
+            await append(appending, DATA)
+            await appending.checkpoint()
+            monkeypatch.setattr(S3Appending, "_save", dies_when_assembled)
+            with pytest.raises(StoreUnavailableError):
+                await received(appending)
+        monkeypatch.setattr(S3Appending, "_save", save)
+        async with resources.appending(resource.id) as appending:
+            assert await received(appending) == DATA
     finally:
         await store.close()

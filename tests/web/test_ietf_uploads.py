@@ -644,7 +644,7 @@ async def test_a_delete_during_the_commit_leaves_nothing(
     begin_upload = fs_store.begin_upload
 
     async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.to_thread(UploadResources(fs_store.state_dir).remove, upload_id)
+        await FilesystemResources(fs_store.state_dir).remove(upload_id)
         return await begin_upload(*args, **kwargs)
 
     monkeypatch.setattr(fs_store, "begin_upload", cancelled_meanwhile)
