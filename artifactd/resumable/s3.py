@@ -65,8 +65,9 @@ class S3Resources(UploadResources):
         state = _State(resource, response["UploadId"])
         await self.bucket.put_json(self.key(resource.id, "json"), state.to_json(), IfNoneMatch="*")
 
-    async def _state(self, upload_id: str) -> tuple[_State, str]:
-        """The saved state and its ETag; NotFoundError for an unknown or expired id."""
+    async def _state(self, upload_id: str, *, expired: bool = False) -> tuple[_State, str]:
+        """The saved state and its ETag; NotFoundError for an unknown id, or an expired one
+        unless `expired`."""
         if not is_upload_id(upload_id):
             raise NotFoundError("no such upload")
         found = await self.bucket.get_json(self.key(upload_id, "json"))
@@ -76,7 +77,7 @@ class S3Resources(UploadResources):
             state = _State.from_json(found[0])
         except (ValueError, KeyError, TypeError) as exc:
             raise NotFoundError("no such upload") from exc
-        if state.resource.is_expired():
+        if state.resource.is_expired() and not expired:
             raise NotFoundError("no such upload")
         return state, found[1]
 
@@ -107,7 +108,7 @@ class S3Resources(UploadResources):
         if not is_upload_id(upload_id):
             return
         with contextlib.suppress(NotFoundError):
-            state, _ = await self._state(upload_id)
+            state, _ = await self._state(upload_id, expired=True)
             if not state.assembled:
                 await self.abort(self.key(upload_id, "bin"), state.multipart_id)
         # The lock stays for its holder to release (a completion removes the resource

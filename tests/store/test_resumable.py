@@ -258,6 +258,16 @@ async def test_remove_expired_removes_the_expired_only(backend: Backend) -> None
         await appending.checkpoint()
     live = await create(backend.resources)
     assert await backend.resources.remove_expired(now=time.time() + 1800) == 0
+    # Judged soon after the expiry: not yet a crash's leftover by age, removed as expired.
+    with_expiry = await backend.resources.create(
+        "x", owner=None, length=len(DATA), expires_at=time.time() + 1
+    )
+    async with backend.resources.appending(with_expiry.id) as appending:
+        await append(appending, DATA[: PART + 10])
+        await appending.checkpoint()
+    await asyncio.sleep(1.1)
+    assert await backend.resources.remove_expired() == 1
+    assert [name for name in await leftovers(backend) if with_expiry.id in name] == []
     assert await backend.resources.remove_expired(now=old.expires_at + 1) == 2
     assert await leftovers(backend) == []
     assert await backend.resources.remove_expired() == 0
