@@ -100,7 +100,12 @@ class S3Resources(UploadResources):
             state, etag = await self._state(upload_id)  # as the last holder left it
             tail = b""
             if state.tail_key is not None:
-                response = await self.bucket.request("get_object", Key=state.tail_key)
+                try:
+                    response = await self.bucket.request("get_object", Key=state.tail_key)
+                except ClientError as exc:
+                    if is_missing(exc):  # removed since the state was read
+                        raise NotFoundError("no such upload") from exc
+                    raise
                 tail = await self.bucket.read_body(response)
             yield S3Appending(self, state, etag, tail)
 

@@ -370,3 +370,25 @@ async def test_a_completion_cut_short_after_assembling_is_tried_again(
             assert await received(appending) == DATA
     finally:
         await store.close()
+
+
+async def test_a_tail_removed_under_the_state_is_not_found(
+    seaweed: Seaweed, s3_bucket: str
+) -> None:
+    """The state names a tail a removal deleted since it was read: 404, not an S3 error."""
+    store = await open_s3_store(seaweed, s3_bucket, part_size_bytes=PART)
+    try:
+        resources = resources_for(store)
+        resource = await create(resources)
+        async with resources.appending(resource.id) as appending:
+            await append(appending, DATA[:10])
+            await appending.checkpoint()
+        async for page in store.bucket.list_pages(store.layout.uploads_prefix):
+            for item in page.get("Contents", []):
+                if ".tail-" in item["Key"]:
+                    await store.bucket.delete_quietly(item["Key"])
+        with pytest.raises(NotFoundError):
+            async with resources.appending(resource.id):
+                pass
+    finally:
+        await store.close()
