@@ -165,9 +165,14 @@ class _FileAppending(Appending):
         await asyncio.to_thread(self._append, chunk)
 
     def _append(self, chunk: bytes) -> None:
+        view, written = memoryview(chunk), 0
         try:
-            os.pwrite(self._file.fileno(), chunk, self.resource.offset)
+            while written < len(chunk):  # a nearly full disk may take a part only
+                written += os.pwrite(
+                    self._file.fileno(), view[written:], self.resource.offset + written
+                )
         except OSError as exc:
+            # Bytes written past the offset are not counted: the next holder cuts them.
             raise translate_write_error(exc) from exc
         self.resource.offset += len(chunk)
 

@@ -8,6 +8,7 @@ the memory store has one process only, so it is the same object."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import time
@@ -17,7 +18,12 @@ from typing import Any
 
 import pytest
 
-from artifactd.errors import ConflictError, NotFoundError, StoreUnavailableError
+from artifactd.errors import (
+    ConflictError,
+    NotFoundError,
+    StorageFullError,
+    StoreUnavailableError,
+)
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.resumable.factory import resources_for
 from artifactd.resumable.memory import MemoryResources
@@ -390,5 +396,37 @@ async def test_a_tail_removed_under_the_state_is_not_found(
         with pytest.raises(NotFoundError):
             async with resources.appending(resource.id):
                 pass
+    finally:
+        await store.close()
+
+
+async def test_a_short_write_on_a_full_disk_counts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nearly full disk takes part of a chunk, then refuses the rest: 507's error, and the
+    offset still counts only whole chunks, so the upload resumes with the right bytes."""
+    store = await FilesystemStore.create(tmp_path / "root")
+    try:
+        resources = resources_for(store)
+        resource = await create(resources)
+        pwrite = os.pwrite
+
+        def nearly_full(fd: int, data: Any, offset: int) -> int:
+            if len(data) > 4:
+                return pwrite(fd, bytes(data[:4]), offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        async with resources.appending(resource.id) as appending:
+            await append(appending, DATA[:10])
+            monkeypatch.setattr(os, "pwrite", nearly_full)
+            with pytest.raises(StorageFullError):
+                await appending.append(DATA[10:20])
+            monkeypatch.setattr(os, "pwrite", pwrite)
+            assert appending.resource.offset == 10
+            await appending.checkpoint()
+        async with resources.appending(resource.id) as appending:
+            await append(appending, DATA[10:])
+            await appending.checkpoint()
+            assert await received(appending) == DATA
     finally:
         await store.close()
