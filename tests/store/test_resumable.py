@@ -34,6 +34,7 @@ from artifactd.store.memory import MemoryStore
 from artifactd.store.s3 import MIN_PART_BYTES, S3Store
 from tests.seaweed import (  # noqa: F401  (fixtures, used through getfixturevalue)
     Seaweed,
+    aws_environment,
     open_s3_store,
     s3_bucket_fixture,
     seaweed_fixture,
@@ -430,3 +431,41 @@ async def test_a_short_write_on_a_full_disk_counts_nothing(
             assert await received(appending) == DATA
     finally:
         await store.close()
+
+
+@pytest.mark.slow
+async def test_an_outage_mid_append_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """The store goes away while a PATCH is appending: 503's error, and once it is back
+    the upload resumes from its last checkpoint with the right bytes."""
+    with aws_environment():
+        server = Seaweed(tmp_path / "weed")
+        await asyncio.to_thread(server.start)
+        try:
+            bucket = await asyncio.to_thread(server.create_bucket)
+            store = await open_s3_store(server, bucket, part_size_bytes=PART, max_attempts=1)
+            try:
+                resources = S3Resources(
+                    store.bucket, store.layout.uploads_prefix, PART, "node", lock_seconds=2.0
+                )
+                resource = await create(resources)
+                with pytest.raises(StoreUnavailableError):
+                    async with resources.appending(resource.id) as appending:
+                        await append(appending, DATA[: PART + 10])
+                        await appending.checkpoint()
+                        await asyncio.to_thread(server.stop)
+                        try:
+                            await append(appending, DATA[PART + 10 :])
+                        finally:
+                            with pytest.raises(StoreUnavailableError):
+                                await appending.checkpoint()
+                await asyncio.to_thread(server.start)
+                assert (await resources.load(resource.id)).offset == PART + 10
+                await asyncio.sleep(2.5)  # the lock its release could not delete expires
+                async with resources.appending(resource.id) as appending:
+                    await append(appending, DATA[PART + 10 :])
+                    await appending.checkpoint()
+                    assert await received(appending) == DATA
+            finally:
+                await store.close()
+        finally:
+            await asyncio.to_thread(server.close)
