@@ -32,7 +32,7 @@ from artifactd.store.s3.upload import next_part_size
 
 # An append lock whose holder stopped renewing it (a node killed mid-PATCH) is taken over
 # after this long; the holder renews it every third of it.
-APPEND_LOCK_SECONDS = 30.0
+APPEND_LOCK_SECONDS = 15.0
 # Objects and multipart uploads of an id without a state, older than this, are a crash's
 # leftovers (younger ones may belong to a creation in progress).
 ORPHAN_AGE_SECONDS = 3600.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,3 +81,57 @@ def test_tuspy_resumes_on_another_node(seaweed: Seaweed, s3_bucket: str, tmp_pat
     finally:
         assert a.terminate() == 0
         assert b.terminate() == 0
+
+
+def test_tuspy_resumes_after_the_node_is_killed(
+    seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+) -> None:
+    """SIGKILL while a piece is half received: the restarted node's HEAD gives the offset
+    acknowledged before (a full part and a tail in the bucket); the dead node's append lock
+    answers 409 until it expires, which tuspy retries through."""
+    data = os.urandom(3 * PIECE + 12_345)
+    source = tmp_path / "data.bin"
+    source.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    a = node(tmp_path / "a", seaweed, s3_bucket)
+    try:
+        with source.open("rb") as stream:
+            uploader = TusClient(f"{a.url}/uploads/").uploader(
+                file_stream=stream,
+                chunk_size=PIECE,
+                metadata={"path": "big/data.bin", "sha256": digest},
+            )
+            uploader.upload_chunk()  # type: ignore[no-untyped-call]
+            uploader.upload_chunk()  # type: ignore[no-untyped-call]
+            upload_path = urlsplit(str(uploader.url)).path
+            piece = socket.create_connection(("127.0.0.1", a.port))
+            piece.sendall(
+                f"PATCH {upload_path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                f"Upload-Offset: {2 * PIECE}\r\n"
+                f"Content-Type: application/offset+octet-stream\r\nContent-Length: {PIECE}\r\n"
+                "\r\n".encode()
+                + data[2 * PIECE : 2 * PIECE + PIECE // 2]
+            )
+            time.sleep(0.5)  # the piece is being received (and its append lock held)
+    finally:
+        a.kill()  # SIGKILL: no checkpoint, no lock released
+    piece.close()
+
+    a = node(tmp_path / "a", seaweed, s3_bucket)
+    try:
+        with source.open("rb") as stream:
+            assert offset_at(f"{a.url}{upload_path}") == 2 * PIECE
+            resumed = TusClient(f"{a.url}/uploads/").uploader(
+                file_stream=stream,
+                url=f"{a.url}{upload_path}",
+                chunk_size=PIECE,
+                retries=10,
+                retry_delay=3,
+            )
+            started = time.monotonic()
+            resumed.upload()
+            print(f"resumed {time.monotonic() - started:.1f} s after the restart")
+        with urllib.request.urlopen(a.files_url("big/data.bin"), timeout=30) as response:
+            assert response.read() == data
+    finally:
+        assert a.terminate() == 0
