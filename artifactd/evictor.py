@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from artifactd.policies import Policy, policy_for
+from artifactd.resumable.factory import resources_for
 from artifactd.store.base import ArtifactInfo, Store
 
 log = logging.getLogger("artifactd.evictor")
@@ -167,6 +168,8 @@ class Evictor:
             await self._evict(victims, report, dry_run)
             if not dry_run:
                 report.stale_uploads = await self.store.collect_garbage()
+                # Expired upload resources (tus) go by the same pass, on every backend.
+                report.stale_uploads += await resources_for(self.store).remove_expired()
         if self.on_pass is not None and not dry_run:
             self.on_pass(report)
         return report

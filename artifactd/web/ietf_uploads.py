@@ -35,7 +35,7 @@ from artifactd.errors import (
 )
 from artifactd.http import resumable as fields
 from artifactd.paths import is_internal, parse_artifact_path
-from artifactd.resumable.resources import UploadResource, UploadResources
+from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.web import resumable, tus, uploads
 from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.keys import SETTINGS
@@ -163,14 +163,12 @@ async def _send_interim(request: web.Request, version: int, resource: UploadReso
 
 async def put_file(request: web.Request) -> web.StreamResponse:
     """PUT /files/{path}: resumable when it asks to be (§4.2, "Upgrading To Resumable
-    Uploads"), else the plain PUT; also plain where the backend keeps no upload resources
-    (the draft lets a server ignore `Upload-Complete`)."""
+    Uploads"), else the plain PUT."""
     version = creation_version(request)
-    store = resumable.resources(request)
-    if version is None or store is None:
+    if version is None:
         return await uploads.put_file(request)
     target = await uploads.put_target(request)
-    return await _create(request, version, store, target)
+    return await _create(request, version, resumable.resources(request), target)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -182,8 +180,6 @@ async def create(request: web.Request) -> web.StreamResponse:
     if version is None:
         return await tus.create(request)
     store = resumable.resources(request)
-    if store is None:
-        return json_error(501, "resumable uploads need the filesystem backend")
     raw = request.query.get("path", "")
     path = parse_artifact_path(raw.lstrip("/"))
     if not path or is_internal(path):
@@ -220,10 +216,11 @@ async def _create(
         preconditions=uploads.write_conditions(request),
     )
     await _send_interim(request, version, resource)
-    async with resumable.locked(store, resource) as current:
-        await resumable.receive(request, store, current)
+    async with resumable.locked(request, store, resource) as appending:
+        current = appending.resource
+        await resumable.receive(request, appending)
         if complete:
-            return await _complete(request, version, store, current)
+            return await _complete(request, version, store, appending)
     # §4.2.2: "the server MUST include the Location response header field pointing to the
     # upload resource ... Servers are RECOMMENDED to use the 201 (Created) status code."
     headers = _state_headers(version, request, current)
@@ -232,11 +229,12 @@ async def _create(
 
 
 async def _complete(
-    request: web.Request, version: int, store: UploadResources, resource: UploadResource
+    request: web.Request, version: int, store: UploadResources, appending: Appending
 ) -> web.StreamResponse:
     """The request marked complete was received whole: the PUT's commit and answer, with
     `Upload-Complete: ?1` (§4.4.2: "the response MUST include the Upload-Complete header
     field with a true value", errors from processing the representation included)."""
+    resource = appending.resource
     if resource.length is not None and resource.offset != resource.length:
         problem = _Problem(
             fields.INCONSISTENT_LENGTH, "the upload ends before its declared length", 400
@@ -248,7 +246,7 @@ async def _complete(
     done = {"Upload-Complete": "?1", INTEROP_HEADER: str(version)}
     try:
         info, replaced = await resumable.complete(
-            request, store, resource, requirement, keep_record=True
+            request, store, appending, requirement, keep_record=True
         )
     except (StorageFullError, StoreUnavailableError):
         raise  # not complete: an empty PATCH with Upload-Complete: ?1 tries again
@@ -268,8 +266,6 @@ async def _owned(
     request: web.Request,
 ) -> tuple[UploadResources, UploadResource] | web.Response:
     store = resumable.resources(request)
-    if store is None:
-        return json_error(501, "resumable uploads need the filesystem backend")
     return store, await resumable.owned(request, store, PROTOCOL)
 
 
@@ -320,7 +316,8 @@ async def patch(request: web.Request) -> web.StreamResponse:
         return json_error(403, outside)
     try:
         _refuse_completed(request, version, resource)
-        async with resumable.locked(store, resource) as current:
+        async with resumable.locked(request, store, resource) as appending:
+            current = appending.resource
             _refuse_completed(request, version, current)
             if offset != current.offset:
                 # §4.4.2: "MUST include the correct offset in the Upload-Offset header field".
@@ -332,9 +329,9 @@ async def patch(request: web.Request) -> web.StreamResponse:
                     provided_offset=offset,
                 )
             current.length = _declared_length(request, complete, current.offset, current.length)
-            await resumable.receive(request, store, current)
+            await resumable.receive(request, appending)
             if complete:
-                return await _complete(request, version, store, current)
+                return await _complete(request, version, store, appending)
             return web.Response(status=204, headers=_state_headers(version, request, current))
     except _Problem as problem:
         return _problem_response(version, problem, _state_headers(version, request, resource))

@@ -3,49 +3,40 @@
 resource, check the token's prefix, append one request's body under the resource's lock,
 and commit the bytes through a PUT's verified atomic commit once the last one is in.
 
-Every call on the resource store goes through `resources(request)`, so the store's shape
-(where the bytes live, sync or async) is this module's business only.
+The resource store is the backend's own (artifactd/resumable, one per store from
+`resources_for`): on the filesystem, in memory and on S3 alike.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
-import functools
 import hashlib
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from artifactd.errors import (
-    ConflictError,
     NotFoundError,
     StorageFullError,
     StoreUnavailableError,
     UploadTooLargeError,
 )
-from artifactd.resumable.resources import UploadResource, UploadResources
+from artifactd.resumable.base import Appending, UploadResource, UploadResources
+from artifactd.resumable.factory import resources_for
 from artifactd.store.base import ArtifactInfo, Requirement
-from artifactd.store.filesystem.store import FilesystemStore
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.security import TOKEN_INFO
 from artifactd.web.uploads import body_chunks, expires_at, store_stream
 
-_COPY_SIZE = 1 << 20
 # While a body streams in, its bytes and the offset counting them are made durable every
 # this many bytes, so a crash (kill -9) mid-request loses at most this much of it.
 SYNC_EVERY = 8 << 20
 
 
-def resources(request: web.Request) -> UploadResources | None:
-    """The store's upload resources; None where the backend keeps none (then 501)."""
-    store = request.config_dict[STORE]
-    if isinstance(store, FilesystemStore):
-        return UploadResources(store.state_dir)
-    return None
+def resources(request: web.Request) -> UploadResources:
+    """The upload resources beside the app's store (every backend keeps them)."""
+    return resources_for(request.config_dict[STORE])
 
 
 def owner(request: web.Request) -> str | None:
@@ -79,8 +70,7 @@ async def create(
     preconditions: dict[str, str] | None = None,
 ) -> UploadResource:
     """A new resource owned by the request's token."""
-    return await asyncio.to_thread(
-        store.create,
+    return await store.create(
         path,
         owner=owner(request),
         length=length,
@@ -94,10 +84,7 @@ async def create(
     )
 
 
-def _load_owned(
-    request: web.Request, store: UploadResources, upload_id: str, protocol: str
-) -> UploadResource:
-    resource = store.load(upload_id)
+def _check_owned(request: web.Request, resource: UploadResource, protocol: str) -> UploadResource:
     if resource.owner != owner(request) or resource.protocol != protocol:
         raise NotFoundError("no such upload")
     return resource
@@ -107,35 +94,29 @@ async def owned(request: web.Request, store: UploadResources, protocol: str) -> 
     """The resource the URL names, if it belongs to the request's token and was created
     with `protocol` (else 404, as if it did not exist: its id stays a secret to other
     tokens, and the two protocols' rules for appending and completing are not mixed)."""
-    return await asyncio.to_thread(
-        _load_owned, request, store, request.match_info["upload_id"], protocol
-    )
+    resource = await store.load(request.match_info["upload_id"])
+    return _check_owned(request, resource, protocol)
 
 
 async def remove(store: UploadResources, resource: UploadResource) -> None:
-    await asyncio.to_thread(store.remove, resource.id)
+    await store.remove(resource.id)
 
 
 @asynccontextmanager
-async def locked(store: UploadResources, resource: UploadResource) -> AsyncIterator[UploadResource]:
-    """The resource, read again under its exclusive lock: one request appends at a time,
-    across the processes of --workers too (flock), and another request may just have moved
-    it. 409 while another request holds the lock."""
-    lock = await asyncio.to_thread(store.lock, resource.id)
-    if lock is None:
-        raise ConflictError("another request is appending to this upload")
-    try:
-        yield await asyncio.to_thread(functools.partial(store.load, resource.id, locked=True))
-    finally:
-        await asyncio.to_thread(os.close, lock)
+async def locked(
+    request: web.Request, store: UploadResources, resource: UploadResource
+) -> AsyncIterator[Appending]:
+    """The resource, held for this request's appends and read again under the hold: one
+    request appends at a time, across the processes of --workers and the nodes sharing a
+    bucket too, and another request may just have moved it. 409 while another request
+    holds it."""
+    async with store.appending(resource.id) as appending:
+        _check_owned(request, appending.resource, resource.protocol)
+        yield appending
 
 
 async def receive(
-    request: web.Request,
-    store: UploadResources,
-    resource: UploadResource,
-    *,
-    piece_sha256: bytes | None = None,
+    request: web.Request, appending: Appending, *, piece_sha256: bytes | None = None
 ) -> bool:
     """Append the request's body at the resource's offset (the caller holds `locked`).
 
@@ -143,41 +124,36 @@ async def receive(
     unknown: 413); a full disk is a 507. When the body ends early (a dropped connection),
     the bytes received are kept for the client to resume from, unless the piece declared
     its SHA-256 (`piece_sha256`): such a piece is kept only whole and matching. Returns
-    whether it matched (always True without a declared digest); the state is durable
-    (fsynced) whatever happens, and every SYNC_EVERY bytes on the way.
+    whether it matched (always True without a declared digest); the state is checkpointed
+    (durable) whatever happens, unless the store itself fails, and every SYNC_EVERY bytes on
+    the way.
     """
     settings = request.config_dict[SETTINGS]
+    resource = appending.resource
     limit = settings.max_upload_size if resource.length is None else resource.length
-    start = synced = resource.offset
+    synced = resource.offset
     piece = hashlib.sha256()
     try:
         async for chunk in body_chunks(request, settings):
             if resource.offset + len(chunk) > limit:
                 raise UploadTooLargeError(f"the upload is over {limit} bytes")
             piece.update(chunk)
-            try:
-                await asyncio.to_thread(store.append, resource, chunk)
-                if piece_sha256 is None and resource.offset - synced >= SYNC_EVERY:
-                    await asyncio.to_thread(store.sync, resource)
-                    synced = resource.offset
-            except FileNotFoundError as exc:
-                raise NotFoundError("the upload was cancelled meanwhile") from exc
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise StorageFullError("no space left for the upload") from exc
-                raise
+            await appending.append(chunk)
+            if piece_sha256 is None and resource.offset - synced >= SYNC_EVERY:
+                await appending.checkpoint()
+                synced = resource.offset
     except BaseException:
-        # (Nothing to keep if a DELETE removed the bytes meanwhile: sync opens them before
-        # it saves the state, so it cannot bring a cancelled upload back.)
-        with contextlib.suppress(FileNotFoundError):
+        # (Nothing to keep if a DELETE removed the upload meanwhile: the checkpoint does
+        # not bring a removed upload back, and the original error is the one to answer.)
+        with contextlib.suppress(NotFoundError):
             if piece_sha256 is not None:
-                await asyncio.to_thread(store.truncate, resource, start)
-            await asyncio.to_thread(store.sync, resource)
+                await appending.rollback()
+            await appending.checkpoint()
         raise
     matched = piece_sha256 is None or piece.digest() == piece_sha256
     if not matched:
-        await asyncio.to_thread(store.truncate, resource, start)
-    await asyncio.to_thread(store.sync, resource)
+        await appending.rollback()
+    await appending.checkpoint()
     return matched
 
 
@@ -188,7 +164,7 @@ def is_complete(resource: UploadResource) -> bool:
 async def complete(
     request: web.Request,
     store: UploadResources,
-    resource: UploadResource,
+    appending: Appending,
     requirement: Requirement,
     *,
     keep_record: bool = False,
@@ -201,11 +177,12 @@ async def complete(
     as it was: the client may try the commit again; one cancelled meanwhile (DELETE) stays
     gone. Returns the version and whether it replaced another, as `store_stream` does."""
     settings = request.config_dict[SETTINGS]
+    resource = appending.resource
     try:
         committed = await store_stream(
             request,
             resource.path,
-            _file_chunks(store, resource),
+            appending.chunks(),
             content_type=resource.content_type,
             expires_at=expires_at(settings, resource.path, resource.ttl),
             expected_sha256=resource.sha256,
@@ -214,26 +191,14 @@ async def complete(
     except (StorageFullError, StoreUnavailableError, NotFoundError):
         raise  # kept for a retry, or already gone (a DELETE meanwhile)
     except BaseException:
-        await _finish(store, resource, keep_record)
+        await _finish(store, appending, keep_record)
         raise
-    await _finish(store, resource, keep_record)
+    await _finish(store, appending, keep_record)
     return committed
 
 
-async def _finish(store: UploadResources, resource: UploadResource, keep_record: bool) -> None:
+async def _finish(store: UploadResources, appending: Appending, keep_record: bool) -> None:
     if keep_record:
-        await asyncio.to_thread(store.mark_complete, resource)
+        await appending.mark_complete()
     else:
-        await remove(store, resource)
-
-
-async def _file_chunks(store: UploadResources, resource: UploadResource) -> AsyncIterator[bytes]:
-    try:
-        file = await asyncio.to_thread(open, store.data_path(resource.id), "rb")
-    except FileNotFoundError as exc:
-        raise NotFoundError("the upload was cancelled meanwhile") from exc
-    try:
-        while chunk := await asyncio.to_thread(file.read, _COPY_SIZE):
-            yield chunk
-    finally:
-        file.close()
+        await remove(store, appending.resource)

@@ -6,9 +6,9 @@ An upload resource collects the bytes over as many PATCH requests as the client 
 the last byte is in, they go through the same verified atomic commit as a PUT
 (`uploads.store_stream`: expected digest, --immutable, policies, events), then the resource
 is removed. What the IETF draft shares with it (ownership, the locked append, completion) is
-web/resumable.py; resources live beside the filesystem store's state (artifactd/resumable);
-the other backends answer 501 for now. The routes of /uploads/ are web/ietf_uploads.py's,
-which sends tus requests (`Tus-Resumable`) here.
+web/resumable.py; resources live beside the store's artifacts on every backend
+(artifactd/resumable). The routes of /uploads/ are web/ietf_uploads.py's, which sends tus
+requests (`Tus-Resumable`) here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from artifactd.errors import (
     UploadTooLargeError,
 )
 from artifactd.paths import is_internal, parse_artifact_path
-from artifactd.resumable.resources import UploadResource, UploadResources
+from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.web import resumable
 from artifactd.web.errors import json_error
 from artifactd.web.files import file_url
@@ -67,12 +67,9 @@ def _error(status: int, reason: str, extra: Mapping[str, str] | None = None) -> 
 
 
 def _refused(request: web.Request) -> web.Response | None:
-    """412 without `Tus-Resumable: 1.0.0` (protocol.md "Tus-Resumable"), 501 where the
-    store keeps no upload resources."""
+    """412 without `Tus-Resumable: 1.0.0` (protocol.md "Tus-Resumable")."""
     if request.headers.get("Tus-Resumable") != TUS_VERSION:
         return _error(412, "Tus-Resumable: 1.0.0 required", {"Tus-Version": TUS_VERSION})
-    if resumable.resources(request) is None:
-        return _error(501, "resumable uploads need the filesystem backend")
     return None
 
 
@@ -178,7 +175,6 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise InvalidDigestError("the `sha256` metadata must be 64 hex digits")
     expected = expected_digest(path, declared.lower() if declared else None)
     resources = resumable.resources(request)
-    assert resources is not None  # _refused
     resource = await resumable.create(
         request,
         resources,
@@ -202,7 +198,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         headers.update(_completed_headers(response))
     elif length == 0:
         # protocol.md "POST": an empty upload is complete once created.
-        headers.update(await _complete(request, resources, resource))
+        async with resumable.locked(request, resources, resource) as appending:
+            headers.update(await _complete(request, resources, appending))
     return web.Response(status=201, headers=headers)
 
 
@@ -213,13 +210,12 @@ def _completed_headers(response: web.Response) -> dict[str, str]:
 async def _owned_resource(
     request: web.Request,
 ) -> tuple[UploadResources, UploadResource] | web.Response:
-    """What every request on one upload starts with: the 412/501 of `_refused`, then the
+    """What every request on one upload starts with: the 412 of `_refused`, then the
     resource the URL names if the request's token owns it (404 otherwise)."""
     refused = _refused(request)
     if refused is not None:
         return refused
     resources = resumable.resources(request)
-    assert resources is not None  # `_refused` answered 501 otherwise
     return resources, await resumable.owned(request, resources, PROTOCOL)
 
 
@@ -260,14 +256,15 @@ async def _append(
 ) -> web.Response:
     if request.content_type != OFFSET_OCTET_STREAM:
         return _error(415, f"Content-Type must be {OFFSET_OCTET_STREAM}")
-    async with resumable.locked(resources, resource) as current:
-        return await _append_locked(request, resources, current)
+    async with resumable.locked(request, resources, resource) as appending:
+        return await _append_locked(request, resources, appending)
 
 
 async def _append_locked(
-    request: web.Request, resources: UploadResources, resource: UploadResource
+    request: web.Request, resources: UploadResources, appending: Appending
 ) -> web.Response:
     settings = request.config_dict[SETTINGS]
+    resource = appending.resource
     if request.method == hdrs.METH_PATCH:
         offset_header = request.headers.get("Upload-Offset")
         if offset_header is None:
@@ -284,23 +281,23 @@ async def _append_locked(
     # protocol.md "PATCH": the bytes received are kept unless a checksum covers them;
     # protocol.md "Checksum": on a mismatch 460, and the piece is discarded (the offset
     # unchanged).
-    if not await resumable.receive(request, resources, resource, piece_sha256=checksum):
+    if not await resumable.receive(request, appending, piece_sha256=checksum):
         return _error(CHECKSUM_MISMATCH, "checksum mismatch")
     headers = _tus_headers({"Upload-Offset": str(resource.offset), **_expires_header(resource)})
     if resumable.is_complete(resource):
-        headers.update(await _complete(request, resources, resource))
+        headers.update(await _complete(request, resources, appending))
     return web.Response(status=204, headers=headers)
 
 
 async def _complete(
-    request: web.Request, resources: UploadResources, resource: UploadResource
+    request: web.Request, resources: UploadResources, appending: Appending
 ) -> dict[str, str]:
     """The last byte is in: a PUT's commit (resumable.complete), judged by this request's
     preconditions; a full disk keeps the resource, so an empty PATCH at the final offset
     tries the commit again."""
     settings = request.config_dict[SETTINGS]
     info, _ = await resumable.complete(
-        request, resources, resource, write_requirement(request, settings)
+        request, resources, appending, write_requirement(request, settings)
     )
     return {"ETag": info.etag, "Content-Location": file_url(info.path)}
 

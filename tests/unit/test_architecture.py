@@ -91,6 +91,12 @@ def test_imports_keep_the_layering_rules(relative: str) -> None:
         own = next((b for b in backends if inside(me, b)), None)
         if me != "artifactd.store.factory":
             assert not {i for i in imported if inside(i, *backends) and not inside(i, own or "-")}
+    if inside(me, "store"):
+        assert not {i for i in imported if inside(i, "resumable")}
+    if inside(me, "resumable") and me != "artifactd.resumable.factory":
+        kinds = ("resumable.filesystem", "resumable.memory", "resumable.s3")
+        own = next((k for k in kinds if inside(me, k)), "-")
+        assert not {i for i in imported if inside(i, *kinds) and not inside(i, own)}
     if inside(me, "web"):
         assert not {i for i in imported if inside(i, "cli", "server", "supervisor")}
     if not inside(me, "cli") and me != "artifactd.__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from artifactd.errors import StorageFullError
-from artifactd.resumable.resources import UploadResources
+from artifactd.resumable.filesystem import FilesystemResources
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
@@ -228,7 +228,7 @@ async def test_an_unknown_interop_version_is_a_plain_put(
     assert status.startswith("HTTP/1.1 201"), status
     assert "upload-complete" not in final
     assert json.loads(await raw.body(final))["size"] == len(DATA)
-    uploads_dir = UploadResources(fs_store.state_dir).dir
+    uploads_dir = FilesystemResources(fs_store.state_dir).dir
     assert not uploads_dir.exists() or not any(uploads_dir.iterdir())
 
 
@@ -525,15 +525,15 @@ async def test_expired_resources_are_404(
     up: Client, version: int, tokens: Tokens, fs_store: FilesystemStore
 ) -> None:
     location = await create_incomplete(up, version, tokens["a"], b"ab")
-    resources = UploadResources(fs_store.state_dir)
-    resource = await asyncio.to_thread(resources.load, location.rsplit("/", 1)[1])
+    resources = FilesystemResources(fs_store.state_dir)
+    resource = await resources.load(location.rsplit("/", 1)[1])
     resource.expires_at = time.time() - 1
     await asyncio.to_thread(resources.save, resource)
     assert (await up.head(location, headers=draft(version, tokens["a"]))).status == 404
-    assert await asyncio.to_thread(resources.remove_expired) == 1
+    assert await resources.remove_expired() == 1
 
 
-async def test_other_backends_upload_plainly(
+async def test_the_memory_backend_keeps_upload_resources_too(
     aiohttp_client: ClientFactory, storage_root: Path, tokens: Tokens
 ) -> None:
     settings = Settings(root=storage_root, max_upload_size=LIMIT)
@@ -541,9 +541,10 @@ async def test_other_backends_upload_plainly(
     headers = draft(8, tokens["a"], Upload_Complete="?1")
     response = await client.put("/files/big/a.bin", headers=headers, data=b"abc")
     assert response.status == 201
-    assert "Upload-Complete" not in response.headers
+    assert response.headers["Upload-Complete"] == "?1"
     response = await client.post("/uploads/?path=a", headers=headers, data=b"abc")
-    assert response.status == 501
+    assert response.status == 201
+    assert await (await client.get("/files/a")).read() == b"abc"
 
 
 # -- failures ---------------------------------------------------------------------------
@@ -553,14 +554,11 @@ async def test_one_request_appends_at_a_time(
     up: Client, tokens: Tokens, fs_store: FilesystemStore
 ) -> None:
     location = await create_incomplete(up, 8, tokens["a"])
-    resources = UploadResources(fs_store.state_dir)
-    held = await asyncio.to_thread(resources.lock, location.rsplit("/", 1)[-1])
-    assert held is not None  # as another worker process appending would hold it
-    try:
+    resources = FilesystemResources(fs_store.state_dir)
+    # Held as another worker process appending would hold it (an flock of its own).
+    async with resources.appending(location.rsplit("/", 1)[-1]):
         status, _, _ = await append(up, location, 8, tokens["a"], 0, b"abc", False)
         assert status == 409
-    finally:
-        await asyncio.to_thread(os.close, held)
     status, _, _ = await append(up, location, 8, tokens["a"], 0, b"abc", False)
     assert status == 204
 
@@ -569,16 +567,16 @@ async def test_a_full_disk_keeps_what_was_received(
     up: Client, tokens: Tokens, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     location = await create_incomplete(up, 8, tokens["a"], b"abc")
-    resources_append = UploadResources.append
+    pwrite = os.pwrite
 
-    def full(self: UploadResources, resource: object, chunk: bytes) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(UploadResources, "append", full)
+    monkeypatch.setattr(os, "pwrite", full)
     status, _, _ = await append(up, location, 8, tokens["a"], 3, b"def", True)
     assert status == 507
     assert await offset_of(up, location, 8, tokens["a"]) == 3
-    monkeypatch.setattr(UploadResources, "append", resources_append)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     # Full again, at the commit: the upload stays, not complete, for a retry.
     begin_upload = fs_store.begin_upload
 
@@ -646,7 +644,7 @@ async def test_a_delete_during_the_commit_leaves_nothing(
     begin_upload = fs_store.begin_upload
 
     async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.to_thread(UploadResources(fs_store.state_dir).remove, upload_id)
+        await FilesystemResources(fs_store.state_dir).remove(upload_id)
         return await begin_upload(*args, **kwargs)
 
     monkeypatch.setattr(fs_store, "begin_upload", cancelled_meanwhile)

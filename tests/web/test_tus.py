@@ -6,15 +6,16 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from artifactd.errors import StorageFullError
-from artifactd.resumable.resources import UploadResources
+from artifactd.evictor import Evictor
+from artifactd.resumable.filesystem import FilesystemResources
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
@@ -286,9 +287,9 @@ async def test_expired_resources_are_gone_and_collected(
     tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
 ) -> None:
     location = await create(tus_client, tokens["a"])
-    resources = UploadResources(fs_store.state_dir)
+    resources = FilesystemResources(fs_store.state_dir)
     upload_id = location.rsplit("/", 1)[-1]
-    state = await asyncio.to_thread(resources.load, upload_id)
+    state = await resources.load(upload_id)
     state.expires_at = time.time() - 1
     await asyncio.to_thread(resources.save, state)
     assert (await tus_client.head(location, headers={**TUS, **tokens["a"]})).status == 404
@@ -297,24 +298,23 @@ async def test_expired_resources_are_gone_and_collected(
 async def test_the_stale_upload_cleanup_removes_expired_resources(
     fs_store: FilesystemStore,
 ) -> None:
-    resources = UploadResources(fs_store.state_dir)
-    old = await asyncio.to_thread(
-        resources.create, "x", owner=None, length=1, expires_at=time.time() - 1
-    )
-    live = await asyncio.to_thread(
-        resources.create, "y", owner=None, length=1, expires_at=time.time() + 60
-    )
-    assert await fs_store.collect_garbage() == 1
+    resources = FilesystemResources(fs_store.state_dir)
+    old = await resources.create("x", owner=None, length=1, expires_at=time.time() - 1)
+    live = await resources.create("y", owner=None, length=1, expires_at=time.time() + 60)
+    assert (await Evictor(fs_store).run_once()).stale_uploads == 1
     assert not await asyncio.to_thread(resources.data_path(old.id).exists)
     assert await asyncio.to_thread(resources.data_path(live.id).exists)
 
 
-async def test_other_backends_answer_501(
+async def test_the_memory_backend_keeps_upload_resources_too(
     aiohttp_client: ClientFactory, storage_root: Path, tokens: Tokens
 ) -> None:
     client = await aiohttp_client(create_app(Settings(root=storage_root), MemoryStore()))
-    headers = {**TUS, **tokens["a"], "Upload-Length": "1", "Upload-Metadata": metadata(path="x")}
-    assert (await client.post("/uploads/", headers=headers)).status == 501
+    location = await create(client, tokens["a"])
+    assert await patch(client, location, tokens["a"], 0, DATA[:100]) == 204
+    assert await offset_of(client, location, tokens["a"]) == 100
+    assert await patch(client, location, tokens["a"], 100, DATA[100:]) == 204
+    assert await (await client.get("/files/big/a.bin")).read() == DATA
 
 
 async def test_an_empty_upload_is_complete_once_created(tus_client: Client, tokens: Tokens) -> None:
@@ -345,7 +345,7 @@ async def test_bytes_past_the_saved_offset_are_dropped_after_a_crash(
     """kill -9 mid-PATCH: the bytes were written, their state was not."""
     location = await create(tus_client, tokens["a"])
     assert await patch(tus_client, location, tokens["a"], 0, DATA[:100]) == 204
-    resources = UploadResources(fs_store.state_dir)
+    resources = FilesystemResources(fs_store.state_dir)
     data_path = resources.data_path(location.rsplit("/", 1)[-1])
     with await asyncio.to_thread(data_path.open, "ab") as file:
         await asyncio.to_thread(file.write, b"never acknowledged")
@@ -358,13 +358,10 @@ async def test_one_request_appends_at_a_time(
     tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
 ) -> None:
     location = await create(tus_client, tokens["a"])
-    resources = UploadResources(fs_store.state_dir)
-    held = await asyncio.to_thread(resources.lock, location.rsplit("/", 1)[-1])
-    assert held is not None  # as another worker process appending would hold it
-    try:
+    resources = FilesystemResources(fs_store.state_dir)
+    # Held as another worker process appending would hold it (an flock of its own).
+    async with resources.appending(location.rsplit("/", 1)[-1]):
         assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 409
-    finally:
-        await asyncio.to_thread(os.close, held)
     assert await patch(tus_client, location, tokens["a"], 0, DATA[:10]) == 204
 
 
@@ -383,3 +380,30 @@ async def test_a_full_disk_at_completion_keeps_the_upload_for_a_retry(
     monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
     assert await patch(tus_client, location, tokens["a"], 10, b"") == 204
     assert await (await tus_client.get("/files/big/a.bin")).read() == DATA[:10]
+
+
+async def test_a_head_during_a_patch_leaves_its_bytes_alone(
+    tus_client: Client, tokens: Tokens, fs_store: FilesystemStore
+) -> None:
+    """A client that lost patience asks HEAD while its PATCH is still being received: the
+    answer is the last saved offset, and the PATCH's bytes received so far stay."""
+    location = await create(tus_client, tokens["a"])
+    data_path = FilesystemResources(fs_store.state_dir).data_path(location.rsplit("/", 1)[-1])
+    rest = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield DATA[:100]
+        await rest.wait()
+        yield DATA[100:]
+
+    headers = {**TUS, **OCTETS, **tokens["a"], "Upload-Offset": "0"}
+    headers["Content-Length"] = str(len(DATA))
+    sending = asyncio.ensure_future(tus_client.patch(location, headers=headers, data=body()))
+    for _ in range(500):
+        if await asyncio.to_thread(lambda: data_path.stat().st_size) >= 100:
+            break
+        await asyncio.sleep(0.01)
+    assert await offset_of(tus_client, location, tokens["a"]) == 0
+    rest.set()
+    assert (await sending).status == 204
+    assert await (await tus_client.get("/files/big/a.bin")).read() == DATA

@@ -26,7 +26,6 @@ from artifactd.errors import (
 )
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import INTERNAL_DIR
-from artifactd.resumable.resources import UploadResources
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
     ArtifactInfo,
@@ -310,8 +309,7 @@ class FilesystemStore(LockedWrites, Store):
         with self._write_lock.held():
             self._forget_stale_rows()
             self._reserve.refill()
-        removed = UploadResources(self.state_dir).remove_expired()
-        return removed + remove_abandoned(self.tmp_dir, TMP_PREFIX)
+        return remove_abandoned(self.tmp_dir, TMP_PREFIX)
 
     async def close(self) -> None:
         await self.flush_access_times()

@@ -21,14 +21,19 @@ async def abort_stale_multipart_uploads(
     bucket: Bucket, layout: Layout, max_age_seconds: float, live_uploads: set[str]
 ) -> int:
     """Abort the multipart uploads under the prefix started more than `max_age_seconds`
-    ago, except those in `live_uploads` (in progress on this node); returns how many."""
+    ago, except those in `live_uploads` (in progress on this node) and those of upload
+    resources (which live until their own expiry); returns how many."""
     cutoff = time.time() - max_age_seconds
     params: dict[str, Any] = {"Prefix": layout.prefix}
     stale: list[tuple[str, str]] = []
     while True:
         page = await bucket.request("list_multipart_uploads", **params)
         for upload in page.get("Uploads", []):
-            if upload["UploadId"] not in live_uploads and upload["Initiated"].timestamp() < cutoff:
+            if (
+                upload["UploadId"] not in live_uploads
+                and not upload["Key"].startswith(layout.uploads_prefix)
+                and upload["Initiated"].timestamp() < cutoff
+            ):
                 stale.append((upload["Key"], upload["UploadId"]))
         if not page.get("IsTruncated"):
             break

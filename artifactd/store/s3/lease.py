@@ -32,13 +32,23 @@ class _Held:
 
 
 class MaintenanceLease:
-    """The lease object at `key`, as this node (`node_id`) takes, renews and releases it."""
+    """The lease object at `key`, as this node (`node_id`) takes, renews and releases it.
 
-    def __init__(self, bucket: Bucket, key: str, node_id: str, lease_seconds: float) -> None:
+    `name` says what it guards in log lines (an upload resource's append lock is one too)."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        key: str,
+        node_id: str,
+        lease_seconds: float,
+        name: str = "the maintenance lease",
+    ) -> None:
         self.bucket = bucket
         self.key = key
         self.node_id = node_id
         self.lease_seconds = lease_seconds
+        self.name = name
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[bool]:
@@ -93,7 +103,7 @@ class MaintenanceLease:
         server_now = parsedate_to_datetime(date) if date else datetime.now(UTC)
         if (server_now - head["LastModified"]).total_seconds() < self.lease_seconds:
             return None
-        log.warning("taking over the maintenance lease of a node that stopped renewing it")
+        log.warning("taking over %s from a node that stopped renewing it", self.name)
         try:
             return await self.bucket.put_json(self.key, self._body(), IfMatch=head["ETag"])
         except ClientError as exc:
@@ -107,7 +117,7 @@ class MaintenanceLease:
             try:
                 held.etag = await self.bucket.put_json(self.key, self._body(), IfMatch=held.etag)
             except ClientError:
-                log.error("lost the maintenance lease; another node may run maintenance too")
+                log.error("lost %s; another node may hold it too", self.name)
                 return
             except StoreUnavailableError as exc:
-                log.warning("could not renew the maintenance lease: %s", exc)
+                log.warning("could not renew %s: %s", self.name, exc)

@@ -7,6 +7,7 @@ Layout under an optional key prefix P (see docs/storage-s3.md):
   P.artifactd/digests/<token>.json    the SHA-256 of a multipart upload
   P.artifactd/access/*.json           batched last-access times (accesslog.py)
   P.artifactd/maintenance.lease       the maintenance lease (lease.py)
+  P.artifactd/uploads/<id>.*          upload resources (artifactd/resumable/s3.py)
 Objects put in the bucket by other tools are served too (ETag from the S3 ETag, no digest).
 """
 
@@ -101,6 +102,8 @@ class Layout:
         self.access_prefix = f"{self.internal_prefix}access/"
         self.merged_access_key = f"{self.access_prefix}merged.json"
         self.lease_key = f"{self.internal_prefix}maintenance.lease"
+        # Upload resources (artifactd/resumable/s3.py): their bytes, state, tails, locks.
+        self.uploads_prefix = f"{self.internal_prefix}uploads/"
 
     def key(self, path: str) -> str:
         if is_internal(path):

@@ -30,6 +30,12 @@ PARTS_PER_SIZE_STEP = 1000
 MAX_COPY_BYTES = 5 * 1024**3  # the largest object one CopyObject may copy
 
 
+def next_part_size(part_size_bytes: int, parts_done: int) -> int:
+    """S3 allows 10,000 parts: growing the part size every 1,000 parts raises the largest
+    upload from 78 GiB to 430 GiB (8 MiB parts); only huge uploads buffer more."""
+    return part_size_bytes * (1 + parts_done // PARTS_PER_SIZE_STEP)
+
+
 class S3Upload(UploadBase):
     """Buffers one part at a time: a single PutObject for small uploads, a multipart upload
     for larger ones. Nothing is visible until the last request of `commit`."""
@@ -80,9 +86,7 @@ class S3Upload(UploadBase):
             await self._upload_part(part)
 
     def _next_part_size(self) -> int:
-        """S3 allows 10,000 parts: growing the part size every 1,000 parts raises the
-        largest upload from 78 GiB to 430 GiB (8 MiB parts); only huge uploads buffer more."""
-        return self._part_size_bytes * (1 + len(self._parts) // PARTS_PER_SIZE_STEP)
+        return next_part_size(self._part_size_bytes, len(self._parts))
 
     async def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:

@@ -24,7 +24,6 @@ TUS_ERRORS = {
     "403": error("The token may not write there."),
     "404": error("No such upload for this token (or it expired)."),
     "412": error("Tus-Resumable is not 1.0.0."),
-    "501": error("This storage backend keeps no upload resources."),
 }
 
 
