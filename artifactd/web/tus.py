@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -33,6 +34,7 @@ from artifactd.errors import (
     UploadTooLargeError,
 )
 from artifactd.paths import is_internal, parse_artifact_path
+from artifactd.resumable.owners import create_within_cap
 from artifactd.resumable.resources import UploadResource, UploadResources
 from artifactd.store.filesystem.store import FilesystemStore
 from artifactd.web import uploads
@@ -201,16 +203,23 @@ async def create(request: web.Request) -> web.StreamResponse:
     expected = expected_digest(path, declared.lower() if declared else None)
     resources = _resources(request)
     assert resources is not None  # _refused
+    owner = _owner(request)
     resource = await asyncio.to_thread(
-        resources.create,
-        path,
-        owner=_owner(request),
-        length=length,
-        expires_at=time.time() + settings.upload_expiry,
-        ttl=ttl,
-        content_type=metadata.get("content_type") or None,
-        sha256=expected,
-        metadata=request.headers.get("Upload-Metadata"),
+        create_within_cap,
+        resources,
+        owner,
+        settings.max_open_uploads,
+        functools.partial(
+            resources.create,
+            path,
+            owner=owner,
+            length=length,
+            expires_at=time.time() + settings.upload_expiry,
+            ttl=ttl,
+            content_type=metadata.get("content_type") or None,
+            sha256=expected,
+            metadata=request.headers.get("Upload-Metadata"),
+        ),
     )
     location = f"{UPLOADS_PREFIX}{resource.id}"
     headers = _tus_headers({"Location": location, **_expires_header(resource)})

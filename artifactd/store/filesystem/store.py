@@ -26,6 +26,7 @@ from artifactd.errors import (
 )
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import INTERNAL_DIR
+from artifactd.resumable.owners import prune_markers
 from artifactd.resumable.resources import UploadResources
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
@@ -310,7 +311,9 @@ class FilesystemStore(LockedWrites, Store):
         with self._write_lock.held():
             self._forget_stale_rows()
             self._reserve.refill()
-        removed = UploadResources(self.state_dir).remove_expired()
+        resources = UploadResources(self.state_dir)
+        removed = resources.remove_expired()
+        prune_markers(resources)  # what the per-owner cap counted, for finished uploads
         return removed + remove_abandoned(self.tmp_dir, TMP_PREFIX)
 
     async def close(self) -> None:
