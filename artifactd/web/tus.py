@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import os
@@ -37,6 +38,7 @@ from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.resumable.owners import create_within_cap
 from artifactd.resumable.resources import UploadResource, UploadResources
 from artifactd.store.filesystem.store import FilesystemStore
+from artifactd.store.filesystem.upload import translate_write_error
 from artifactd.web import uploads
 from artifactd.web.errors import json_error
 from artifactd.web.files import file_url
@@ -349,25 +351,35 @@ async def _receive(
             try:
                 await asyncio.to_thread(resources.append, resource, chunk)
             except OSError as exc:
-                if exc.errno == 28:  # ENOSPC
-                    raise StorageFullError("no space left for the upload") from exc
-                raise
+                raise translate_write_error(exc) from exc
     except BaseException:
         # protocol.md "PATCH": the bytes received are kept unless a checksum covers them.
-        if checksum is not None:
-            await asyncio.to_thread(resources.truncate, resource, start)
-        await asyncio.to_thread(resources.sync, resource)
+        # On a full disk even the state may not be writable: the one saved last stands
+        # (the acknowledged offset; the bytes after it go at the next load).
+        with contextlib.suppress(OSError):
+            if checksum is not None:
+                await asyncio.to_thread(resources.truncate, resource, start)
+            await asyncio.to_thread(resources.sync, resource)
         raise
     if checksum is not None and piece.digest() != checksum:
         # protocol.md "Checksum": 460, and the piece is discarded (the offset unchanged).
         await asyncio.to_thread(resources.truncate, resource, start)
-        await asyncio.to_thread(resources.sync, resource)
+        await _sync(resources, resource)
         return _error(CHECKSUM_MISMATCH, "checksum mismatch")
-    await asyncio.to_thread(resources.sync, resource)
+    await _sync(resources, resource)
     headers = _tus_headers({"Upload-Offset": str(resource.offset), **_expires_header(resource)})
     if resource.length is not None and resource.offset == resource.length:
         headers.update(await _complete(request, resources, resource))
     return web.Response(status=204, headers=headers)
+
+
+async def _sync(resources: UploadResources, resource: UploadResource) -> None:
+    """The bytes, then the state counting them, made durable; a full disk is a 507 and
+    leaves the state saved last."""
+    try:
+        await asyncio.to_thread(resources.sync, resource)
+    except OSError as exc:
+        raise translate_write_error(exc) from exc
 
 
 async def _complete(
