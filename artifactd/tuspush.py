@@ -97,7 +97,8 @@ class _Upload:
         self.location: str | None = None
         self.offset = 0
         self.reported = 0  # bytes the progress bar has been told about
-        self.moved = False  # a piece got through during this round of attempts
+        self.furthest = 0  # the highest offset the server acknowledged
+        self.moved = False  # during this round of attempts, the upload got further
 
     def _advance(self, offset: int) -> None:
         """Progress only ever goes forward: bytes sent again after a resume are not counted
@@ -183,7 +184,8 @@ class _Upload:
                 raise RetryableError("the upload's offset moved; asking the server", 0)
             await raise_for_status(response)
             self.offset = int(response.headers["Upload-Offset"])
-            self.moved = True
+            if self.offset > self.furthest:  # progress only past where it ever got
+                self.furthest, self.moved = self.offset, True
             return response if self.offset >= self.size else None
 
     async def _document(self, session: aiohttp.ClientSession) -> dict[str, Any]:
@@ -236,7 +238,7 @@ async def push_resumable(
         try:
             return await with_retries(policy, upload.run)
         except TransferError:
-            if not upload.moved:  # a whole round of attempts without a piece through
+            if not upload.moved:  # a whole round of attempts that got no further
                 raise
 
 
