@@ -121,7 +121,18 @@ class _Upload:
                 raise RetryableError("the upload is gone; starting over", 0)
             final: aiohttp.ClientResponse | None = None
             while self.offset < self.size or final is None:
-                final = await self._send_piece(session, headers)
+                again = self.offset >= self.size  # an empty PATCH: the commit tried again
+                try:
+                    final = await self._send_piece(session, headers)
+                except RejectedError as exc:
+                    # A server killed between its commit and the upload's removal tries the
+                    # commit again, which --immutable refuses (409): if the artifact is this
+                    # file, the push is done.
+                    if not (again and exc.status == 409):
+                        raise
+                    with contextlib.suppress(RejectedError, TransferError):
+                        return await self._document(session)
+                    raise
             return await self._document(session)
 
     async def _create(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> None:
@@ -178,10 +189,11 @@ class _Upload:
             if response.status == CHECKSUM_MISMATCH:
                 # protocol.md "Checksum": the piece was damaged on the way and discarded.
                 raise RetryableError("the piece arrived damaged; sending it again", 0)
-            if response.status == 409:
-                # Not the server's offset (a piece whose answer was lost went through):
-                # ask it again.
-                raise RetryableError("the upload's offset moved; asking the server", 0)
+            if response.status == 409 and await self._resume(session, headers):
+                # protocol.md "PATCH": not the server's offset (a piece whose answer was
+                # lost went through); HEAD said where to go on. (A 409 of the commit, e.g.
+                # --immutable, removes the upload: HEAD finds nothing, and it is refused.)
+                return None
             await raise_for_status(response)
             self.offset = int(response.headers["Upload-Offset"])
             if self.offset > self.furthest:  # progress only past where it ever got
