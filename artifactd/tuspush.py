@@ -2,9 +2,10 @@
 the server's `/uploads/` in pieces, and after a dropped connection, a 5xx or a restart of
 the server the push resumes from the offset a HEAD gives, instead of starting over.
 
-The retries are `client.with_retries`'s (backoff, Retry-After); a piece that got through
-starts a fresh round of attempts, so a long upload survives any number of restarts as long
-as each one ends within the backoff.
+The retries are `client.with_retries`'s (backoff, Retry-After); an upload that got further
+than ever before starts a fresh round of attempts, so a long upload survives any number of
+restarts as long as each one ends within a round's backoff, and a fault that keeps it from
+getting further ends it after one round.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from artifactd.client import (
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PIECE_BYTES = 8 * 1024 * 1024
-CHECKSUM_MISMATCH = 460
-# protocol.md "Creation": a server without the extension (or without /uploads/ at all)
-# answers these; the push is then a plain PUT.
+CHECKSUM_MISMATCH = 460  # protocol.md "Checksum": the piece was discarded
+# A creation answered with these means no tus here: no /uploads/ (404), no POST there
+# (405), or a backend without upload resources (501, as artifactd's S3 answers for now);
+# the push is then a plain PUT.
 NO_UPLOADS_STATUSES = frozenset({404, 405, 501})
 # A restart takes a few seconds: more patience per round than a single PUT's default.
 RESUMABLE_POLICY = RetryPolicy(attempts=8)
