@@ -81,8 +81,12 @@ class UploadResources:
             sha256=sha256,
             metadata=metadata,
         )
-        self.data_path(resource.id).touch()
-        self.save(resource)
+        try:
+            self.data_path(resource.id).touch()
+            self.save(resource)
+        except BaseException:
+            self.remove(resource.id)  # a full disk: no bytes file without its state
+            raise
         return resource
 
     def load(self, upload_id: str) -> UploadResource:
@@ -149,7 +153,9 @@ class UploadResources:
         resource.offset = offset
 
     def remove(self, upload_id: str) -> None:
-        for path in (self._state(upload_id), self.data_path(upload_id)):
+        # The temp state too: a save a full disk cut short leaves it behind.
+        temp = self.dir / f".{upload_id}.json.tmp"
+        for path in (self._state(upload_id), self.data_path(upload_id), temp):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

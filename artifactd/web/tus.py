@@ -206,23 +206,26 @@ async def create(request: web.Request) -> web.StreamResponse:
     resources = _resources(request)
     assert resources is not None  # _refused
     owner = _owner(request)
-    resource = await asyncio.to_thread(
-        create_within_cap,
-        resources,
-        owner,
-        settings.max_open_uploads,
-        functools.partial(
-            resources.create,
-            path,
-            owner=owner,
-            length=length,
-            expires_at=time.time() + settings.upload_expiry,
-            ttl=ttl,
-            content_type=metadata.get("content_type") or None,
-            sha256=expected,
-            metadata=request.headers.get("Upload-Metadata"),
-        ),
-    )
+    try:
+        resource = await asyncio.to_thread(
+            create_within_cap,
+            resources,
+            owner,
+            settings.max_open_uploads,
+            functools.partial(
+                resources.create,
+                path,
+                owner=owner,
+                length=length,
+                expires_at=time.time() + settings.upload_expiry,
+                ttl=ttl,
+                content_type=metadata.get("content_type") or None,
+                sha256=expected,
+                metadata=request.headers.get("Upload-Metadata"),
+            ),
+        )
+    except OSError as exc:  # a full disk: 507, as for a PUT
+        raise translate_write_error(exc) from exc
     location = f"{UPLOADS_PREFIX}{resource.id}"
     headers = _tus_headers({"Location": location, **_expires_header(resource)})
     if request.can_read_body and request.content_length != 0:

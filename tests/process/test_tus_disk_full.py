@@ -69,6 +69,25 @@ def test_a_full_disk_during_a_patch_is_507_and_the_upload_resumes(small_disk: Pa
         offset = int(call(server, "HEAD", location, {}).headers["Upload-Offset"])
         assert MIB <= offset < 4 * MIB  # what was acknowledged is kept
 
+        # A second upload, cut short by the full disk too, then cancelled: nothing stays.
+        other = call(
+            server,
+            "POST",
+            "/uploads/",
+            {"Upload-Length": str(MIB), "Upload-Metadata": f"path {path}"},
+        )
+        assert other.status == 201
+        assert patch(server, other.headers["Location"], 0, data[:MIB]) == 507
+        assert call(server, "DELETE", other.headers["Location"], {}).status == 204
+        cancelled = other.headers["Location"].rsplit("/", 1)[-1]
+        assert [p.name for p in (root / ".artifactd" / "uploads").glob(f"*{cancelled}*")] == []
+
+        filler.fill()  # not a byte left: a creation is refused with 507, not a 500
+        refused = call(
+            server, "POST", "/uploads/", {"Upload-Length": "1", "Upload-Metadata": f"path {path}"}
+        )
+        assert refused.status == 507
+
         filler.empty()
         assert patch(server, location, offset, data[offset:]) == 204
         stored = call(server, "HEAD", "/files/big/data.bin", {})
@@ -77,5 +96,8 @@ def test_a_full_disk_during_a_patch_is_507_and_the_upload_resumes(small_disk: Pa
         connection.request("GET", "/files/big/data.bin")
         assert connection.getresponse().read() == data
         connection.close()
+        # Nothing of the upload is left, not even the state a full disk cut short.
+        uploads = root / ".artifactd" / "uploads"
+        assert sorted(p.name for p in uploads.iterdir() if p.is_file()) == []
     finally:
         assert server.terminate() == 0
