@@ -51,7 +51,9 @@ class VerificationError(ClientError):
     """The downloaded bytes do not match the digest the server announced."""
 
 
-class _Retryable(Exception):
+class RetryableError(Exception):
+    """A failure another attempt may not have (a dropped connection, a 5xx, a 408/429)."""
+
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -78,13 +80,13 @@ async def with_retries(policy: RetryPolicy, operation: Callable[[], Awaitable[T]
             return await operation()
         except (
             TimeoutError,
-            _Retryable,
+            RetryableError,
             aiohttp.ClientConnectionError,
             aiohttp.ClientPayloadError,
         ) as exc:
             last = exc
             if attempt + 1 < policy.attempts:
-                retry_after = exc.retry_after if isinstance(exc, _Retryable) else None
+                retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                 await asyncio.sleep(policy.delay(attempt, retry_after))
     raise TransferError(f"giving up after {policy.attempts} attempts: {last}")
 
@@ -93,7 +95,7 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+async def raise_for_status(response: aiohttp.ClientResponse) -> None:
     if response.status < 400:
         return
     try:
@@ -102,7 +104,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         reason = response.reason or "error"
     if response.status in RETRYABLE_STATUSES:
         retry_after = response.headers.get("Retry-After", "")
-        raise _Retryable(f"server answered {response.status}: {reason}", _seconds(retry_after))
+        raise RetryableError(f"server answered {response.status}: {reason}", _seconds(retry_after))
     raise RejectedError(response.status, str(reason))
 
 
@@ -115,7 +117,7 @@ def _seconds(retry_after: str) -> float | None:
         return None
 
 
-def _session() -> aiohttp.ClientSession:
+def client_session() -> aiohttp.ClientSession:
     # No read timeout overall (artifacts can be huge), but a stalled socket is a failure.
     timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
     return aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
@@ -137,9 +139,12 @@ async def push(
     token: str | None = None,
     progress: Progress = lambda n: None,
     policy: RetryPolicy = RetryPolicy(),
+    sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Upload `path` to `url` with its SHA-256, so the server stores it only if intact."""
-    sha256 = await file_sha256(path)
+    """Upload `path` to `url` with its SHA-256 (computed here unless given), so the server
+    stores it only if intact."""
+    if sha256 is None:
+        sha256 = await file_sha256(path)
     headers = {"X-Checksum-Sha256": sha256, **auth_headers(token)}
     if ttl is not None:
         headers["X-Artifact-TTL"] = ttl
@@ -156,8 +161,11 @@ async def push(
                     progress(len(chunk))
                     yield chunk
 
-            async with _session() as session, session.put(url, data=body(), headers=headers) as r:
-                await _raise_for_status(r)
+            async with (
+                client_session() as session,
+                session.put(url, data=body(), headers=headers) as r,
+            ):
+                await raise_for_status(r)
                 return dict(await r.json())
 
     return await with_retries(policy, attempt)
@@ -206,17 +214,17 @@ async def pull(
         headers = auth_headers(token)
         if offset and saved_etag:
             headers.update({"Range": f"bytes={offset}-", "If-Range": saved_etag})
-        async with _session() as session, session.get(url, headers=headers) as response:
+        async with client_session() as session, session.get(url, headers=headers) as response:
             if response.status == 416:
                 # Nothing after `offset`: complete if the size is exactly that, else stale.
                 total = response.headers.get("Content-Range", "").rpartition("/")[2]
                 if total == str(offset):
                     async with session.head(url, headers=auth_headers(token)) as head:
-                        await _raise_for_status(head)
+                        await raise_for_status(head)
                         return _expected_sha256(head)
                 await asyncio.to_thread(start_over)
-                raise _Retryable("partial file does not fit the artifact; starting over", 0)
-            await _raise_for_status(response)
+                raise RetryableError("partial file does not fit the artifact; starting over", 0)
+            await raise_for_status(response)
             resuming = response.status == 206
             if response.content_length is not None:
                 on_total(response.content_length + (offset if resuming else 0))
@@ -254,7 +262,7 @@ async def wait_for(
     deadline = time.monotonic() + timeout_seconds
     attempt = 0
     separator = "&" if "?" in url else "?"
-    async with _session() as session:
+    async with client_session() as session:
         while (remaining := deadline - time.monotonic()) > 0:
             hold = max(1, min(int(remaining), 300))
             try:
@@ -264,10 +272,10 @@ async def wait_for(
                     if response.status < 300:
                         return True
                     if response.status != 404:
-                        await _raise_for_status(response)
+                        await raise_for_status(response)
                 attempt = 0
-            except (TimeoutError, _Retryable, aiohttp.ClientConnectionError) as exc:
-                retry_after = exc.retry_after if isinstance(exc, _Retryable) else None
+            except (TimeoutError, RetryableError, aiohttp.ClientConnectionError) as exc:
+                retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                 delay = policy.delay(attempt, retry_after)
                 attempt += 1
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))

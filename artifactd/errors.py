@@ -54,6 +54,10 @@ class StorageFullError(ArtifactdError):
     """The store cannot take more bytes."""
 
 
+class TooManyUploadsError(ArtifactdError):
+    """The client has as many resumable uploads open as it may (--max-open-uploads)."""
+
+
 class UploadTooLargeError(ArtifactdError):
     """The upload exceeds the configured maximum upload size."""
 

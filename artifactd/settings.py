@@ -96,6 +96,14 @@ class Settings:
             "Resumable uploads left unfinished this long are removed.",
         ),
     )
+    max_open_uploads: int = field(
+        default=1000,
+        metadata=option(
+            Integer(1),
+            "Resumable uploads one token (or all anonymous clients together) may have open;"
+            " creating more is refused with 429.",
+        ),
+    )
     evict_interval: float = field(
         default=60.0,
         metadata=option(

@@ -14,15 +14,26 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
-from artifactd import client
+from artifactd import client, tuspush
 from artifactd.cli.exitcodes import FAILED, Command
-from artifactd.cli.options import DURATION_NOT_NEVER, DURATION_TEXT, CheckedParam, env_option
+from artifactd.cli.options import (
+    DURATION_NOT_NEVER,
+    DURATION_TEXT,
+    CheckedParam,
+    KindParam,
+    env_option,
+)
 from artifactd.durations import format_duration
 from artifactd.errors import InvalidValueError
+from artifactd.options import Size, describe_size
 
 token_option = env_option(
     "--token", default=None, help="Bearer token (prefer the ARTIFACTD_TOKEN variable)."
 )
+
+
+RESUMABLE_ABOVE = 64 * 1024 * 1024
+SIZE = KindParam(Size())
 
 
 def byte_progress(label: str, total: int | None) -> Any:
@@ -66,12 +77,36 @@ URL = CheckedParam("url", check_url)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @env_option("--ttl", type=DURATION_TEXT, default=None, help="Retention, e.g. 7d.")
 @token_option
-def push(url: str, file: Path, ttl: str | None, token: str | None) -> None:
-    """Upload FILE to URL (…/files/PATH) with its SHA-256; retries with backoff.
+@env_option(
+    "--resumable-above",
+    type=SIZE,
+    default=describe_size(RESUMABLE_ABOVE),
+    show_default=True,
+    metavar=SIZE.metavar,
+    help="Larger files go up in pieces (tus) and resume after a failure.",
+)
+def push(url: str, file: Path, ttl: str | None, token: str | None, resumable_above: int) -> None:
+    """Upload FILE to URL (…/files/PATH) with its SHA-256; retries with backoff. Above
+    --resumable-above, through the server's /uploads/ (a plain PUT if it has none),
+    resuming from the server's offset after a dropped connection or a restart.
 
     Exit codes: 0 stored, 1 refused by the server, 2 bad input, 3 network failure."""
+
+    def resumed(offset: int) -> None:
+        click.echo(f"resumed the upload at byte {offset}", err=True)
+
     with byte_progress(f"pushing {file.name}", file.stat().st_size) as bar:
-        document = asyncio.run(client.push(url, file, ttl=ttl, token=token, progress=bar.update))
+        document = asyncio.run(
+            tuspush.push_file(
+                url,
+                file,
+                resumable_above=resumable_above,
+                ttl=ttl,
+                token=token,
+                progress=bar.update,
+                on_resume=resumed,
+            )
+        )
     click.echo(f"stored {document['path']} ({document['size']} bytes, sha256 {document['sha256']})")
 
 

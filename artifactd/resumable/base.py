@@ -21,14 +21,21 @@ Failure
 - `remove` and `remove_expired` leave nothing behind, or what a later `remove_expired`
   removes.
 
+The cap on open uploads per owner (`create` with `open_cap`): creations of one owner run
+one at a time (`owner_held`: in this process, and across processes where the backend can
+lock), each counting the owner's open resources (`open_count`, from markers: owners.py)
+before adding its own. On S3 the hold is per node, so nodes creating for one owner at the
+same instant may pass the cap by one each.
+
 Exceptions: NotFoundError (unknown, malformed or expired id; a resource removed while in
-use), ConflictError (`appending` while another holds it), StorageFullError,
-StoreUnavailableError.
+use), ConflictError (`appending` while another holds it), TooManyUploadsError (`create`
+over `open_cap`), StorageFullError, StoreUnavailableError.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import re
 import secrets
@@ -36,6 +43,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from artifactd.errors import TooManyUploadsError
 
 # 24 random bytes: 192 bits, base64url (RFC 4648 §5) without padding.
 _ID_BYTES = 24
@@ -138,9 +147,10 @@ class UploadResources(abc.ABC):
         metadata: str | None = None,
         protocol: str = "tus",
         preconditions: dict[str, str] | None = None,
+        open_cap: int | None = None,
     ) -> UploadResource:
         """A new resource at offset 0 with a new unguessable id, saved before it is
-        returned."""
+        returned; TooManyUploadsError when `open_cap` of the owner's are open already."""
         resource = UploadResource(
             id=new_upload_id(),
             path=path,
@@ -154,12 +164,35 @@ class UploadResources(abc.ABC):
             protocol=protocol,
             preconditions=preconditions,
         )
-        await self.add(resource)
+        if open_cap is None:
+            await self.add(resource)
+            return resource
+        async with self.owner_held(owner):
+            if await self.open_count(owner) >= open_cap:
+                raise TooManyUploadsError(
+                    f"{open_cap} uploads are open already; finish or delete one, or wait for"
+                    " one to expire"
+                )
+            await self.add(resource)
         return resource
+
+    _owner_locks: dict[str | None, asyncio.Lock] | None = None
+
+    def owner_held(self, owner: str | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """One creation of `owner` at a time, so two cannot both take the last place under
+        the cap: within this process here; backends that can lock across processes too."""
+        if self._owner_locks is None:
+            self._owner_locks = {}
+        return self._owner_locks.setdefault(owner, asyncio.Lock())
+
+    @abc.abstractmethod
+    async def open_count(self, owner: str | None) -> int:
+        """How many of the owner's resources are open: neither completed, removed nor
+        expired (what the cap counts)."""
 
     @abc.abstractmethod
     async def add(self, resource: UploadResource) -> None:
-        """Save a new resource (its id unused), with no bytes yet."""
+        """Save a new resource (its id unused), with no bytes yet, and its owner's marker."""
 
     @abc.abstractmethod
     async def load(self, upload_id: str) -> UploadResource:

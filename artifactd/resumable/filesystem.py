@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from artifactd.errors import ConflictError, NotFoundError
 from artifactd.resumable.base import Appending, UploadResource, UploadResources, is_upload_id
+from artifactd.resumable.owners import OWNERS_DIR, marker_name, owner_key, parse_marker
 from artifactd.store.filesystem.upload import translate_write_error
 
 UPLOADS_DIR = "uploads"
@@ -44,8 +45,57 @@ class FilesystemResources(UploadResources):
             self.dir.mkdir(parents=True, exist_ok=True)
             self.data_path(resource.id).touch()
             self.save(resource)
+            marker = self._owner_dir(resource.owner) / marker_name(resource)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._remove(resource.id)  # a full disk: no bytes file without its state
+            raise translate_write_error(exc) from exc
+
+    def _owner_dir(self, owner: str | None) -> Path:
+        return self.dir.parent / OWNERS_DIR / owner_key(owner)
+
+    @contextlib.asynccontextmanager
+    async def owner_held(self, owner: str | None) -> AsyncIterator[None]:
+        """This process's lock, then an flock on the owner's marker folder (the processes
+        of --workers), held for one count and one creation: milliseconds."""
+        async with super().owner_held(owner):
+            fd = await asyncio.to_thread(self._lock_owner, owner)
+            try:
+                yield
+            finally:
+                os.close(fd)
+
+    def _lock_owner(self, owner: str | None) -> int:
+        folder = self._owner_dir(owner)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise translate_write_error(exc) from exc
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    async def open_count(self, owner: str | None) -> int:
+        return await asyncio.to_thread(self._open_count, self._owner_dir(owner), time.time())
+
+    def _open_count(self, folder: Path, now: float) -> int:
+        """Markers of open resources (still unexpired, their bytes still there: a completed
+        or removed upload has none); the others are removed as they are found."""
+        count = 0
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                marker = parse_marker(entry.name)
+                if marker is None:
+                    continue
+                upload_id, expiry = marker
+                if expiry > now and self.data_path(upload_id).exists():
+                    count += 1
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+        return count
 
     async def load(self, upload_id: str) -> UploadResource:
         return await asyncio.to_thread(self._load, upload_id)
@@ -121,7 +171,9 @@ class FilesystemResources(UploadResources):
         await asyncio.to_thread(self._remove, upload_id)
 
     def _remove(self, upload_id: str) -> None:
-        for path in (self._state(upload_id), self.data_path(upload_id)):
+        # The temp state too: a save a full disk cut short leaves it behind.
+        temp = self.dir / f".{upload_id}.json.tmp"
+        for path in (self._state(upload_id), self.data_path(upload_id), temp):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -147,6 +199,10 @@ class FilesystemResources(UploadResources):
                 except OSError:  # a read-only root: the next pass tries again
                     continue
                 removed += 1
+        owners = self.dir.parent / OWNERS_DIR
+        if owners.is_dir():  # markers of finished uploads, of owners that stopped creating
+            for folder in owners.iterdir():
+                self._open_count(folder, time.time() if now is None else now)
         return removed
 
 

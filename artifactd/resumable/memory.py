@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 from artifactd.errors import ConflictError, NotFoundError
@@ -25,6 +26,14 @@ class MemoryResources(UploadResources):
     async def add(self, resource: UploadResource) -> None:
         self._states[resource.id] = dataclasses.replace(resource)
         self._bytes[resource.id] = bytearray()
+
+    async def open_count(self, owner: str | None) -> int:
+        now = time.time()
+        return sum(
+            1
+            for state in self._states.values()
+            if state.owner == owner and not state.complete and not state.is_expired(now)
+        )
 
     async def load(self, upload_id: str) -> UploadResource:
         state = self._states.get(upload_id) if is_upload_id(upload_id) else None

@@ -26,6 +26,7 @@ from typing import Any
 
 from artifactd.errors import ConflictError, NotFoundError
 from artifactd.resumable.base import Appending, UploadResource, UploadResources, is_upload_id
+from artifactd.resumable.owners import marker_name, owner_key, parse_marker
 from artifactd.store.s3.bucket import Bucket, ClientError, code, is_missing, is_precondition_failed
 from artifactd.store.s3.lease import MaintenanceLease
 from artifactd.store.s3.upload import next_part_size
@@ -58,12 +59,33 @@ class S3Resources(UploadResources):
     def key(self, upload_id: str, suffix: str) -> str:
         return f"{self.prefix}{upload_id}.{suffix}"
 
+    def _owner_prefix(self, owner: str | None) -> str:
+        # Beside the uploads area, not in it: its sweep groups keys by upload id.
+        return f"{self.prefix.rstrip('/')}-owners/{owner_key(owner)}/"
+
+    def marker_key(self, resource: UploadResource) -> str:
+        return self._owner_prefix(resource.owner) + marker_name(resource)
+
     async def add(self, resource: UploadResource) -> None:
         response = await self.bucket.request(
             "create_multipart_upload", Key=self.key(resource.id, "bin")
         )
         state = _State(resource, response["UploadId"])
         await self.bucket.put_json(self.key(resource.id, "json"), state.to_json(), IfNoneMatch="*")
+        await self.bucket.request("put_object", Key=self.marker_key(resource), Body=b"")
+
+    async def open_count(self, owner: str | None) -> int:
+        """The owner's markers not yet expired: a completed or removed upload deletes its
+        own (a node dying in between leaves one counted until its expiry)."""
+        now, count = time.time(), 0
+        async for page in self.bucket.list_pages(self._owner_prefix(owner)):
+            for item in page.get("Contents", []):
+                marker = parse_marker(item["Key"].rpartition("/")[2])
+                if marker is not None and marker[1] > now:
+                    count += 1
+                elif marker is not None:
+                    await self.bucket.delete_quietly(item["Key"])
+        return count
 
     async def _state(self, upload_id: str, *, expired: bool = False) -> tuple[_State, str]:
         """The saved state and its ETag; NotFoundError for an unknown id, or an expired one
@@ -116,6 +138,7 @@ class S3Resources(UploadResources):
             state, _ = await self._state(upload_id, expired=True)
             if not state.assembled:
                 await self.abort(self.key(upload_id, "bin"), state.multipart_id)
+            await self.bucket.delete_quietly(self.marker_key(state.resource))
         # The lock stays for its holder to release (a completion removes the resource
         # while holding it); a lock left by a dead node goes with the orphans.
         keys = [
@@ -327,6 +350,7 @@ class S3Appending(Appending):
         old_tail = self._state.tail_key
         # The state first: a crash after it leaves bytes that `remove` (at expiry) finds.
         await self._save(tail_key=None)
+        await self._bucket.delete_quietly(self._resources.marker_key(self.resource))
         if self._state.assembled:
             await self._bucket.delete_quietly(self._key)
         else:

@@ -26,6 +26,11 @@ STATUS_FOR_ERROR: tuple[tuple[type[errors.ArtifactdError], int, str], ...] = (
     (errors.ConflictError, 409, "conflict"),
     (errors.PreconditionFailedError, 412, "precondition failed"),
     (errors.UploadTooLargeError, 413, "upload too large"),
+    # RFC 6585 §4: 429 is "too many requests" from one user, not only in time, and it
+    # clears when that client finishes or deletes an upload. 507 (RFC 4918 §11.5) would
+    # say the server's storage is out, a condition of every client, and push-style
+    # clients give up on it; tus itself names no status for a quota.
+    (errors.TooManyUploadsError, 429, "too many open uploads"),
     (errors.StorageFullError, 507, "insufficient storage"),
     (errors.StoreUnavailableError, 503, "storage unavailable"),
 )

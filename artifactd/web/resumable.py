@@ -69,7 +69,8 @@ async def create(
     protocol: str = "tus",
     preconditions: dict[str, str] | None = None,
 ) -> UploadResource:
-    """A new resource owned by the request's token."""
+    """A new resource owned by the request's token, within its cap on open uploads
+    (TooManyUploadsError: 429)."""
     return await store.create(
         path,
         owner=owner(request),
@@ -81,6 +82,7 @@ async def create(
         metadata=metadata,
         protocol=protocol,
         preconditions=preconditions,
+        open_cap=request.config_dict[SETTINGS].max_open_uploads,
     )
 
 

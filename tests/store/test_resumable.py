@@ -23,6 +23,7 @@ from artifactd.errors import (
     NotFoundError,
     StorageFullError,
     StoreUnavailableError,
+    TooManyUploadsError,
 )
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.resumable.factory import resources_for
@@ -469,3 +470,35 @@ async def test_an_outage_mid_append_loses_nothing_acknowledged(tmp_path: Path) -
                 await store.close()
         finally:
             await asyncio.to_thread(server.close)
+
+
+async def test_open_uploads_are_capped_per_owner(backend: Backend) -> None:
+    resources = backend.resources
+
+    async def make(owner: str | None, store: UploadResources = resources) -> UploadResource:
+        return await store.create(
+            "c", owner=owner, length=4, expires_at=time.time() + 3600, open_cap=2
+        )
+
+    # Concurrent creations of one owner cannot both take the last place.
+    made = await asyncio.gather(*(make("ci") for _ in range(5)), return_exceptions=True)
+    assert sum(isinstance(m, UploadResource) for m in made) == 2
+    assert all(isinstance(m, UploadResource | TooManyUploadsError) for m in made)
+    first, second = (m for m in made if isinstance(m, UploadResource))
+    await make("other")  # other owners have their own places, anonymous clients one
+    await make(None)
+    with pytest.raises(TooManyUploadsError):
+        await make("ci", await backend.reopen())  # another process or node counts alike
+    await resources.remove(first.id)  # a removed upload gives its place back
+    await make("ci")
+    with pytest.raises(TooManyUploadsError):
+        await make("ci")
+    async with resources.appending(second.id) as appending:
+        await appending.append(b"done")
+        await appending.checkpoint()
+        await appending.mark_complete()  # so does a completed one
+    await make("ci")
+    expired = await resources.create("c", owner="late", length=4, expires_at=time.time() - 5)
+    assert expired.owner == "late"
+    assert await resources.open_count("late") == 0  # and an expired one
+    assert await resources.open_count("ci") == 2

@@ -63,6 +63,7 @@ def uploads_paths() -> dict[str, Any]:
                     "201": {"description": "Created: Location names the upload."},
                     **TUS_ERRORS,
                     "413": error("Over --max-upload-size."),
+                    "429": error("The token has --max-open-uploads uploads open already."),
                     "507": error("No space left."),
                 },
             },
