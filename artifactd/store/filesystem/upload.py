@@ -1,5 +1,5 @@
 """Uploads to the filesystem backend: a temp file under `.artifactd/tmp`, hashed as it is
-written, fsynced and renamed into place by the store's commit (store.py)."""
+written, fsynced by its own thread and renamed into place by a batch of commits (writes.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.uploads import UploadBase, write_all
 
 if TYPE_CHECKING:
+    from artifactd.store.filesystem.commits import Publish
     from artifactd.store.filesystem.store import FilesystemStore
 
 # An upload's bytes are hashed and written in batches of this size (memory per upload).
@@ -73,8 +74,19 @@ class FileUpload(UploadBase):
     async def _publish(
         self, expected_sha256: str | None, require: Requirement | None
     ) -> tuple[ArtifactInfo, bool]:
-        await self._write_pending()
-        return await asyncio.to_thread(self.store.commit_sync, self, expected_sha256, require)
+        """The last bytes written, checked and flushed in one thread hop of this upload's
+        own, then published with whatever other commits arrive meanwhile (groupcommit.py)."""
+        batch = b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        publish = await asyncio.to_thread(self._prepare_sync, batch, expected_sha256, require)
+        return await self.store.commits.submit(publish)
+
+    def _prepare_sync(
+        self, batch: bytes, expected_sha256: str | None, require: Requirement | None
+    ) -> Publish:
+        if batch:
+            self._write_sync(batch)
+        return self.store.prepare_commit_sync(self, expected_sha256, require)
 
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around

@@ -1,0 +1,94 @@
+"""Group commit: writes that arrive while a batch is being made durable wait together and go
+as the next batch, so many uploads share one hold of the write lock, one metadata
+transaction and one fsync per directory instead of taking turns behind one fsync each.
+
+The batcher lives on the event loop (one per store, so one per process): `submit` queues an
+item and waits for its outcome; a single runner takes everything queued, runs it in one worker
+thread (`run_batch`, which answers each item on its own: one item's failure is not the
+others'), answers every waiter, and starts over with what arrived meanwhile. Nothing waits
+for more items to come: a lone write goes at once, as a batch of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Bounds a batch (and so the time its first waiter waits for the rest).
+MAX_BATCH = 256
+
+
+class GroupCommit(Generic[T, R]):
+    """Runs `run_batch(items)` (blocking: in a worker thread) for batches of submitted items;
+    it returns, in order, each item's result or the exception that item fails with."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self.batches = 0  # batches run so far, and the items in them (tests, diagnostics)
+        self.items = 0
+
+    async def submit(self, item: T) -> R:
+        """The item's result once its batch is done. Cancelled while still queued, the item
+        is dropped (nothing done); cancelled once its batch started, it waits for the batch
+        (whose outcome stands) and then gives up: a commit is never left half-done by a
+        client that went away."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        entry = (item, future)
+        self._queue.append(entry)
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run())
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if any(queued is entry for queued in self._queue):
+                self._queue.remove(entry)
+                raise
+            await _settled(future)
+            raise
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            self.batches += 1
+            self.items += len(batch)
+            try:
+                outcomes = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch:  # the loop is shutting down
+                    future.cancel()
+                raise
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+async def _settled(future: asyncio.Future[R]) -> None:
+    """Wait for `future` whatever cancels the waiter meanwhile; its outcome is dropped."""
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            pass
+    if not future.cancelled():
+        future.exception()  # retrieved: asyncio does not log it as forgotten
