@@ -24,6 +24,7 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.filesystem.commits import Outcome, Write
 from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.metadb import VersionRow
+from artifactd.store.filesystem.upload import FileUpload
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -290,4 +291,37 @@ async def test_a_commit_cancelled_once_its_batch_runs_is_still_whole(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await read(store, "going.bin") == b"going"
+    assert temp_files(store) == []
+
+
+async def test_rows_of_a_batch_cut_short_by_a_crash_go_with_its_temp_files(
+    store: FilesystemStore,
+) -> None:
+    """A crash after a batch's metadata transaction and before its renames leaves rows of
+    versions never published; cleaning up the dead writer's temp files removes them, so
+    `verify` does not report them missing (or, replacing a version, corrupt)."""
+    kept = await written(store, "kept.bin", b"kept")
+    await kept.commit()
+    upload = await written(store, "cut.bin", b"cut short")
+    assert isinstance(upload, FileUpload)
+    publish = await asyncio.to_thread(store.prepare_commit_sync, upload, None, None)
+    assert publish.st is not None
+    st = publish.st
+    row = VersionRow(
+        "cut.bin",
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        publish.sha256,
+        None,
+        1.0,
+        None,
+        1.0,
+        "upload",
+    )
+    store.db.record_versions([row])  # the batch's transaction; the crash comes before the rename
+    os.close(upload.fd)  # the writer is gone, and its lock with it
+    assert [v.path async for v in store.verify() if not v.ok] == ["cut.bin"]
+    assert await store.collect_garbage() == 1
+    assert [v.path async for v in store.verify()] == ["kept.bin"]
     assert temp_files(store) == []

@@ -208,6 +208,18 @@ class MetadataDB:
             finally:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
 
+    def forget_inodes(self, inodes: Sequence[int]) -> None:
+        """Delete the rows of these inodes, whatever their path, in one transaction (a scan:
+        rows are keyed by path first; this runs only for what a crash left behind)."""
+        if self.read_only or not inodes:
+            return
+        with self._writing():
+            for start in range(0, len(inodes), 500):
+                chunk = list(inodes[start : start + 500])
+                self._conn.execute(
+                    f"DELETE FROM versions WHERE ino IN ({','.join('?' * len(chunk))})", chunk
+                )
+
     def record_found_version(self, row: VersionRow) -> None:
         """Record a version found on disk (placed or changed by hand). An existing row for
         this inode wins unless it too was found on disk and describes older bytes (a file

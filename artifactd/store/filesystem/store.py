@@ -304,7 +304,14 @@ class FilesystemStore(BatchedWrites, Store):
             self._forget_stale_rows()
             self._reserve.refill()
         removed = UploadResources(self.state_dir).remove_expired()
-        return removed + remove_abandoned(self.tmp_dir, TMP_PREFIX)
+        return removed + remove_abandoned(self.tmp_dir, TMP_PREFIX, self._forget_never_published)
+
+    def _forget_never_published(self, inodes: list[int]) -> None:
+        """The rows of temp files a dead writer left: a crash between a batch's metadata
+        transaction and its renames (commits.py) leaves rows describing them, which would
+        otherwise look like missing or corrupt artifacts to `verify`."""
+        with self._write_lock.held():
+            self.db.forget_inodes(inodes)
 
     async def close(self) -> None:
         await self.flush_access_times()
