@@ -21,7 +21,7 @@ from artifactd.errors import (
 )
 from artifactd.store.base import ArtifactInfo, Upload
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.store.filesystem.commits import Outcome, Write
+from artifactd.store.filesystem.commits import Answer, Write
 from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.upload import FileUpload
@@ -38,7 +38,7 @@ class HeldBatches:
         self.sizes: list[int] = []
         run = store._write_batch_sync
 
-        def held(items: Sequence[Write]) -> list[Outcome | BaseException]:
+        def held(items: Sequence[Write]) -> Callable[[], list[Answer]]:
             self.sizes.append(len(items))
             self.gate.wait(10)
             return run(items)

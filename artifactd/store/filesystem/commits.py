@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -61,6 +61,7 @@ Write = Publish | Removal
 # What a write answers: the version published (or kept, or removed) and whether one was
 # there before.
 Outcome = tuple[ArtifactInfo, bool]
+Answer = Outcome | BaseException
 
 
 @dataclass(eq=False)
@@ -122,19 +123,21 @@ class BatchedWrites(LockedWrites):
         info, _ = await self.commits.submit(Removal(path, require))
         return info
 
-    def _write_batch_sync(self, items: Sequence[Write]) -> list[Outcome | BaseException]:
-        """Publish and remove a batch under one hold of the write lock (see groupcommit.py).
+    def _write_batch_sync(self, items: Sequence[Write]) -> Callable[[], list[Answer]]:
+        """Publish and remove a batch under one hold of the write lock (see groupcommit.py);
+        returns what makes it durable and answers it (`_finish_batch`), which runs while the
+        next batch takes the lock.
 
         Each write is judged in arrival order against what the writes before it in the batch
         leave (`require` sees exactly the version it replaces); then the new versions' rows
         go in one transaction made durable before any rename, so a version is never visible
-        without its row and a crash leaves at most a row describing no file (never served);
-        then the renames and unlinks, in order; then, outside the lock, one fsync per
-        directory whose entries changed. Only then is anyone answered. A write that fails
-        (a precondition, a full disk) fails alone: the others go on."""
-        outcomes: list[Outcome | BaseException | None] = [None] * len(items)
+        without its row and a crash leaves at most a row describing no file (removed with
+        the dead writer's temp file); then the renames and unlinks, in order; then, outside
+        the lock, one fsync per directory whose entries changed. Only then is anyone
+        answered. A write that fails (a precondition, a full disk) fails alone."""
+        outcomes: list[Answer | None] = [None] * len(items)
         if self.read_only:
-            return [StorageFullError(READ_ONLY_MESSAGE) for _ in items]
+            return lambda: [StorageFullError(READ_ONLY_MESSAGE) for _ in items]
         dirs: dict[Path, list[_Step]] = {}  # directories to fsync, and whose writes they hold
         with self._write_lock.held():
             self._forget_stale_rows()
@@ -147,6 +150,12 @@ class BatchedWrites(LockedWrites):
                     outcomes[index] = _failure(exc)
             steps = self._record_rows(steps, outcomes)
             steps = self._apply(steps, outcomes, dirs)
+        return lambda: self._finish_batch(steps, outcomes, dirs)
+
+    def _finish_batch(
+        self, steps: list[_Step], outcomes: list[Answer | None], dirs: dict[Path, list[_Step]]
+    ) -> list[Answer]:
+        """Outside the lock: flush each changed directory once, then the answers."""
         for directory, error in _fsync_dirs(dirs).items():
             for step in dirs[directory]:
                 outcomes[step.index] = error
@@ -154,6 +163,9 @@ class BatchedWrites(LockedWrites):
             if outcomes[step.index] is not None:
                 continue
             outcomes[step.index] = step.outcome(self._accessed.get(step.path))
+            if step.kind == "rename":
+                assert step.upload is not None
+                step.upload.close_fd()  # here, not by another thread hop of its own
             if step.kind == "unlink":
                 self._accessed.forget(step.path)
         return [o if o is not None else RuntimeError("write left unanswered") for o in outcomes]
@@ -244,9 +256,7 @@ class BatchedWrites(LockedWrites):
     ) -> ArtifactInfo | None:
         return planned[path] if path in planned else self._current_sync(path, os_path)
 
-    def _record_rows(
-        self, steps: list[_Step], outcomes: list[Outcome | BaseException | None]
-    ) -> list[_Step]:
+    def _record_rows(self, steps: list[_Step], outcomes: list[Answer | None]) -> list[_Step]:
         """The rows of the batch in one durable transaction; if the database cannot take
         them all (a full disk), each alone, and the writes whose row failed fail."""
         rows = [step.row for step in steps if step.row is not None]
@@ -269,7 +279,7 @@ class BatchedWrites(LockedWrites):
     def _apply(
         self,
         steps: list[_Step],
-        outcomes: list[Outcome | BaseException | None],
+        outcomes: list[Answer | None],
         dirs: dict[Path, list[_Step]],
     ) -> list[_Step]:
         """Under the write lock, after the rows: the renames and unlinks in arrival order,

@@ -23,18 +23,22 @@ MAX_BATCH = 256
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs `run_batch(items)` (blocking: in a worker thread) for batches of submitted items;
-    it returns, in order, each item's result or the exception that item fails with."""
+    """Runs batches of submitted items in two steps, each in a worker thread:
+    `run_batch(items)` (under the write lock, one batch at a time) returns `finish`, which
+    makes the batch durable (outside the lock) and returns, in order, each item's result or
+    the exception that item fails with. The next batch starts as soon as `run_batch` is
+    done: its locked step overlaps the previous batch's flush."""
 
     def __init__(
         self,
-        run_batch: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        run_batch: Callable[[Sequence[T]], Callable[[], Sequence[R | BaseException]]],
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._runner: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
         self.batches = 0  # batches run so far, and the items in them (tests, diagnostics)
         self.items = 0
 
@@ -65,20 +69,47 @@ class GroupCommit(Generic[T, R]):
             self.batches += 1
             self.items += len(batch)
             try:
-                outcomes = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
+                finish = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
             except asyncio.CancelledError:
-                for _, future in batch:  # the loop is shutting down
-                    future.cancel()
+                _cancel(batch)  # the loop is shutting down
                 raise
             except Exception as exc:
-                outcomes = [exc] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                _answer(batch, [exc] * len(batch))
+                continue
+            task = asyncio.get_running_loop().create_task(self._finish(batch, finish))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self,
+        batch: list[tuple[T, asyncio.Future[R]]],
+        finish: Callable[[], Sequence[R | BaseException]],
+    ) -> None:
+        try:
+            outcomes = await asyncio.to_thread(finish)
+        except asyncio.CancelledError:
+            _cancel(batch)
+            raise
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        _answer(batch, outcomes)
+
+
+def _answer(
+    batch: list[tuple[T, asyncio.Future[R]]], outcomes: Sequence[R | BaseException]
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _cancel(batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    for _, future in batch:
+        future.cancel()
 
 
 async def _settled(future: asyncio.Future[R]) -> None:

@@ -91,12 +91,19 @@ class FileUpload(UploadBase):
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
         # A kept current version (`kept_current`) leaves the temp file unused: it goes too.
-        await asyncio.to_thread(self._close_sync, not committed or self.kept_current)
+        unlink = not committed or self.kept_current
+        if unlink or self.fd >= 0:  # a published one was closed by its batch: no thread hop
+            await asyncio.to_thread(self._close_sync, unlink)
 
     def _close_sync(self, unlink: bool) -> None:
-        os.close(self.fd)
+        self.close_fd()
         if unlink:
             self.tmp_path.unlink(missing_ok=True)
+
+    def close_fd(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 def translate_write_error(exc: OSError) -> Exception:
