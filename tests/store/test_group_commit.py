@@ -325,3 +325,26 @@ async def test_rows_of_a_batch_cut_short_by_a_crash_go_with_its_temp_files(
     assert await store.collect_garbage() == 1
     assert [v.path async for v in store.verify()] == ["kept.bin"]
     assert temp_files(store) == []
+
+
+async def test_a_delete_is_flushed_before_it_returns(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory that lost the entry (or, when it went with its last file, the first one
+    left) is flushed before the delete is answered."""
+    for path in ("d/a.bin", "d/b.bin", "e/only.bin"):
+        upload = await written(store, path, b"x")
+        await upload.commit()
+    real_fsync = os.fsync
+    flushed: list[str] = []
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.path.relpath(os.readlink(f"/proc/self/fd/{fd}"), store.root))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    await store.delete("d/a.bin")
+    assert flushed == ["d"]
+    await store.delete("e/only.bin")
+    assert flushed == ["d", "."]
+    assert not (store.root / "e").exists()
