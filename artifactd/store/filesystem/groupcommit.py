@@ -3,10 +3,10 @@ as the next batch, so many uploads share one hold of the write lock, one metadat
 transaction and one fsync per directory instead of taking turns behind one fsync each.
 
 The batcher lives on the event loop (one per store, so one per process): `submit` queues an
-item and waits for its outcome; a single runner takes everything queued, runs it in one worker
-thread (`run_batch`, which answers each item on its own: one item's failure is not the
-others'), answers every waiter, and starts over with what arrived meanwhile. Nothing waits
-for more items to come: a lone write goes at once, as a batch of one.
+item and waits for its outcome; a single runner takes everything queued, runs its locked step
+in a worker thread, hands the flush and the answers (each item's own: one item's failure is
+not the others') to another, and starts over with what arrived meanwhile. Nothing waits for
+more items to come: a lone write goes at once, as a batch of one.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._runner: asyncio.Task[None] | None = None
-        self._finishing: set[asyncio.Task[None]] = set()
-        self.batches = 0  # batches run so far, and the items in them (tests, diagnostics)
-        self.items = 0
+        self._finishing: set[asyncio.Task[None]] = set()  # batches being flushed
 
     async def submit(self, item: T) -> R:
         """The item's result once its batch is done. Cancelled while still queued, the item
@@ -66,8 +64,6 @@ class GroupCommit(Generic[T, R]):
         while self._queue:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            self.batches += 1
-            self.items += len(batch)
             try:
                 finish = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
             except asyncio.CancelledError:
