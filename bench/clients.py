@@ -186,12 +186,15 @@ def run_wrk(
     duration: float,
     threads: int = 1,
     ranges: tuple[int, int] | None = None,
+    put: tuple[int, str] | None = None,
     check: bool = False,
     seed: int = 1,
     timeout: float = 10.0,
 ) -> WrkResult:
     """Run wrk with bench/wrk.lua for `duration` seconds; `ranges=(size, length)` asks for
-    random ranges of a `size`-byte file. With `check`, every response's status is counted."""
+    random ranges of a `size`-byte file; `put=(size, tag)` PUTs `put_body(size)` to new paths
+    under the URL (`<tag>-<thread>-<n>`, n from 1). With `check`, every response's status is
+    counted."""
     _loopback(url)
     wrk = find_tool("wrk")
     if wrk is None:
@@ -199,6 +202,8 @@ def run_wrk(
     script_args = [f"seed={seed}", f"check={int(check)}"]
     if ranges is not None:
         script_args += ["mode=ranges", f"size={ranges[0]}", f"length={ranges[1]}"]
+    if put is not None:
+        script_args += ["mode=put", f"size={put[0]}", f"tag={put[1]}"]
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s"]
     cmd += [f"--timeout={timeout:g}s", "-s", str(WRK_SCRIPT), url, "--", *script_args]
     before = children_cpu_seconds()
@@ -219,6 +224,25 @@ def run_wrk(
         statuses={str(k): int(v) for k, v in data["statuses"].items()},
         client_cpu_seconds=client_cpu,
     )
+
+
+PUT_LINE = b"artifactd bench upload\n"
+
+
+def put_body(size: int) -> bytes:
+    """The body of every PUT of `size` bytes that bench/wrk.lua sends (mode=put)."""
+    return (PUT_LINE * (size // len(PUT_LINE) + 1))[:size]
+
+
+def validate_puts(result: WrkResult, *, checked: bool) -> None:
+    """Raise unless every PUT was answered 201 (counted when `checked`; otherwise wrk counts
+    any status that is not 2xx or 3xx as an error) and none failed."""
+    if result.requests == 0:
+        raise BenchError("wrk completed no request")
+    if result.error_count:
+        raise BenchError(f"wrk saw errors: {result.errors} (statuses {result.statuses})")
+    if checked and result.statuses != {"201": result.requests}:
+        raise BenchError(f"expected every status to be 201, got {result.statuses}")
 
 
 def validate_wrk(

@@ -48,7 +48,7 @@ DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", *FLOORS
 REFERENCE = "artifactd-ref"
 ARTIFACTD_SERVERS = ("artifactd", "artifactd-asyncio", REFERENCE)
 BASELINES = {"nginx": "nginx", "aiohttp": "aiohttp FileResponse", REFERENCE: "artifactd-ref"}
-PHASES = ("large", "small", "medium", "ranges", "slow", "growth", "upload")
+PHASES = ("large", "small", "medium", "ranges", "slow", "growth", "upload", "uploads-small")
 SERVER_TITLES = {
     "artifactd": "artifactd (uvloop)",
     "artifactd-asyncio": "artifactd --loop asyncio",
@@ -83,6 +83,8 @@ METRICS = (
     ),
     Metric("upload_gbps", "upload {large}, curl -T", "GB/s", True, 2),
     Metric("upload_cpu_s_per_gib", "upload {large}: server CPU", "s/GiB", False, 3),
+    Metric("put_4k_rps", "4 KiB PUTs to new paths, wrk -c16", "req/s", True, 0),
+    Metric("put_64k_rps", "64 KiB PUTs to new paths, wrk -c16", "req/s", True, 0),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -115,8 +117,11 @@ PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
     "slow": FILE_SERVERS,
     "growth": ("artifactd", REFERENCE),
     "upload": ARTIFACTD_SERVERS,
+    "uploads-small": (*ARTIFACTD_SERVERS, "nginx"),  # nginx: WebDAV PUT (nginx.conf.template)
 }
-WRK_PHASES = ("small", "medium", "ranges")
+# Metrics of phases whose name does not prefix their keys.
+PHASE_METRICS = {"uploads-small": ("put_4k_rps", "put_64k_rps")}
+WRK_PHASES = ("small", "medium", "ranges", "uploads-small")
 
 
 def human_size(n: int) -> str:

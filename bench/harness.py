@@ -12,7 +12,9 @@ Workloads: (a) 1 GiB with curl, one stream: GB/s and server CPU s/GiB; (b) 4 KiB
 wrk -c64: req/s; (c) 1 MiB file, wrk -c16: GB/s; (d) random 64 KiB ranges of the 1 GiB file,
 wrk -c16: req/s; (e) 500 concurrent slow downloads of the 1 GiB file: peak server RSS;
 (f) artifactd only: `curl -T` of the 1 GiB file (GB/s, server CPU s/GiB), and (e) again with
-a 64 MiB file to see whether memory grows with file size.
+a 64 MiB file to see whether memory grows with file size; uploads-small: 4 KiB and 64 KiB PUTs
+to new paths, wrk -c16, artifactd (durable) against nginx's WebDAV PUT (not durable), with
+this disk's ceiling for durable small writes (bench/fsync_ceiling.py).
 
 Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS stand for the flags.
 
@@ -37,6 +39,7 @@ from types import FrameType
 
 from bench.config import human_size, parse_args
 from bench.files import create_files
+from bench.fsync_ceiling import measure_all
 from bench.machine import choose_cpus, machine_info
 from bench.report import (
     note_noise,
@@ -90,6 +93,19 @@ def main(argv: list[str] | None = None) -> int:
             f"this machine: write+fsync of the large file {files.disk_write_gbps:.2f} GB/s, "
             f"sha256 in Python {files.sha256_gbps:.2f} GB/s (one core): ceilings for uploads"
         )
+        if "uploads-small" in cfg.phases:
+            print("-- measuring this disk's durable small writes (bench/fsync_ceiling.py)")
+            ceilings = measure_all(workdir, [16], 2.0)
+            results.durable_files_per_s = max(c.files_per_second for c in ceilings)
+            results.notes.append(
+                "this disk: "
+                + ", ".join(
+                    f"{c.files_per_second:,.0f} new 4 KiB files/s durable with 16 writers, "
+                    f"directory fsync {c.mode}"
+                    for c in ceilings
+                )
+                + ": the ceiling for durable PUTs to new paths"
+            )
         print("-- starting servers")
         servers = start_servers(cfg, files, workdir, results)
         if not servers:

@@ -73,6 +73,7 @@ def diagnostics_table(cfg: Config, results: Results, servers: list[str]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"small": "small_rps", "medium": "medium_gbps", "ranges": "ranges_rps"}
+    titles |= {"put_4k": "put_4k_rps", "put_64k": "put_64k_rps"}
     for phase, metric_key in titles.items():
         by_server = results.details.get(phase, {})
         first = True

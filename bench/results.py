@@ -19,6 +19,8 @@ class Results:
     # This machine's own limits for an upload, in GB/s, by name: write + fsync of the large
     # file and sha256 on one core, measured when the files are created.
     upload_ceilings: dict[str, float] = field(default_factory=dict)
+    # New 4 KiB files this disk makes durable per second with 16 writers (bench/fsync_ceiling.py).
+    durable_files_per_s: float | None = None
 
     def add(self, metric: str, server: str, value: float, foreign: float = 0.0) -> None:
         self.samples.setdefault(metric, {}).setdefault(server, []).append(value)

@@ -12,6 +12,7 @@ from bench.config import (
     FLOORS,
     LOW_LEVEL_FLOOR,
     METRICS,
+    PHASE_METRICS,
     PHASE_SERVERS,
     REFERENCE,
     WRK_PHASES,
@@ -98,7 +99,7 @@ def run_rounds(cfg: Config, bench: Bench, servers: list[Server]) -> None:
                 bench.wait_for_quiet()
                 started = time.monotonic()
                 try:
-                    getattr(bench, phase)(server)
+                    getattr(bench, phase.replace("-", "_"))(server)
                 except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
                     message = f"{label}: {type(exc).__name__}: {exc}"
                     bench.results.errors.append(message)
@@ -114,7 +115,7 @@ def run_rounds(cfg: Config, bench: Bench, servers: list[Server]) -> None:
 def last_value(results: Results, phase: str, server: str) -> str:
     parts = []
     for metric in METRICS:
-        if metric.key.startswith(phase + "_"):
+        if metric.key.startswith(phase + "_") or metric.key in PHASE_METRICS.get(phase, ()):
             values = results.samples.get(metric.key, {}).get(server)
             if values:
                 parts.append(f"{fmt(values[-1], metric)} {metric.unit}")

@@ -79,6 +79,22 @@ TARGETS = (
         True,
     ),
     Target(
+        "put_4k",
+        "4 KiB durable PUTs to new paths: req/s ≥ 0.5× nginx WebDAV PUT (not durable)",
+        "put_4k_rps",
+        "nginx",
+        0.5,
+        False,
+    ),
+    Target(
+        "put_64k",
+        "64 KiB durable PUTs to new paths: req/s ≥ 0.5× nginx WebDAV PUT (not durable)",
+        "put_64k_rps",
+        "nginx",
+        0.5,
+        False,
+    ),
+    Target(
         "upload",
         "uploads: curl -T 1 GiB ≥ 1 GB/s including hashing",
         "upload_gbps",
@@ -124,6 +140,12 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
             if low_level is not None:
                 row["low_level_ceiling"] = low_level
                 detail += f", low-level {fmt_ratio(low_level)}"
+            if target.metric.startswith("put_") and results.durable_files_per_s:
+                row["durable_files_per_s"] = results.durable_files_per_s
+                detail += (
+                    f"; this disk makes {results.durable_files_per_s:,.0f} new files/s durable "
+                    "(bench/fsync_ceiling.py, 16 writers)"
+                )
         else:
             base, compared = None, value
             detail = f"{fmt(value, metric)} {metric.unit}"

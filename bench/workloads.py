@@ -6,11 +6,15 @@ much CPU other processes took meanwhile (bench/noise.py).
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import clients, noise
@@ -254,3 +258,59 @@ class Bench:
         self.add("upload_gbps", server, result.gbps, timing)
         self.add("upload_cpu_s_per_gib", server, timing.server_cpu / (result.bytes / GiB), timing)
         self.results.detail("upload", server.name, {**result.__dict__, **timing.as_dict()})
+
+    def uploads_small(self, server: Server) -> None:
+        """4 KiB and 64 KiB PUTs to new paths, wrk -c16: artifactd makes each durable before
+        it answers, nginx's WebDAV PUT does not (no fsync)."""
+        for size, metric in ((4 * KiB, "put_4k_rps"), (64 * KiB, "put_64k_rps")):
+            self._wrk_puts(server, size, metric)
+
+    def _wrk_puts(self, server: Server, size: int, metric: str) -> None:
+        tag = f"{metric.removesuffix('_rps')}-{next(_put_runs)}"
+        url = server.files_url(f"put/{tag}/")
+        stored = self._upload_root(server) / "put" / tag
+        scale = self.cfg.scale
+        try:
+            check = clients.run_wrk(
+                url, connections=16, duration=scale.wrk_warmup, put=(size, "w"), check=True
+            )
+            clients.validate_puts(check, checked=True)
+            os.sync()  # nginx's unflushed warm-up bytes are not written back in the timed run
+            with self.timed(server) as timing:
+                result = clients.run_wrk(
+                    url, connections=16, duration=scale.wrk_duration, put=(size, "t")
+                )
+            clients.validate_puts(result, checked=False)
+            names = sorted(os.listdir(stored))
+            if len(names) < check.requests + result.requests:
+                raise BenchError(f"{len(names)} files stored after {result.requests} PUTs")
+            for name in names[:: max(1, len(names) // 3)]:
+                status, _, body = clients.http_request(url + name)
+                if status != 200 or body != clients.put_body(size):
+                    raise BenchError(f"GET {url}{name} after the PUTs: {status}, {len(body)} B")
+        finally:
+            shutil.rmtree(stored, ignore_errors=True)
+            os.sync()
+        self.add(metric, server, result.rps, timing)
+        self.results.detail(
+            metric.removesuffix("_rps"),
+            server.name,
+            {
+                **result.as_dict(),
+                **timing.as_dict(),
+                "server_cpu_busy": timing.server_cpu / result.seconds,
+                "client_cpu_busy": result.client_cpu_seconds / result.seconds,
+                "server_cpu_ms_per_request": 1000 * timing.server_cpu / max(1, result.requests),
+                "checked_statuses": check.statuses,
+            },
+        )
+
+    def _upload_root(self, server: Server) -> Path:
+        """The directory a server's /files/ maps to (bench/run.py start_servers)."""
+        if server.kind == "artifactd":
+            return self.files.data_dir.parent / f"root-{server.name}"
+        return self.files.data_dir
+
+
+# Numbers the upload runs, so that each round PUTs to paths of its own.
+_put_runs = itertools.count(1)

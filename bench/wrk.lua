@@ -3,12 +3,14 @@
 --   mode=ranges size=N length=L seed=S
 --                           every request asks for a random `Range: bytes=a-(a+L-1)` of a
 --                           file of N bytes
+--   mode=put size=N tag=T   every request PUTs N bytes (bench.clients.put_body) to a new
+--                           path: the URL's path, then "T-<thread>-<n>"
 --   check=1                 count every response's status (slower: wrk then hands each
 --                           response to Lua); the harness uses it in the untimed warm-up
 -- At the end one line `WRKJSON {...}` gives requests, bytes, duration, errors, latency
 -- percentiles and (with check=1) the count of each status.
 
-local opts = { mode = "static", size = 0, length = 65536, seed = 1, check = "0" }
+local opts = { mode = "static", size = 0, length = 65536, seed = 1, check = "0", tag = "p" }
 statuses = {} -- global: the main state reads it with thread:get
 local threads = {}
 local counter = 0
@@ -26,7 +28,12 @@ function init(args)
       opts[key] = tonumber(value) or value
     end
   end
-  if opts.mode ~= "ranges" then
+  if opts.mode == "put" then
+    local line = "artifactd bench upload\n"
+    put_body = string.rep(line, math.floor(opts.size / #line) + 1):sub(1, opts.size)
+    put_count = 0
+    request = put_request
+  elseif opts.mode ~= "ranges" then
     request = nil
   end
   if tostring(opts.check) ~= "1" then
@@ -39,6 +46,12 @@ function request()
   local first = math.random(0, opts.size - opts.length)
   local range = "bytes=" .. string.format("%d-%d", first, first + opts.length - 1)
   return wrk.format(nil, nil, { Range = range })
+end
+
+function put_request()
+  put_count = put_count + 1
+  local path = string.format("%s%s-%d-%d", wrk.path, opts.tag, thread_index or 0, put_count)
+  return wrk.format("PUT", path, nil, put_body)
 end
 
 function response(status, headers, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -25,7 +26,10 @@ class ServerProcess:
         *extra_args: str,
         env: dict[str, str] | None = None,
         startup_timeout: float = 20.0,
+        own_group: bool = False,
     ) -> None:
+        """`own_group`: the server leads a process group of its own, which `kill_group`
+        kills whole (supervisor and workers at once, as a power cut would)."""
         self.root = root
         cmd: Sequence[str] = [
             sys.executable,
@@ -42,7 +46,12 @@ class ServerProcess:
         ]
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            start_new_session=own_group,
         )
         self.stderr_lines: list[str] = []
         self.stdout_line = ""  # the readiness line
@@ -97,6 +106,13 @@ class ServerProcess:
         """SIGKILL (if still running), reap, and release the pipes."""
         if self.proc.poll() is None:
             self.proc.kill()
+        self.proc.wait(10)
+        self._close_pipes()
+
+    def kill_group(self) -> None:
+        """SIGKILL the whole process group (started with `own_group`), and reap."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self._close_pipes()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Temp files were once created under this prefix and renamed once locked; a file still
@@ -43,17 +43,32 @@ def create_locked(path: Path) -> int:
     return fd
 
 
-def remove_abandoned(directory: Path, prefix: str) -> int:
-    """Delete the temp files (named `prefix...`) in `directory` that no writer holds."""
-    removed = 0
+def remove_abandoned(
+    directory: Path,
+    prefix: str,
+    before_removing: Callable[[list[int]], None] | None = None,
+) -> int:
+    """Delete the temp files (named `prefix...`) in `directory` that no writer holds.
+    `before_removing` is told their inode numbers first, while no other file can have them
+    (what a dead writer recorded about them can go)."""
+    abandoned: list[os.DirEntry[str]] = []
     with _directory_locked(directory, fcntl.LOCK_EX):
         for entry in os.scandir(directory):
             if entry.name.startswith(NEW_PREFIX) or (
                 entry.name.startswith(prefix) and _unlocked(entry.path)
             ):
+                abandoned.append(entry)
+        if before_removing is not None and abandoned:
+            inodes = []
+            for entry in abandoned:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
+                    inodes.append(entry.inode())
+            before_removing(inodes)
+        removed = 0
+        for entry in abandoned:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
     return removed
 
 

@@ -106,6 +106,14 @@ def requirement_for(settings: Settings, method: str, conditions: Mapping[str, st
     return require
 
 
+def may_refuse(request: web.Request, settings: Settings, path: str) -> bool:
+    """Whether `write_requirement` can refuse a write of `path` at all: without conditional
+    headers, where overwriting is allowed, it passes whatever is there, so looking the
+    current version up before the body (a thread hop and a metadata lookup) buys nothing."""
+    conditions = (hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_UNMODIFIED_SINCE)
+    return any(name in request.headers for name in conditions) or settings.immutable_at(path)
+
+
 def check_mutable(settings: Settings, path: str) -> None:
     """409 for overwriting `path` where --immutable or its policy forbids it."""
     if settings.immutable_at(path):
@@ -279,7 +287,8 @@ async def file_target(request: web.Request, path: str) -> WriteTarget:
     expected = expected_digest(path, expected_sha256(request.headers))
     expires_at = expires_at_for(request, settings, path)
     requirement = write_requirement(request, settings)
-    requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
+    if may_refuse(request, settings, path):
+        requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
     return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
 
 
@@ -361,7 +370,8 @@ async def post_files(request: web.Request) -> web.StreamResponse:
             if len(staged) >= MAX_FORM_FILES:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
             path = _part_path(dir_path, part.filename)
-            requirement(await _current_or_none(request, path))  # fail fast; checked again
+            if may_refuse(request, request.config_dict[SETTINGS], path):
+                requirement(await _current_or_none(request, path))  # fail fast; checked again
             upload = await request.config_dict[STORE].begin_upload(
                 path,
                 content_type=stored_type(part.content_type),

@@ -101,6 +101,47 @@ def test_wrk_workloads_answer_200_and_206_of_the_right_size(
     assert ranges.statuses == {"206": ranges.requests}
 
 
+@have_wrk
+def test_put_workload_stores_every_body_whole_on_artifactd_and_nginx(
+    server: ServerProcess, storage_root: Path, tmp_path: Path
+) -> None:
+    """uploads-small: every PUT to a new path is a 201, and every path holds the bytes."""
+    targets: list[tuple[str, Path]] = [(server.url, storage_root)]
+    nginx = servers.find_tool("nginx")
+    started: list[servers.Server] = []
+    if nginx is not None:
+        data_dir = tmp_path / "nginx-data"
+        data_dir.mkdir()
+        os.chmod(tmp_path, 0o755)
+        os.chmod(data_dir, 0o777)  # nginx's worker writes there, whoever it runs as
+        started.append(servers.start_nginx("nginx", nginx, data_dir, tmp_path, cpu=None))
+        targets.append((started[0].url, data_dir))
+    try:
+        for base, root in targets:
+            for size in (4 * KiB, 64 * KiB):
+                url = f"{base}/files/put/{size}/"
+                result = clients.run_wrk(
+                    url, connections=4, duration=1, put=(size, "t"), check=True
+                )
+                clients.validate_puts(result, checked=True)
+                assert result.statuses == {"201": result.requests}
+                names = os.listdir(root / "put" / str(size))
+                assert len(names) >= result.requests
+                for name in names:
+                    assert (root / "put" / str(size) / name).read_bytes() == clients.put_body(size)
+                status, _, body = clients.http_request(url + names[0])
+                assert (status, body == clients.put_body(size)) == (200, True)
+    finally:
+        for srv in started:
+            srv.stop()
+    failed = clients.WrkResult(3, 300, 1.0, {"status": 1}, {}, {}, 0.1)
+    with pytest.raises(clients.BenchError, match="errors"):
+        clients.validate_puts(failed, checked=False)
+    conflict = clients.WrkResult(3, 300, 1.0, {"status": 0}, {}, {"201": 2, "412": 1}, 0.1)
+    with pytest.raises(clients.BenchError, match="201"):
+        clients.validate_puts(conflict, checked=True)
+
+
 def test_wrong_answers_are_caught() -> None:
     fine = clients.WrkResult(10, 10 * 4200, 1.0, {"read": 0}, {}, {"200": 10}, 0.1)
     clients.validate_wrk(fine, body_size=4096, status=200, checked=True)
@@ -199,6 +240,12 @@ def test_targets_read_ratios_from_the_medians() -> None:
     rows = {row["key"]: row for row in evaluate_targets(results)}
     assert rows["small_rps"]["low_level_ceiling"] == pytest.approx(5.5)
     assert "aiohttp floor 4.00×, low-level 5.50×" in rows["small_rps"]["detail"]
+    results.add("put_4k_rps", "artifactd", 3000.0)
+    results.add("put_4k_rps", "nginx", 8000.0)
+    results.durable_files_per_s = 4000.0
+    put = {row["key"]: row for row in evaluate_targets(results)}["put_4k"]
+    assert (put["verdict"], put["compared"]) == ("FAIL", pytest.approx(0.375))
+    assert "this disk makes 4,000 new files/s durable" in put["detail"]
     results.add("upload_gbps", "artifactd", 0.4)
     results.upload_ceilings = {"disk write+fsync": 0.3, "sha256 on one core": 1.4}
     upload = {row["key"]: row for row in evaluate_targets(results)}["upload"]

@@ -87,6 +87,28 @@ async def test_if_none_match_star_refuses_overwrite(client: Client) -> None:
     assert await (await client.get("/files/once")).read() == b"1"
 
 
+async def test_the_version_is_looked_up_before_the_body_only_when_it_can_refuse(
+    client: Client, fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain PUT passes whatever is there, so the early lookup (a thread hop) is skipped;
+    a conditional one is refused before its body is read."""
+    looked_up: list[str] = []
+    info = fs_store.info
+
+    async def counted_info(path: str) -> object:
+        looked_up.append(path)
+        return await info(path)
+
+    monkeypatch.setattr(fs_store, "info", counted_info)
+    assert (await client.put("/files/plain", data=b"1")).status == 201
+    assert (await client.put("/files/plain", data=b"2")).status == 200
+    assert looked_up == []
+    refused = await client.put("/files/plain", data=b"3", headers={"If-None-Match": "*"})
+    assert refused.status == 412
+    assert looked_up == ["plain"]
+    assert await (await client.get("/files/plain")).read() == b"2"
+
+
 async def test_if_match_guards_overwrite_and_delete(client: Client) -> None:
     etag = (await client.put("/files/guarded", data=b"1")).headers["ETag"]
     stale = await client.put("/files/guarded", data=b"2", headers={"If-Match": '"stale"'})

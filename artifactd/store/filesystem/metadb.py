@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import pathname2url
@@ -181,6 +181,44 @@ class MetadataDB:
                 f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                 _values(row),
             )
+
+    def record_versions(self, rows: Sequence[VersionRow]) -> None:
+        """Write the rows of a batch of commits in one transaction, durable when this
+        returns: the connection runs with synchronous=NORMAL (a commit survives the process,
+        not a power loss), and this one transaction with FULL, so its commit fsyncs the WAL
+        (https://sqlite.org/pragma.html#pragma_synchronous: "FULL ... In WAL mode ... the
+        WAL file is synchronized before each transaction is committed"). One fsync for
+        the whole batch, before any of its files is renamed into place."""
+        if self.read_only or not rows:
+            return
+        with self._writing():
+            self._conn.execute("PRAGMA synchronous=FULL")
+            try:
+                self._conn.execute("BEGIN")
+                try:
+                    self._conn.executemany(
+                        f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                        [_values(row) for row in rows],
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:  # a full disk may have rolled it back
+                        self._conn.execute("ROLLBACK")
+                    raise
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def forget_inodes(self, inodes: Sequence[int]) -> None:
+        """Delete the rows of these inodes, whatever their path, in one transaction (a scan:
+        rows are keyed by path first; this runs only for what a crash left behind)."""
+        if self.read_only or not inodes:
+            return
+        with self._writing():
+            for start in range(0, len(inodes), 500):
+                chunk = list(inodes[start : start + 500])
+                self._conn.execute(
+                    f"DELETE FROM versions WHERE ino IN ({','.join('?' * len(chunk))})", chunk
+                )
 
     def record_found_version(self, row: VersionRow) -> None:
         """Record a version found on disk (placed or changed by hand). An existing row for

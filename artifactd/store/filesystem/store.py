@@ -24,7 +24,6 @@ from artifactd.errors import (
     NotFoundError,
     StorageFullError,
 )
-from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import INTERNAL_DIR
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
@@ -35,8 +34,10 @@ from artifactd.store.base import (
     Upload,
     Verification,
 )
+from artifactd.store.filesystem.commits import BatchedWrites
 from artifactd.store.filesystem.confinement import resolve_inside
 from artifactd.store.filesystem.digests import DigestFinder, verify_version
+from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
@@ -49,14 +50,14 @@ from artifactd.store.filesystem.upload import (
     fsync_dir,
     translate_write_error,
 )
-from artifactd.store.filesystem.writes import LockedWrites, version_token
+from artifactd.store.filesystem.writes import info_from_row
 from artifactd.store.readers import FileReader, MemoryReader
 from artifactd.store.tempfiles import create_locked, remove_abandoned
 
 log = logging.getLogger("artifactd.store")
 
 
-class FilesystemStore(LockedWrites, Store):
+class FilesystemStore(BatchedWrites, Store):
     """Artifacts as plain files under a root directory, metadata in SQLite beside them."""
 
     def __init__(self, root: Path) -> None:
@@ -83,6 +84,9 @@ class FilesystemStore(LockedWrites, Store):
         )
         self.hot = HotCache(self._generation)
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+        # Commits and deletes of this process that arrive together are made durable
+        # together (groupcommit.py, writes.py).
+        self.commits = GroupCommit(self._write_batch_sync)
 
     def _open_metadata(self) -> MetadataDB:
         """Open (or start) the metadata database, under the write lock: processes opening
@@ -166,18 +170,7 @@ class FilesystemStore(LockedWrites, Store):
         row = self.db.find(path, st.st_ino)
         if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
             row = self.digests.describe_unknown(path, st, fd)
-        accessed = self._accessed.get(path)
-        return ArtifactInfo(
-            path=path,
-            size=st.st_size,
-            content_type=row.content_type or guess_content_type(path),
-            modified_at=st.st_mtime,
-            created_at=row.created_at,
-            sha256=row.sha256,
-            expires_at=row.expires_at,
-            last_accessed=accessed if accessed is not None else row.last_accessed,
-            version=version_token(st),
-        )
+        return info_from_row(path, st, row, self._accessed.get(path))
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         return await asyncio.to_thread(list_directory, self.root, self.db, path)
@@ -309,7 +302,14 @@ class FilesystemStore(LockedWrites, Store):
         with self._write_lock.held():
             self._forget_stale_rows()
             self._reserve.refill()
-        return remove_abandoned(self.tmp_dir, TMP_PREFIX)
+        return remove_abandoned(self.tmp_dir, TMP_PREFIX, self._forget_never_published)
+
+    def _forget_never_published(self, inodes: list[int]) -> None:
+        """The rows of temp files a dead writer left: a crash between a batch's metadata
+        transaction and its renames (commits.py) leaves rows describing them, which would
+        otherwise look like missing or corrupt artifacts to `verify`."""
+        with self._write_lock.held():
+            self.db.forget_inodes(inodes)
 
     async def close(self) -> None:
         await self.flush_access_times()

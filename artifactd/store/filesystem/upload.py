@@ -1,5 +1,5 @@
 """Uploads to the filesystem backend: a temp file under `.artifactd/tmp`, hashed as it is
-written, fsynced and renamed into place by the store's commit (store.py)."""
+written, fsynced by its own thread and renamed into place by a batch of commits (writes.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.uploads import UploadBase, write_all
 
 if TYPE_CHECKING:
+    from artifactd.store.filesystem.commits import Publish
     from artifactd.store.filesystem.store import FilesystemStore
 
 # An upload's bytes are hashed and written in batches of this size (memory per upload).
@@ -73,18 +74,36 @@ class FileUpload(UploadBase):
     async def _publish(
         self, expected_sha256: str | None, require: Requirement | None
     ) -> tuple[ArtifactInfo, bool]:
-        await self._write_pending()
-        return await asyncio.to_thread(self.store.commit_sync, self, expected_sha256, require)
+        """The last bytes written, checked and flushed in one thread hop of this upload's
+        own, then published with whatever other commits arrive meanwhile (groupcommit.py)."""
+        batch = b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        publish = await asyncio.to_thread(self._prepare_sync, batch, expected_sha256, require)
+        return await self.store.commits.submit(publish)
+
+    def _prepare_sync(
+        self, batch: bytes, expected_sha256: str | None, require: Requirement | None
+    ) -> Publish:
+        if batch:
+            self._write_sync(batch)
+        return self.store.prepare_commit_sync(self, expected_sha256, require)
 
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
         # A kept current version (`kept_current`) leaves the temp file unused: it goes too.
-        await asyncio.to_thread(self._close_sync, not committed or self.kept_current)
+        unlink = not committed or self.kept_current
+        if unlink or self.fd >= 0:  # a published one was closed by its batch: no thread hop
+            await asyncio.to_thread(self._close_sync, unlink)
 
     def _close_sync(self, unlink: bool) -> None:
-        os.close(self.fd)
+        self.close_fd()
         if unlink:
             self.tmp_path.unlink(missing_ok=True)
+
+    def close_fd(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 def translate_write_error(exc: OSError) -> Exception:

@@ -1,6 +1,7 @@
-"""The filesystem backend's writes: commits, deletes and evictions, each under the write lock
-every process on the root shares, each ordered so that a failure at any step (a full disk
-included) leaves the old state (store/base.py states the rules; store.py holds the rest).
+"""The filesystem backend's writes under the write lock every process on the root shares:
+evictions, and what commits and deletes (commits.py, in batches) build on; each ordered so
+that a failure at any step (a full disk included) leaves the old state (store/base.py states
+the rules; store.py holds the rest).
 """
 
 from __future__ import annotations
@@ -10,23 +11,18 @@ import logging
 import os
 import sqlite3
 import stat
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from artifactd.errors import (
     ArtifactdError,
-    ConflictError,
     IsDirectoryError,
-    NotFoundError,
     StorageFullError,
 )
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
     ArtifactInfo,
-    Requirement,
 )
 from artifactd.store.filesystem.confinement import resolve_inside
 from artifactd.store.filesystem.hotcache import GenerationCounter
@@ -34,12 +30,8 @@ from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
-    READ_ONLY_MESSAGE,
-    FileUpload,
-    fsync_dir,
     translate_write_error,
 )
-from artifactd.store.uploads import check_digest
 
 log = logging.getLogger("artifactd.store")
 
@@ -47,6 +39,24 @@ log = logging.getLogger("artifactd.store")
 def version_token(st: os.stat_result) -> str:
     """What tells one version of a file from another: inode, size and modification time."""
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def info_from_row(
+    path: str, st: os.stat_result, row: VersionRow, accessed: float | None
+) -> ArtifactInfo:
+    """The version `st` describes, with what its row records (`accessed`: a later access
+    time known in memory)."""
+    return ArtifactInfo(
+        path=path,
+        size=st.st_size,
+        content_type=row.content_type or guess_content_type(path),
+        modified_at=st.st_mtime,
+        created_at=row.created_at,
+        sha256=row.sha256,
+        expires_at=row.expires_at,
+        last_accessed=accessed if accessed is not None else row.last_accessed,
+        version=version_token(st),
+    )
 
 
 class LockedWrites:
@@ -63,116 +73,6 @@ class LockedWrites:
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
-
-    def commit_sync(
-        self, upload: FileUpload, expected_sha256: str | None, require: Requirement | None
-    ) -> tuple[ArtifactInfo, bool]:
-        """Verify, fsync, record and rename: the version appears whole or not at all."""
-        sha256 = upload.hasher.hexdigest()
-        check_digest(expected_sha256, sha256)
-        kept = self._keep_current_sync(upload, sha256, require)
-        if kept is not None:
-            return kept, True
-        try:
-            os.fsync(upload.fd)
-        except OSError as exc:
-            raise translate_write_error(exc) from exc
-        st = os.fstat(upload.fd)
-        target = Path(resolve_inside(self.root, upload.path))
-        with self._write_lock.held():
-            self._forget_stale_rows()
-            current = self._current_sync(upload.path, str(target))
-            if require is not None:
-                require(current)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise ConflictError(f"a parent of {upload.path} is a file") from exc
-            except OSError as exc:
-                raise translate_write_error(exc) from exc
-            resolve_inside(self.root, upload.path)  # the parents just made must not escape
-            now = time.time()
-            # Recorded before the rename and keyed by the new inode: a reader of the old inode
-            # keeps finding the old row, a reader of the new inode finds this one. On a full
-            # disk this fails first (StorageFullError), before anything changed.
-            self.db.upsert(
-                VersionRow(
-                    upload.path,
-                    st.st_ino,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    sha256,
-                    upload.content_type,
-                    now,
-                    upload.expires_at,
-                    now,
-                    origin="upload",
-                )
-            )
-            try:
-                os.rename(upload.tmp_path, target)
-            except OSError as exc:
-                self._stale_rows.add(upload.path)  # the row just written
-                self._forget_stale_rows()
-                raise translate_write_error(exc) from exc
-            # Published: from here on nothing may fail the commit. The old version's row
-            # describes an inode no longer at the path; if it cannot go now, it goes later.
-            self._bump_generation()
-            fsync_dir(target.parent)
-            self._stale_rows.add(upload.path)
-            self._forget_stale_rows()
-        return self._info_for(upload.path, st, None), current is not None
-
-    def _keep_current_sync(
-        self, upload: FileUpload, sha256: str, require: Requirement | None
-    ) -> ArtifactInfo | None:
-        """The current version with the upload's expiry, if it already holds the upload's
-        bytes and content type: no fsync, no rename, one metadata row updated. None (and
-        nothing changed) otherwise."""
-        os_path = resolve_inside(self.root, upload.path)
-        content_type = upload.content_type or guess_content_type(upload.path)
-
-        def same(info: ArtifactInfo | None) -> bool:
-            return info is not None and (info.sha256, info.content_type) == (sha256, content_type)
-
-        if not same(self._current_sync(upload.path, os_path)):  # the usual case: no lock
-            return None
-        with self._write_lock.held():
-            current = self._current_sync(upload.path, os_path)
-            if not same(current):
-                return None
-            if require is not None:
-                require(current)
-            st = os.stat(os_path)
-            row = self.db.find(upload.path, st.st_ino)
-            if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
-                return None
-            self.db.upsert(replace(row, expires_at=upload.expires_at))
-            self._bump_generation()  # every process's hot cache drops the old expiry
-        upload.kept_current = True
-        return self._info_for(upload.path, st, None)
-
-    async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
-        return await asyncio.to_thread(self._delete_sync, path, require)
-
-    def _delete_sync(self, path: str, require: Requirement | None) -> ArtifactInfo:
-        if self.read_only:
-            raise StorageFullError(READ_ONLY_MESSAGE)
-        os_path = resolve_inside(self.root, path)
-        with self._write_lock.held():
-            current = self._current_sync(path, os_path)
-            if require is not None:
-                require(current)
-            if current is None:
-                raise NotFoundError(path)
-            try:
-                self._remove_locked(path, os_path)
-            except FileNotFoundError as exc:
-                raise NotFoundError(path) from exc
-            except OSError as exc:
-                raise translate_write_error(exc) from exc
-        self._accessed.forget(path)
-        return current
 
     async def evict(self, info: ArtifactInfo) -> bool:
         return await asyncio.to_thread(self._evict_sync, info)

@@ -1,0 +1,376 @@
+"""Group commit for the filesystem backend: uploads and deletes that arrive together are
+published by one batch (groupcommit.py runs them): one hold of the write lock, one durable
+metadata transaction, the renames and unlinks in arrival order, one fsync per directory.
+
+The order is what keeps a crash harmless: an upload's bytes are flushed first (by its own
+thread), then the batch's rows are made durable, then the files are renamed into place,
+then their directories are flushed, and only then is anyone answered. A crash before a
+rename leaves at most a row describing no file (never served, forgotten later); after it,
+the version is whole and has its row.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from artifactd.errors import (
+    ArtifactdError,
+    ConflictError,
+    NotFoundError,
+    StorageFullError,
+)
+from artifactd.http.mediatypes import guess_content_type
+from artifactd.store.base import ArtifactInfo, Requirement
+from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.groupcommit import GroupCommit
+from artifactd.store.filesystem.metadb import VersionRow
+from artifactd.store.filesystem.upload import (
+    READ_ONLY_MESSAGE,
+    FileUpload,
+    fsync_dir,
+    translate_write_error,
+)
+from artifactd.store.filesystem.writes import LockedWrites, info_from_row
+from artifactd.store.uploads import check_digest
+
+
+@dataclass(eq=False)
+class Publish:
+    """An upload waiting to be published by a batch."""
+
+    upload: FileUpload
+    sha256: str
+    st: os.stat_result | None  # of the flushed temp file; None: not flushed (see _judge_keep)
+    require: Requirement | None
+
+
+@dataclass(eq=False)
+class Removal:
+    """A delete waiting for a batch."""
+
+    path: str
+    require: Requirement | None
+
+
+Write = Publish | Removal
+# What a write answers: the version published (or kept, or removed) and whether one was
+# there before.
+Outcome = tuple[ArtifactInfo, bool]
+Answer = Outcome | BaseException
+
+
+@dataclass(eq=False)
+class _Step:
+    """One write of a batch that passed its checks, as it will be applied."""
+
+    index: int  # in the batch
+    path: str
+    os_path: str
+    kind: Literal["rename", "unlink", "keep"]
+    row: VersionRow | None = None  # recorded in the batch's transaction
+    st: os.stat_result | None = None  # the version published or kept
+    current: ArtifactInfo | None = None  # the version replaced or removed
+    upload: FileUpload | None = None
+    made_in: list[Path] = field(default_factory=list)  # parents of directories made for it
+    directory: Path = field(init=False)  # whose entry it changes
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.os_path).parent
+
+    def outcome(self, accessed: float | None) -> Outcome:
+        if self.kind == "unlink":
+            assert self.current is not None
+            return self.current, True
+        assert self.st is not None and self.row is not None and self.upload is not None
+        if self.kind == "keep":
+            self.upload.kept_current = True
+        info = info_from_row(self.path, self.st, self.row, accessed)
+        return info, self.current is not None
+
+
+class BatchedWrites(LockedWrites):
+    """Commits and deletes in batches (a mixin of FilesystemStore, like LockedWrites)."""
+
+    commits: GroupCommit[Write, Outcome]
+
+    def prepare_commit_sync(
+        self, upload: FileUpload, expected_sha256: str | None, require: Requirement | None
+    ) -> Publish:
+        """The upload's own step, in its own thread and outside any lock: check the digest
+        and flush the bytes, so that uploads flush in parallel and the batch only
+        publishes. An upload that looks identical to the current version is not flushed
+        (the batch keeps the current version if it still is)."""
+        sha256 = upload.hasher.hexdigest()
+        check_digest(expected_sha256, sha256)
+        os_path = resolve_inside(self.root, upload.path)
+        content_type = upload.content_type or guess_content_type(upload.path)
+        current = self._current_sync(upload.path, os_path)  # IsDirectoryError before any fsync
+        if current is not None and (current.sha256, current.content_type) == (
+            sha256,
+            content_type,
+        ):
+            return Publish(upload, sha256, None, require)
+        return Publish(upload, sha256, _flush(upload), require)
+
+    async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
+        if self.read_only:
+            raise StorageFullError(READ_ONLY_MESSAGE)
+        info, _ = await self.commits.submit(Removal(path, require))
+        return info
+
+    def _write_batch_sync(self, items: Sequence[Write]) -> Callable[[], list[Answer]]:
+        """Publish and remove a batch under one hold of the write lock (see groupcommit.py);
+        returns what makes it durable and answers it (`_finish_batch`), which runs while the
+        next batch takes the lock.
+
+        Each write is judged in arrival order against what the writes before it in the batch
+        leave (`require` sees exactly the version it replaces); then the new versions' rows
+        go in one transaction made durable before any rename, so a version is never visible
+        without its row and a crash leaves at most a row describing no file (removed with
+        the dead writer's temp file); then the renames and unlinks, in order; then, outside
+        the lock, one fsync per directory whose entries changed. Only then is anyone
+        answered. A write that fails (a precondition, a full disk) fails alone."""
+        outcomes: list[Answer | None] = [None] * len(items)
+        if self.read_only:
+            return lambda: [StorageFullError(READ_ONLY_MESSAGE) for _ in items]
+        dirs: dict[Path, list[_Step]] = {}  # directories to fsync, and whose writes they hold
+        with self._write_lock.held():
+            self._forget_stale_rows()
+            planned: dict[str, ArtifactInfo | None] = {}
+            steps: list[_Step] = []
+            for index, item in enumerate(items):
+                try:
+                    steps.append(self._judge(index, item, planned))
+                except (ArtifactdError, OSError) as exc:
+                    outcomes[index] = _failure(exc)
+            steps = self._record_rows(steps, outcomes)
+            steps = self._apply(steps, outcomes, dirs)
+        return lambda: self._finish_batch(steps, outcomes, dirs)
+
+    def _finish_batch(
+        self, steps: list[_Step], outcomes: list[Answer | None], dirs: dict[Path, list[_Step]]
+    ) -> list[Answer]:
+        """Outside the lock: flush each changed directory once, then the answers."""
+        for directory, error in _fsync_dirs(dirs).items():
+            for step in dirs[directory]:
+                outcomes[step.index] = error
+        for step in steps:
+            if outcomes[step.index] is not None:
+                continue
+            outcomes[step.index] = step.outcome(self._accessed.get(step.path))
+            if step.kind == "rename":
+                assert step.upload is not None
+                step.upload.close_fd()  # here, not by another thread hop of its own
+            if step.kind == "unlink":
+                self._accessed.forget(step.path)
+        return [o if o is not None else RuntimeError("write left unanswered") for o in outcomes]
+
+    def _judge(self, index: int, item: Write, planned: dict[str, ArtifactInfo | None]) -> _Step:
+        """Under the write lock: what `item` will do, judged against what is at its path now
+        or what the writes before it in the batch leave there (`planned`, updated)."""
+        if isinstance(item, Removal):
+            os_path = resolve_inside(self.root, item.path)
+            current = self._planned_or_current(item.path, os_path, planned)
+            if item.require is not None:
+                item.require(current)
+            if current is None:
+                raise NotFoundError(item.path)
+            planned[item.path] = None
+            return _Step(index, item.path, os_path, "unlink", current=current)
+        upload = item.upload
+        os_path = resolve_inside(self.root, upload.path)
+        if item.st is None:  # it looked identical to the current version
+            kept = self._judge_keep(index, item, os_path, planned)
+            if kept is not None:
+                return kept
+            item.st = _flush(upload)
+        current = self._planned_or_current(upload.path, os_path, planned)
+        if item.require is not None:
+            item.require(current)
+        try:
+            made = _make_parents(Path(os_path).parent)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ConflictError(f"a parent of {upload.path} is a file") from exc
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+        resolve_inside(self.root, upload.path)  # the parents just made must not escape
+        now = time.time()
+        st = item.st
+        row = VersionRow(
+            upload.path,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            item.sha256,
+            upload.content_type,
+            now,
+            upload.expires_at,
+            now,
+            origin="upload",
+        )
+        planned[upload.path] = info_from_row(upload.path, st, row, None)
+        return _Step(
+            index,
+            upload.path,
+            os_path,
+            "rename",
+            row,
+            st,
+            current,
+            upload,
+            [d.parent for d in made],
+        )
+
+    def _judge_keep(
+        self, index: int, item: Publish, os_path: str, planned: dict[str, ArtifactInfo | None]
+    ) -> _Step | None:
+        """The current version with the upload's expiry, if it still holds the upload's
+        bytes and content type: no fsync, no rename, one row rewritten. None otherwise."""
+        upload = item.upload
+        if upload.path in planned:
+            return None  # an earlier write of this batch replaces it
+        content_type = upload.content_type or guess_content_type(upload.path)
+        current = self._current_sync(upload.path, os_path)
+        if current is None or (current.sha256, current.content_type) != (
+            item.sha256,
+            content_type,
+        ):
+            return None
+        if item.require is not None:
+            item.require(current)
+        st = os.stat(os_path)
+        row = self.db.find(upload.path, st.st_ino)
+        if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
+            return None
+        kept = replace(row, expires_at=upload.expires_at)
+        planned[upload.path] = info_from_row(upload.path, st, kept, None)
+        return _Step(index, upload.path, os_path, "keep", kept, st, current, upload)
+
+    def _planned_or_current(
+        self, path: str, os_path: str, planned: dict[str, ArtifactInfo | None]
+    ) -> ArtifactInfo | None:
+        return planned[path] if path in planned else self._current_sync(path, os_path)
+
+    def _record_rows(self, steps: list[_Step], outcomes: list[Answer | None]) -> list[_Step]:
+        """The rows of the batch in one durable transaction; if the database cannot take
+        them all (a full disk), each alone, and the writes whose row failed fail."""
+        rows = [step.row for step in steps if step.row is not None]
+        try:
+            self.db.record_versions(rows)
+            return steps
+        except StorageFullError:
+            pass
+        recorded: list[_Step] = []
+        for step in steps:
+            try:
+                if step.row is not None:
+                    self.db.record_versions([step.row])
+            except StorageFullError as exc:
+                outcomes[step.index] = exc
+                continue
+            recorded.append(step)
+        return recorded
+
+    def _apply(
+        self,
+        steps: list[_Step],
+        outcomes: list[Answer | None],
+        dirs: dict[Path, list[_Step]],
+    ) -> list[_Step]:
+        """Under the write lock, after the rows: the renames and unlinks in arrival order,
+        then the directories removals left empty, then the rows of replaced and removed
+        versions. Returns the steps that took effect; `dirs` gets the directories to
+        fsync."""
+        done: list[_Step] = []
+        emptied: set[Path] = set()
+        for step in steps:
+            try:
+                if step.kind == "rename":
+                    assert step.upload is not None
+                    replaces = os.path.lexists(step.os_path)
+                    os.rename(step.upload.tmp_path, step.os_path)
+                    if replaces:
+                        self._stale_rows.add(step.path)
+                    for parent in step.made_in:
+                        dirs.setdefault(parent, []).append(step)
+                elif step.kind == "unlink":
+                    os.unlink(step.os_path)
+                    emptied.add(step.directory)
+                    self._stale_rows.add(step.path)
+            except OSError as exc:
+                if step.kind == "rename":
+                    self._stale_rows.add(step.path)  # the row just written
+                failure = exc if step.kind == "rename" else _missing(step.path, exc)
+                outcomes[step.index] = _failure(failure)
+                continue
+            done.append(step)
+            if step.kind != "keep":
+                dirs.setdefault(step.directory, []).append(step)
+        if done:
+            self._bump_generation()  # every process's hot cache drops what changed
+        for directory in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
+            self._remove_empty_parents(directory)
+        for directory in emptied:  # removed with its parents: the first one left holds the entry
+            if not directory.is_dir():
+                held = dirs.pop(directory, [])
+                while not directory.is_dir() and directory != self.root:
+                    directory = directory.parent
+                dirs.setdefault(directory, []).extend(held)
+                for step in held:
+                    step.directory = directory
+        if not self._forget_stale_rows() and emptied and self._reserve.release():
+            self._forget_stale_rows()
+        if emptied:
+            self._reserve.refill()
+        return done
+
+
+def _flush(upload: FileUpload) -> os.stat_result:
+    """fsync the upload's temp file; its stat once durable."""
+    try:
+        os.fsync(upload.fd)
+    except OSError as exc:
+        raise translate_write_error(exc) from exc
+    return os.fstat(upload.fd)
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """`mkdir -p`, returning the directories it made, topmost first (each one's entry is in
+    its parent, which must be flushed too)."""
+    missing: list[Path] = []
+    while not directory.is_dir() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+    return missing[::-1]
+
+
+def _fsync_dirs(dirs: dict[Path, list[_Step]]) -> dict[Path, BaseException]:
+    """fsync each directory once; the ones that failed, with the error their writes get. A
+    directory removed meanwhile (by another process's delete) needs nothing."""
+    failed: dict[Path, BaseException] = {}
+    for directory in dirs:
+        try:
+            fsync_dir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failed[directory] = translate_write_error(exc)
+    return failed
+
+
+def _failure(exc: BaseException) -> BaseException:
+    return translate_write_error(exc) if isinstance(exc, OSError) else exc
+
+
+def _missing(path: str, exc: OSError) -> BaseException:
+    """A removal's unlink failing: gone meanwhile is NotFoundError."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return NotFoundError(path)
+    return translate_write_error(exc)
