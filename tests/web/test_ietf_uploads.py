@@ -654,3 +654,23 @@ async def test_a_delete_during_the_commit_leaves_nothing(
     monkeypatch.setattr(fs_store, "begin_upload", begin_upload)
     assert (await up.head(location, headers=draft(8, tokens["a"]))).status == 404
     assert (await up.get("/files/big/a.bin")).status == 404
+
+
+async def test_creation_over_the_open_uploads_cap_is_429(
+    aiohttp_client: ClientFactory,
+    fs_store: FilesystemStore,
+    storage_root: Path,
+    tokens: Tokens,
+    version: int,
+) -> None:
+    """--max-open-uploads counts the draft's uploads as tus's: a creation over it is 429."""
+    client = await aiohttp_client(
+        create_app(Settings(root=storage_root, max_open_uploads=1), fs_store)
+    )
+    await create_incomplete(client, version, tokens["a"])
+    refused = await client.put(
+        "/files/big/b.bin", headers=draft(version, tokens["a"], Upload_Complete="?0"), data=b""
+    )
+    assert refused.status == 429
+    assert (await client.get("/files/big/b.bin")).status == 404
+    await create_incomplete(client, version, tokens["b"])  # another token's own place
