@@ -41,6 +41,7 @@ from artifactd.store.filesystem.digests import DigestFinder, verify_version
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
+from artifactd.store.filesystem.loopopen import LoopLookup, open_recorded
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
@@ -83,6 +84,9 @@ class FilesystemStore(LockedWrites, Store):
             else None
         )
         self.hot = HotCache(self._generation)
+        self._root_str = str(self.root)
+        self._root_dev = os.stat(self.root).st_dev
+        self._loop_lookup = LoopLookup(self.state_dir / "metadata.db")
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
 
     def _open_metadata(self) -> MetadataDB:
@@ -120,14 +124,33 @@ class FilesystemStore(LockedWrites, Store):
         return await asyncio.to_thread(self._open_sync, path)
 
     def open_now(self, path: str) -> ArtifactReader | None:
-        """From the hot cache: no worker thread, and no syscall for small files."""
+        """From the hot cache (no syscall for small files), else a recorded version opened
+        on the loop (loopopen.py): no worker thread either way."""
         checked_out = self.hot.checkout(path)
         if checked_out is None:
-            return None
+            return self._open_recorded_now(path)
         entry, fd = checked_out
         if fd is not None:
             return FileReader(fd, entry.info)
         return None if entry.data is None else MemoryReader(entry.data, entry.info)
+
+    def _open_recorded_now(self, path: str) -> ArtifactReader | None:
+        if self.db.read_only:
+            return None  # rows may be missing there (not recorded): the thread hashes
+        generation = self.hot.current_generation()  # before opening, as in _open_sync
+        opened = open_recorded(self._root_str, self._root_dev, path, self._loop_lookup)
+        if opened is None:
+            return None
+        fd, st, row = opened
+        info = self._info_from_row(path, st, row)
+        if info.is_expired():
+            os.close(fd)
+            return None  # the thread's open answers NotFoundError
+        data = self.hot.remember_now(path, info, fd, generation)
+        if data is None:
+            return FileReader(fd, info)
+        os.close(fd)
+        return MemoryReader(data, info)
 
     async def info(self, path: str) -> ArtifactInfo:
         async with await self.open(path) as reader:
@@ -167,6 +190,10 @@ class FilesystemStore(LockedWrites, Store):
         row = self.db.find(path, st.st_ino)
         if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
             row = self.digests.describe_unknown(path, st, fd)
+        return self._info_from_row(path, st, row)
+
+    def _info_from_row(self, path: str, st: os.stat_result, row: VersionRow) -> ArtifactInfo:
+        """What the version `st` is, as its metadata row tells."""
         accessed = self._accessed.get(path)
         return ArtifactInfo(
             path=path,
@@ -319,6 +346,7 @@ class FilesystemStore(LockedWrites, Store):
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        self._loop_lookup.close()
         self.hot.clear()
         if self._generation is not None:
             self._generation.close()
