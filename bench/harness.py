@@ -37,6 +37,7 @@ from types import FrameType
 
 from bench.config import human_size, parse_args
 from bench.files import create_files
+from bench.keys import create_keys
 from bench.machine import choose_cpus, machine_info
 from bench.report import (
     note_noise,
@@ -82,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("-- creating the test files")
         files = create_files(workdir, s)
+        if "random-keys" in cfg.phases:
+            print(f"-- creating {s.keys:,} keys of 4 KiB")
+            create_keys(files.data_dir, s.keys)
+        dav = files.data_dir / "dav"  # nginx's WebDAV PUTs of the cache mix
+        dav.mkdir()
+        dav.chmod(0o777)
         results.upload_ceilings = {
             "disk write+fsync": files.disk_write_gbps,
             "sha256 on one core": files.sha256_gbps,
