@@ -135,11 +135,42 @@ async def test_what_the_loop_may_not_open_goes_to_the_thread(
     assert threads == ["k/link.bin", "k/fifo.bin", "k/missing.bin", "k"]
 
 
+async def loaded_store(served: Served) -> FilesystemStore:
+    store = served.app[STORE]
+    assert isinstance(store, FilesystemStore)
+    assert store._index_loader is not None
+    await asyncio.to_thread(store._index_loader.join)
+    return store
+
+
+async def test_the_read_index_answers_without_sqlite(root: Path, threads: list[str]) -> None:
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        assert len(store.index) == len(KEYS)
+        with store._loop_lookup._lock:  # SQLite unusable from the loop meanwhile
+            for path, data in KEYS.items():
+                assert (await get(served, path))[:2] == (200, data)
+        assert served.reached_application == []
+    assert threads == []
+
+
 async def test_a_busy_lookup_falls_back_to_the_thread(root: Path, threads: list[str]) -> None:
     async with serving(Settings(root=root), hot=True) as served:
-        store = served.app[STORE]
-        assert isinstance(store, FilesystemStore)
+        store = await loaded_store(served)
+        store.index.clear()
         path = next(iter(KEYS))
         with store._loop_lookup._lock:  # another statement on the connection: no wait
             assert (await get(served, path))[:2] == (200, KEYS[path])
     assert threads == [path]
+
+
+async def test_an_expiry_given_elsewhere_is_not_missed_by_the_read_index(
+    root: Path, other: FilesystemStore
+) -> None:
+    path, data = next(iter(KEYS.items()))
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        store.hot.clear()
+        await store_bytes(other, path, data, expires_at=time.time() - 1)  # same bytes
+        store.hot.clear()
+        assert (await get(served, path))[0] == 404

@@ -10,8 +10,8 @@ worker thread, which gives the reason or hashes and records the version: absent,
 directory, a FIFO, a symlink at the last component, a version changed or placed by hand
 (no matching row), one not hashed yet, another device, a busy database.
 
-Bounded cost: nothing is kept per artifact (no index in memory; SQLite's own page cache,
-2 MiB by default, holds the hot pages of the table's primary key). It never waits: the
+The row comes from the read index in memory (readindex.py) when it holds this version at
+the current write generation, else from SQLite, one indexed read. It never waits: the
 connection has no busy timeout (a WAL reader waits for no writer; SQLITE_BUSY, as during
 recovery, falls back to the thread) and its lock is taken without blocking. What it may
 cost the loop is a page-cache miss of the directory entry or of the database's index page:
@@ -19,8 +19,8 @@ a disk read, as for any first touch of the tree.
 
 Correctness: the row is keyed by the inode this open holds, so a path replaced or deleted
 by any process (a new inode, or none) is never answered from an old row; a row's own change
-for the same inode (a re-PUT of identical bytes with a new expiry) is read afresh on every
-open, since nothing is cached here.
+for the same inode (a re-PUT of identical bytes with a new expiry) bumps the generation, so
+it is read afresh from SQLite.
 """
 
 from __future__ import annotations
@@ -81,28 +81,21 @@ class LoopLookup:
                 self._conn = None
 
 
-def open_recorded(
-    root: str, root_dev: int, path: str, lookup: LoopLookup
-) -> tuple[int, os.stat_result, VersionRow] | None:
-    """An open descriptor, its fstat and its row, when the metadata database records this
-    exact version with its digest; None (nothing left open) otherwise."""
+def open_regular(root: str, root_dev: int, path: str) -> tuple[int, os.stat_result] | None:
+    """An open descriptor of the regular file at `path` and its fstat, on the loop; None
+    (nothing left open) for anything else or any failure: the worker thread's open then
+    says why."""
     try:
         fd = os.open(os.path.join(root, path), _OPEN_FLAGS)
     except OSError:
-        return None  # absent, a symlink, out of descriptors: the thread's open says why
+        return None  # absent, a symlink, out of descriptors
     try:
         st = os.fstat(fd)
     except OSError:
         os.close(fd)
         return None
     # Another device: the inode number would not name the recorded version.
-    if stat.S_ISREG(st.st_mode) and st.st_dev == root_dev:
-        row = lookup.find(path, st.st_ino)
-        if (
-            row is not None
-            and row.sha256 is not None
-            and row.matches(st.st_ino, st.st_size, st.st_mtime_ns)
-        ):
-            return fd, st, row
-    os.close(fd)
-    return None
+    if not stat.S_ISREG(st.st_mode) or st.st_dev != root_dev:
+        os.close(fd)
+        return None
+    return fd, st

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,8 +42,9 @@ from artifactd.store.filesystem.digests import DigestFinder, verify_version
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
-from artifactd.store.filesystem.loopopen import LoopLookup, open_recorded
+from artifactd.store.filesystem.loopopen import LoopLookup, open_regular
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.readindex import ReadIndex
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
     READ_ONLY_MESSAGE,
@@ -87,6 +89,19 @@ class FilesystemStore(LockedWrites, Store):
         self._root_str = str(self.root)
         self._root_dev = os.stat(self.root).st_dev
         self._loop_lookup = LoopLookup(self.state_dir / "metadata.db")
+        # What cold reads need of each recorded version, loaded in one query meanwhile.
+        self.index = ReadIndex()
+        self._index_stop = threading.Event()
+        self._index_loader: threading.Thread | None = None
+        if not self.db.read_only:
+            generation = self.hot.current_generation()  # before reading: a racing commit shows
+            self._index_loader = threading.Thread(
+                target=self.index.load,
+                args=(self.state_dir / "metadata.db", generation, self._index_stop),
+                name="artifactd-index",
+                daemon=True,
+            )
+            self._index_loader.start()
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
 
     def _open_metadata(self) -> MetadataDB:
@@ -126,22 +141,35 @@ class FilesystemStore(LockedWrites, Store):
     def open_now(self, path: str) -> ArtifactReader | None:
         """From the hot cache (no syscall for small files), else a recorded version opened
         on the loop (loopopen.py): no worker thread either way."""
+        return self._open_hot(path) or self._open_recorded_now(path, use_index=True)
+
+    def _open_hot(self, path: str) -> ArtifactReader | None:
         checked_out = self.hot.checkout(path)
         if checked_out is None:
-            return self._open_recorded_now(path)
+            return None
         entry, fd = checked_out
         if fd is not None:
             return FileReader(fd, entry.info)
         return None if entry.data is None else MemoryReader(entry.data, entry.info)
 
-    def _open_recorded_now(self, path: str) -> ArtifactReader | None:
+    def _open_recorded_now(self, path: str, *, use_index: bool) -> ArtifactReader | None:
+        """The version at `path` opened on the loop, if the metadata database records it
+        exactly (from the read index when it holds it at this generation, else SQLite)."""
         if self.db.read_only:
             return None  # rows may be missing there (not recorded): the thread hashes
         generation = self.hot.current_generation()  # before opening, as in _open_sync
-        opened = open_recorded(self._root_str, self._root_dev, path, self._loop_lookup)
+        opened = open_regular(self._root_str, self._root_dev, path)
         if opened is None:
             return None
-        fd, st, row = opened
+        fd, st = opened
+        ino, size, mtime_ns = st.st_ino, st.st_size, st.st_mtime_ns
+        row = self.index.find(path, ino, size, mtime_ns, generation) if use_index else None
+        if row is None:
+            row = self._loop_lookup.find(path, ino)
+            if row is None or row.sha256 is None or not row.matches(ino, size, mtime_ns):
+                os.close(fd)
+                return None  # unrecorded, unhashed or busy: the thread's open
+            self.index.note(row, generation)
         info = self._info_from_row(path, st, row)
         if info.is_expired():
             os.close(fd)
@@ -153,7 +181,11 @@ class FilesystemStore(LockedWrites, Store):
         return MemoryReader(data, info)
 
     async def info(self, path: str) -> ArtifactInfo:
-        async with await self.open(path) as reader:
+        # Not from the read index, which does not keep last access times.
+        reader = self._open_hot(path) or self._open_recorded_now(path, use_index=False)
+        if reader is None:
+            reader = await asyncio.to_thread(self._open_sync, path)
+        async with reader:
             accessed = self._accessed.get(path)
             return replace(
                 reader.info,
@@ -183,6 +215,21 @@ class FilesystemStore(LockedWrites, Store):
             os.close(fd)
             raise
         self.hot.remember(path, info, fd, generation)
+        if info.sha256 is not None:
+            self.index.note(
+                VersionRow(
+                    path,
+                    st.st_ino,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    info.sha256,
+                    info.content_type,
+                    info.created_at,
+                    info.expires_at,
+                    None,
+                ),
+                generation,
+            )
         return FileReader(fd, info)
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
@@ -346,7 +393,11 @@ class FilesystemStore(LockedWrites, Store):
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        self._index_stop.set()
+        if self._index_loader is not None:
+            self._index_loader.join()
         self._loop_lookup.close()
+        self.index.clear()
         self.hot.clear()
         if self._generation is not None:
             self._generation.close()
