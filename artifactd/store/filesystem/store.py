@@ -174,6 +174,10 @@ class FilesystemStore(LockedWrites, Store):
         if info.is_expired():
             os.close(fd)
             return None  # the thread's open answers NotFoundError
+        if self._accessed.get(path) is None:
+            # Read once since the last flush of access times: a random key, most likely,
+            # not worth a hot-cache entry (and the eviction of another) yet.
+            return FileReader(fd, info)
         data = self.hot.remember_now(path, info, fd, generation)
         if data is None:
             return FileReader(fd, info)
