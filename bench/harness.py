@@ -12,14 +12,19 @@ Workloads: (a) 1 GiB with curl, one stream: GB/s and server CPU s/GiB; (b) 4 KiB
 wrk -c64: req/s; (c) 1 MiB file, wrk -c16: GB/s; (d) random 64 KiB ranges of the 1 GiB file,
 wrk -c16: req/s; (e) 500 concurrent slow downloads of the 1 GiB file: peak server RSS;
 (f) artifactd only: `curl -T` of the 1 GiB file (GB/s, server CPU s/GiB), and (e) again with
-a 64 MiB file to see whether memory grows with file size.
+a 64 MiB file to see whether memory grows with file size; random-keys: GETs of random keys
+among 100,000 4 KiB artifacts (wrk -c16, bench/random_keys.lua) against artifactd's one-hot-
+path rate and nginx; cache-mix: GET hits, GET misses, HEADs and PUTs (70/10/10/10, 4 KiB to
+1 MiB) via /files/ against nginx WebDAV and via the Turborepo API against ducktors'
+turborepo-remote-cache (bench/keyloads.py).
 
 Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS stand for the flags.
 
 This module only wires the run together: config (scales, servers, metrics, options), files
-(the test files), servers and clients (what runs and what drives it), workloads (one timed
-phase each), run (the interleaved rounds), machine and noise (pinning, core use, other
-processes), results (samples), targets (verdicts), report (tables, notes, JSON).
+(the test files), keys and mix (the small objects), servers and clients (what runs and what
+drives it; mixclient the cache mix's own), workloads and keyloads (one timed phase each), run
+(the interleaved rounds), machine and noise (pinning, core use, other processes), results
+(samples), targets (verdicts), report (tables, notes, JSON).
 """
 
 from __future__ import annotations

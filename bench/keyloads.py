@@ -30,17 +30,17 @@ CONNECTIONS = 16
 MIX_STATUSES = {"200", "201", "202", "204", "404"}
 
 
-def mix_targets(server: Server) -> dict[str, MixTarget]:
-    """metric -> where `server` takes the cache mix."""
-    base = base_of(server.url)
-    if server.kind == "artifactd":
+def mix_targets(url: str, kind: str) -> dict[str, MixTarget]:
+    """metric -> where a server of `kind` at `url` takes the cache mix."""
+    base = base_of(url)
+    if kind == "artifactd":
         return {
             "cache_mix_rps": MixTarget(base, "/files/mix/", "files"),
             "cache_mix_turbo_rps": MixTarget(base, "/turbo/v8/artifacts/", "turbo", TURBO_QUERY),
         }
-    if server.kind == "nginx":
+    if kind == "nginx":
         return {"cache_mix_rps": MixTarget(base, "/dav/mix/", "files")}
-    if server.kind == "ducktors":
+    if kind == "ducktors":
         return {
             "cache_mix_turbo_rps": MixTarget(
                 base, "/v8/artifacts/", "turbo", TURBO_QUERY, DUCKTORS_TOKEN
@@ -153,7 +153,7 @@ class KeyWorkloads:
 
     def cache_mix(self, server: Server) -> None:
         scale = self.cfg.scale
-        for metric, target in mix_targets(server).items():
+        for metric, target in mix_targets(server.url, server.kind).items():
             validate_mix(run_mix(target, scale.mix_objects, scale.wrk_warmup, seed=2))
             with self.timed(server) as timing:
                 result = run_mix(target, scale.mix_objects, scale.wrk_duration)

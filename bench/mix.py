@@ -95,8 +95,9 @@ def check_mix(target: MixTarget, count: int, requests: int, seed: int = 1) -> di
                 seen["miss"] += 1
             elif roll < 90:
                 status, got, data = ask("HEAD", i)
+                # ducktors' server streams its answers: its HEAD has no Content-Length
                 length = got.get("content-length")
-                if (status, data, length) != (200, b"", str(len(object_bytes(i)))):
+                if (status, data) != (200, b"") or length not in (None, str(len(object_bytes(i)))):
                     raise BenchError(f"HEAD {target.target(i)}: {status} {length}")
                 seen["head"] += 1
             else:

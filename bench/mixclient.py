@@ -29,12 +29,13 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
 
 
-async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple[int, int]:
-    """Status and body length of one response (Content-Length or chunked)."""
+async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple[int, int, bool]:
+    """Status, body length (Content-Length or chunked) and whether the server closes the
+    connection after it (nginx does after `keepalive_requests`, 1,000 by default)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
-    length, chunked = None, False
+    length, chunked, close = None, False, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -42,11 +43,13 @@ async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple
             length = int(value)
         elif name == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
     if head_only or status in (204, 304):
-        return status, 0
+        return status, 0, close
     if length is not None:
         await reader.readexactly(length)
-        return status, length
+        return status, length, close
     if chunked:
         total = 0
         while True:
@@ -54,7 +57,7 @@ async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple
             await reader.readexactly(size + 2)
             total += size
             if size == 0:
-                return status, total
+                return status, total, close
     raise ValueError(f"a {status} without a length")
 
 
@@ -91,7 +94,10 @@ async def _connection(
             if len(body) >= 65536:
                 writer.write(body)
             await writer.drain()
-            status, length = await _read_response(reader, method == "HEAD")
+            status, length, close = await _read_response(reader, method == "HEAD")
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, int(port), limit=2**20)
             tally.latencies.append(time.monotonic() - started)
             tally.requests += 1
             tally.bytes += length

@@ -80,11 +80,15 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 server = start_ducktors(name, binary, workdir, cfg.server_cpu)
             else:
                 raise ValueError(name)
-            if server.kind != "ducktors":
-                prime(server, files)
-            if "cache-mix" in cfg.phases and name in (PHASE_SERVERS["cache-mix"] or ()):
-                for target in mix_targets(server).values():
-                    store_objects(target, cfg.scale.mix_objects)
+            try:
+                if server.kind != "ducktors":
+                    prime(server, files)
+                if "cache-mix" in cfg.phases and name in (PHASE_SERVERS["cache-mix"] or ()):
+                    for target in mix_targets(server.url, server.kind).values():
+                        store_objects(target, cfg.scale.mix_objects)
+            except BaseException:
+                server.stop()  # not left running when it cannot take part
+                raise
         except (RuntimeError, OSError, BenchError) as exc:
             results.errors.append(f"{name}: could not start: {exc}")
             print(f"!! {name} could not start: {exc}", file=sys.stderr)
