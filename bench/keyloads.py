@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from typing import Any
@@ -122,6 +123,7 @@ class KeyWorkloads:
                 **result.as_dict(),
                 **timing.as_dict(),
                 "server_cpu_us_per_request": timing.server_cpu / max(1, result.requests) * 1e6,
+                "server_cpu_busy": timing.server_cpu / result.seconds,
             },
         )
         return result
@@ -166,6 +168,32 @@ class KeyWorkloads:
                     **result.as_dict(),
                     **timing.as_dict(),
                     "server_cpu_us_per_request": timing.server_cpu / result.requests * 1e6,
+                    "server_cpu_busy": timing.server_cpu / result.seconds,
                     "client_cpu_busy": result.client_cpu_seconds / result.seconds,
                 },
             )
+
+
+PER_REQUEST_PHASES = ("random_keys", "random_hot", "cache_mix", "cache_mix_turbo")
+
+
+def per_request_table(results: Results, servers: list[str], titles: dict[str, str]) -> str:
+    """Server CPU per request and the share of its core the server process had: on a shared
+    machine, req/s also measures how much of the core other processes left."""
+    lines = [
+        "| small-object workload | server | server CPU per request (µs) | server process CPU |",
+        "|---|---|---:|---:|",
+    ]
+    for phase in PER_REQUEST_PHASES:
+        by_server = results.details.get(phase, {})
+        first = True
+        for server in servers:
+            runs = by_server.get(server)
+            if not runs:
+                continue
+            cpu = statistics.median(float(r["server_cpu_us_per_request"]) for r in runs)
+            busy = statistics.median(float(r["server_cpu_busy"]) for r in runs)
+            title = phase.replace("_", " ") if first else ""
+            lines.append(f"| {title} | {titles.get(server, server)} | {cpu:.0f} | {busy:.0%} |")
+            first = False
+    return "\n".join(lines)
