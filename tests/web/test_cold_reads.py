@@ -138,16 +138,16 @@ async def test_what_the_loop_may_not_open_goes_to_the_thread(
 async def loaded_store(served: Served) -> FilesystemStore:
     store = served.app[STORE]
     assert isinstance(store, FilesystemStore)
-    assert store._index_loader is not None
-    await asyncio.to_thread(store._index_loader.join)
+    assert store.loop_open.loader is not None
+    await asyncio.to_thread(store.loop_open.loader.join)
     return store
 
 
 async def test_the_read_index_answers_without_sqlite(root: Path, threads: list[str]) -> None:
     async with serving(Settings(root=root), hot=True) as served:
         store = await loaded_store(served)
-        assert len(store.index) == len(KEYS)
-        with store._loop_lookup._lock:  # SQLite unusable from the loop meanwhile
+        assert len(store.loop_open.index) == len(KEYS)
+        with store.loop_open.lookup._lock:  # SQLite unusable from the loop meanwhile
             for path, data in KEYS.items():
                 assert (await get(served, path))[:2] == (200, data)
         assert served.reached_application == []
@@ -157,9 +157,9 @@ async def test_the_read_index_answers_without_sqlite(root: Path, threads: list[s
 async def test_a_busy_lookup_falls_back_to_the_thread(root: Path, threads: list[str]) -> None:
     async with serving(Settings(root=root), hot=True) as served:
         store = await loaded_store(served)
-        store.index.clear()
+        store.loop_open.index.clear()
         path = next(iter(KEYS))
-        with store._loop_lookup._lock:  # another statement on the connection: no wait
+        with store.loop_open.lookup._lock:  # another statement on the connection: no wait
             assert (await get(served, path))[:2] == (200, KEYS[path])
     assert threads == [path]
 

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import stat
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -42,9 +41,8 @@ from artifactd.store.filesystem.digests import DigestFinder, verify_version
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
-from artifactd.store.filesystem.loopopen import LoopLookup, open_regular
+from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
-from artifactd.store.filesystem.readindex import ReadIndex
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
     READ_ONLY_MESSAGE,
@@ -86,22 +84,14 @@ class FilesystemStore(LockedWrites, Store):
             else None
         )
         self.hot = HotCache(self._generation)
-        self._root_str = str(self.root)
-        self._root_dev = os.stat(self.root).st_dev
-        self._loop_lookup = LoopLookup(self.state_dir / "metadata.db")
-        # What cold reads need of each recorded version, loaded in one query meanwhile.
-        self.index = ReadIndex()
-        self._index_stop = threading.Event()
-        self._index_loader: threading.Thread | None = None
-        if not self.db.read_only:
-            generation = self.hot.current_generation()  # before reading: a racing commit shows
-            self._index_loader = threading.Thread(
-                target=self.index.load,
-                args=(self.state_dir / "metadata.db", generation, self._index_stop),
-                name="artifactd-index",
-                daemon=True,
-            )
-            self._index_loader.start()
+        self.loop_open = LoopOpener(
+            self.root,
+            self.state_dir / "metadata.db",
+            self.hot,
+            self._accessed,
+            self._info_from_row,
+            load=not self.db.read_only,
+        )
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
 
     def _open_metadata(self) -> MetadataDB:
@@ -153,36 +143,9 @@ class FilesystemStore(LockedWrites, Store):
         return None if entry.data is None else MemoryReader(entry.data, entry.info)
 
     def _open_recorded_now(self, path: str, *, use_index: bool) -> ArtifactReader | None:
-        """The version at `path` opened on the loop, if the metadata database records it
-        exactly (from the read index when it holds it at this generation, else SQLite)."""
         if self.db.read_only:
             return None  # rows may be missing there (not recorded): the thread hashes
-        generation = self.hot.current_generation()  # before opening, as in _open_sync
-        opened = open_regular(self._root_str, self._root_dev, path)
-        if opened is None:
-            return None
-        fd, st = opened
-        ino, size, mtime_ns = st.st_ino, st.st_size, st.st_mtime_ns
-        row = self.index.find(path, ino, size, mtime_ns, generation) if use_index else None
-        if row is None:
-            row = self._loop_lookup.find(path, ino)
-            if row is None or row.sha256 is None or not row.matches(ino, size, mtime_ns):
-                os.close(fd)
-                return None  # unrecorded, unhashed or busy: the thread's open
-            self.index.note(row, generation)
-        info = self._info_from_row(path, st, row)
-        if info.is_expired():
-            os.close(fd)
-            return None  # the thread's open answers NotFoundError
-        if self._accessed.get(path) is None:
-            # Read once since the last flush of access times: a random key, most likely,
-            # not worth a hot-cache entry (and the eviction of another) yet.
-            return FileReader(fd, info)
-        data = self.hot.remember_now(path, info, fd, generation)
-        if data is None:
-            return FileReader(fd, info)
-        os.close(fd)
-        return MemoryReader(data, info)
+        return self.loop_open.open(path, use_index=use_index)
 
     async def info(self, path: str) -> ArtifactInfo:
         # Not from the read index, which does not keep last access times.
@@ -219,21 +182,7 @@ class FilesystemStore(LockedWrites, Store):
             os.close(fd)
             raise
         self.hot.remember(path, info, fd, generation)
-        if info.sha256 is not None:
-            self.index.note(
-                VersionRow(
-                    path,
-                    st.st_ino,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    info.sha256,
-                    info.content_type,
-                    info.created_at,
-                    info.expires_at,
-                    None,
-                ),
-                generation,
-            )
+        self.loop_open.note(st, info, generation)
         return FileReader(fd, info)
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
@@ -397,11 +346,7 @@ class FilesystemStore(LockedWrites, Store):
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
-        self._index_stop.set()
-        if self._index_loader is not None:
-            self._index_loader.join()
-        self._loop_lookup.close()
-        self.index.clear()
+        self.loop_open.close()
         self.hot.clear()
         if self._generation is not None:
             self._generation.close()
