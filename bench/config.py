@@ -28,12 +28,14 @@ class Scale:
     large_reps: int  # downloads per single-stream sample
     slow_clients: int
     slow_duration: float
+    keys: int = 100_000  # 4 KiB artifacts of the random-keys workload
+    mix_objects: int = 900  # stored objects of the cache mix (4 KiB to 1 MiB)
 
 
 SCALES: dict[str, Scale] = {
     "full": Scale(GiB, MiB, 4 * KiB, 64 * MiB, 3, 5.0, 1.0, 2, 500, 8.0),
-    "small": Scale(64 * MiB, MiB, 4 * KiB, 16 * MiB, 2, 2.0, 1.0, 2, 200, 3.0),
-    "tiny": Scale(4 * MiB, 256 * KiB, 4 * KiB, MiB, 1, 1.0, 1.0, 1, 20, 1.0),
+    "small": Scale(64 * MiB, MiB, 4 * KiB, 16 * MiB, 2, 2.0, 1.0, 2, 200, 3.0, 20_000, 270),
+    "tiny": Scale(4 * MiB, 256 * KiB, 4 * KiB, MiB, 1, 1.0, 1.0, 1, 20, 1.0, 2_000, 45),
 }
 
 # "aiohttp-floor" (bench/baseline_floor.py) is no file server: a ceiling for artifactd's
@@ -42,13 +44,39 @@ SCALES: dict[str, Scale] = {
 FLOOR = "aiohttp-floor"
 LOW_LEVEL_FLOOR = "aiohttp-lowlevel"
 FLOORS = (FLOOR, LOW_LEVEL_FLOOR)
-ALL_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "aiohttp-asyncio", "nginx", *FLOORS)
-DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", *FLOORS)
+# ducktors' turborepo-remote-cache (npm, local storage): the cache-mix workload only.
+DUCKTORS = "ducktors"
+ALL_SERVERS = (
+    "artifactd",
+    "artifactd-asyncio",
+    "aiohttp",
+    "aiohttp-asyncio",
+    "nginx",
+    *FLOORS,
+    DUCKTORS,
+)
+DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", *FLOORS, DUCKTORS)
 # With --compare-src: artifactd (uvloop, default config) from another checkout.
 REFERENCE = "artifactd-ref"
 ARTIFACTD_SERVERS = ("artifactd", "artifactd-asyncio", REFERENCE)
-BASELINES = {"nginx": "nginx", "aiohttp": "aiohttp FileResponse", REFERENCE: "artifactd-ref"}
-PHASES = ("large", "small", "medium", "ranges", "slow", "growth", "upload", "uploads-small")
+BASELINES = {
+    "nginx": "nginx",
+    "aiohttp": "aiohttp FileResponse",
+    REFERENCE: "artifactd-ref",
+    DUCKTORS: "ducktors' turborepo-remote-cache",
+}
+PHASES = (
+    "large",
+    "small",
+    "medium",
+    "ranges",
+    "slow",
+    "growth",
+    "upload",
+    "uploads-small",
+    "random-keys",
+    "cache-mix",
+)
 SERVER_TITLES = {
     "artifactd": "artifactd (uvloop)",
     "artifactd-asyncio": "artifactd --loop asyncio",
@@ -58,6 +86,7 @@ SERVER_TITLES = {
     REFERENCE: "artifactd-ref (--compare-src)",
     FLOOR: "aiohttp floor (bytes in memory)",
     LOW_LEVEL_FLOOR: "aiohttp low-level floor (no Application)",
+    DUCKTORS: "ducktors' turborepo-remote-cache (local storage)",
 }
 
 
@@ -85,6 +114,12 @@ METRICS = (
     Metric("upload_cpu_s_per_gib", "upload {large}: server CPU", "s/GiB", False, 3),
     Metric("put_4k_rps", "4 KiB PUTs to new paths, wrk -c16", "req/s", True, 0),
     Metric("put_64k_rps", "64 KiB PUTs to new paths, wrk -c16", "req/s", True, 0),
+    Metric(
+        "random_keys_rps", "GET of random keys among {keys} × 4 KiB, wrk -c16", "req/s", True, 0
+    ),
+    Metric("random_hot_rps", "GET of one of those keys (one hot path), wrk -c16", "req/s", True, 0),
+    Metric("cache_mix_rps", "cache mix (GET/miss/HEAD/PUT 70/10/10/10), /files/", "req/s", True, 0),
+    Metric("cache_mix_turbo_rps", "cache mix, Turborepo API /v8/artifacts/", "req/s", True, 0),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -108,20 +143,25 @@ class Config:
     client_cpu: int | None = None
 
 
-FILE_SERVERS = (*(name for name in ALL_SERVERS if name not in FLOORS), REFERENCE)
+FILE_SERVERS = (
+    *(name for name in ALL_SERVERS if name not in FLOORS and name != DUCKTORS),
+    REFERENCE,
+)
 PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
     "large": FILE_SERVERS,
-    "small": None,
+    "small": (*FILE_SERVERS, *FLOORS),
     "medium": FILE_SERVERS,
-    "ranges": None,
+    "ranges": (*FILE_SERVERS, *FLOORS),
     "slow": FILE_SERVERS,
     "growth": ("artifactd", REFERENCE),
     "upload": ARTIFACTD_SERVERS,
     "uploads-small": (*ARTIFACTD_SERVERS, "nginx"),  # nginx: WebDAV PUT (nginx.conf.template)
+    "random-keys": ("artifactd", REFERENCE, "nginx"),
+    "cache-mix": ("artifactd", REFERENCE, "nginx", DUCKTORS),
 }
 # Metrics of phases whose name does not prefix their keys.
 PHASE_METRICS = {"uploads-small": ("put_4k_rps", "put_64k_rps")}
-WRK_PHASES = ("small", "medium", "ranges", "uploads-small")
+WRK_PHASES = ("small", "medium", "ranges", "uploads-small", "random-keys", "cache-mix")
 
 
 def human_size(n: int) -> str:
@@ -140,6 +180,7 @@ def metric_title(metric: Metric, cfg: Config) -> str:
         medium=human_size(s.medium),
         small=human_size(s.small),
         clients=cfg.slow.clients,
+        keys=f"{s.keys:,}",
     )
 
 
@@ -180,6 +221,7 @@ def parse_args(argv: list[str] | None) -> Config:
         help=f"comma-separated, from {', '.join(PHASES)} (env BENCH_WORKLOADS)",
     )
     parser.add_argument("--large-size", type=int, help="bytes of the large file")
+    parser.add_argument("--keys", type=int, help="4 KiB artifacts of the random-keys workload")
     parser.add_argument("--wrk-duration", type=float, help="seconds per timed wrk run")
     parser.add_argument("--slow-clients", type=int, help="concurrent slow downloads")
     parser.add_argument("--slow-duration", type=float, help="seconds of slow downloading")
@@ -227,6 +269,8 @@ def parse_args(argv: list[str] | None) -> Config:
         scale = replace(scale, slow_clients=args.slow_clients)
     if args.slow_duration:
         scale = replace(scale, slow_duration=args.slow_duration)
+    if args.keys:
+        scale = replace(scale, keys=args.keys)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     phases = [p.strip() for p in args.workloads.split(",") if p.strip()]
     for name in servers:

@@ -14,14 +14,19 @@ wrk -c16: req/s; (e) 500 concurrent slow downloads of the 1 GiB file: peak serve
 (f) artifactd only: `curl -T` of the 1 GiB file (GB/s, server CPU s/GiB), and (e) again with
 a 64 MiB file to see whether memory grows with file size; uploads-small: 4 KiB and 64 KiB PUTs
 to new paths, wrk -c16, artifactd (durable) against nginx's WebDAV PUT (not durable), with
-this disk's ceiling for durable small writes (bench/fsync_ceiling.py).
+this disk's ceiling for durable small writes (bench/fsync_ceiling.py); random-keys: GETs of
+random keys among 100,000 4 KiB artifacts (wrk -c16, bench/random_keys.lua) against
+artifactd's one-hot-path rate and nginx; cache-mix: GET hits, GET misses, HEADs and PUTs
+(70/10/10/10, 4 KiB to 1 MiB) via /files/ against nginx WebDAV and via the Turborepo API
+against ducktors' turborepo-remote-cache (bench/keyloads.py).
 
 Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS stand for the flags.
 
 This module only wires the run together: config (scales, servers, metrics, options), files
-(the test files), servers and clients (what runs and what drives it), workloads (one timed
-phase each), run (the interleaved rounds), machine and noise (pinning, core use, other
-processes), results (samples), targets (verdicts), report (tables, notes, JSON).
+(the test files), keys and mix (the small objects), servers and clients (what runs and what
+drives it; mixclient the cache mix's own), workloads and keyloads (one timed phase each), run
+(the interleaved rounds), machine and noise (pinning, core use, other processes), results
+(samples), targets (verdicts), report (tables, notes, JSON).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from types import FrameType
 from bench.config import human_size, parse_args
 from bench.files import create_files
 from bench.fsync_ceiling import measure_all
+from bench.keys import create_keys
 from bench.machine import choose_cpus, machine_info
 from bench.report import (
     note_noise,
@@ -85,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("-- creating the test files")
         files = create_files(workdir, s)
+        if "random-keys" in cfg.phases:
+            print(f"-- creating {s.keys:,} keys of 4 KiB")
+            create_keys(files.data_dir, s.keys)
+        dav = files.data_dir / "dav"  # nginx's WebDAV PUTs of the cache mix
+        dav.mkdir()
+        dav.chmod(0o777)
         results.upload_ceilings = {
             "disk write+fsync": files.disk_write_gbps,
             "sha256 on one core": files.sha256_gbps,

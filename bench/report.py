@@ -21,6 +21,7 @@ from bench.config import (
     human_size,
     metric_title,
 )
+from bench.keyloads import per_request_table
 from bench.results import Results
 from bench.servers import Server
 
@@ -58,6 +59,7 @@ def render_tables(cfg: Config, results: Results, servers: list[str]) -> str:
             )
             first = False
     lines += ["", diagnostics_table(cfg, results, servers)]
+    lines += ["", per_request_table(results, servers, SERVER_TITLES)]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.clients import BenchError
 from bench.config import (
+    DUCKTORS,
     FLOORS,
     LOW_LEVEL_FLOOR,
     METRICS,
@@ -20,11 +21,16 @@ from bench.config import (
     fmt,
 )
 from bench.files import TestFiles, link_root
+from bench.keyloads import mix_targets
+from bench.keys import link_keys, record_keys
+from bench.mix import store_objects
 from bench.results import Results
 from bench.servers import (
     Server,
+    find_ducktors,
     find_tool,
     start_artifactd,
+    start_ducktors,
     start_fileresponse,
     start_floor,
     start_nginx,
@@ -40,6 +46,11 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
             if name.startswith("artifactd"):
                 root = workdir / f"root-{name}"
                 link_root(files, root)
+                keys = cfg.scale.keys
+                if "random-keys" in cfg.phases and name in (PHASE_SERVERS["random-keys"] or ()):
+                    print(f"   {name}: linking and recording {keys:,} keys")
+                    link_keys(files.data_dir, root, keys)
+                    record_keys(root, keys)
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
                 server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
@@ -57,10 +68,29 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                     )
                     continue
                 server = start_nginx(name, nginx, files.data_dir, workdir, cfg.server_cpu)
+            elif name == DUCKTORS:
+                binary = find_ducktors()
+                if binary is None:
+                    results.notes.append(
+                        "ducktors' turborepo-remote-cache is not installed (bench/install_npm.sh "
+                        "needs npm): its baseline and the cache-mix target against it are omitted"
+                    )
+                    continue
+                if "cache-mix" not in cfg.phases:
+                    continue
+                server = start_ducktors(name, binary, workdir, cfg.server_cpu)
             else:
                 raise ValueError(name)
-            prime(server, files)
-        except (RuntimeError, OSError) as exc:
+            try:
+                if server.kind != "ducktors":
+                    prime(server, files)
+                if "cache-mix" in cfg.phases and name in (PHASE_SERVERS["cache-mix"] or ()):
+                    for target in mix_targets(server.url, server.kind).values():
+                        store_objects(target, cfg.scale.mix_objects)
+            except BaseException:
+                server.stop()  # not left running when it cannot take part
+                raise
+        except (RuntimeError, OSError, BenchError) as exc:
             results.errors.append(f"{name}: could not start: {exc}")
             print(f"!! {name} could not start: {exc}", file=sys.stderr)
             continue
@@ -115,7 +145,9 @@ def run_rounds(cfg: Config, bench: Bench, servers: list[Server]) -> None:
 def last_value(results: Results, phase: str, server: str) -> str:
     parts = []
     for metric in METRICS:
-        if metric.key.startswith(phase + "_") or metric.key in PHASE_METRICS.get(phase, ()):
+        # "random-keys" -> random_keys_rps and random_hot_rps; "cache-mix" -> cache_mix_*
+        prefix = phase.replace("-", "_").split("_")[0] + "_"
+        if metric.key.startswith(prefix) or metric.key in PHASE_METRICS.get(phase, ()):
             values = results.samples.get(metric.key, {}).get(server)
             if values:
                 parts.append(f"{fmt(values[-1], metric)} {metric.unit}")

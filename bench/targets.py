@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.config import (
     BASELINES,
+    DUCKTORS,
     FLOOR,
     LOW_LEVEL_FLOOR,
     METRIC_BY_KEY,
@@ -24,6 +25,7 @@ class Target:
     baseline: str | None  # None: absolute threshold
     threshold: float
     at_most: bool  # value (or ratio) must be <= threshold
+    baseline_metric: str | None = None  # another metric of the same server as the baseline
 
 
 TARGETS = (
@@ -102,6 +104,39 @@ TARGETS = (
         1.0,
         False,
     ),
+    Target(
+        "random_keys_hot",
+        "random keys: req/s ≥ 0.6× one hot path (artifactd's own)",
+        "random_keys_rps",
+        "artifactd",
+        0.6,
+        False,
+        baseline_metric="random_hot_rps",
+    ),
+    Target(
+        "random_keys_nginx",
+        "random keys: req/s ≥ 0.3× nginx on the same keys",
+        "random_keys_rps",
+        "nginx",
+        0.3,
+        False,
+    ),
+    Target(
+        "cache_mix_nginx",
+        "cache mix via /files/: req/s ≥ 0.5× nginx WebDAV",
+        "cache_mix_rps",
+        "nginx",
+        0.5,
+        False,
+    ),
+    Target(
+        "cache_mix_ducktors",
+        "cache mix via the Turborepo API: req/s ≥ 1.5× ducktors' turborepo-remote-cache",
+        "cache_mix_turbo_rps",
+        DUCKTORS,
+        1.5,
+        False,
+    ),
 )
 
 
@@ -118,7 +153,12 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
             "threshold": target.threshold,
             "baseline": target.baseline,
         }
-        if target.baseline == "growth":
+        if target.baseline_metric is not None:
+            base = results.median(target.baseline_metric, server)
+            compared = value / base if value is not None and base else None
+            baseline_title = METRIC_BY_KEY[target.baseline_metric].title.split(" (")[0]
+            detail = f"{fmt(value, metric)} vs {fmt(base, metric)} {metric.unit} ({baseline_title})"
+        elif target.baseline == "growth":
             base = results.median("growth_peak_rss_mib", server)
             compared = value / base if value is not None and base else None
             detail = (

@@ -21,6 +21,7 @@ from bench import clients, noise
 from bench.clients import BenchError
 from bench.config import Config, GiB, KiB
 from bench.files import TestFiles, warm
+from bench.keyloads import KeyWorkloads
 from bench.machine import core_busy_seconds, timer_interrupts
 from bench.results import Results
 from bench.servers import Server
@@ -69,7 +70,7 @@ class Timing:
         }
 
 
-class Bench:
+class Bench(KeyWorkloads):
     def __init__(self, cfg: Config, files: TestFiles, results: Results) -> None:
         self.cfg = cfg
         self.files = files

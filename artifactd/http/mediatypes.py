@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -36,7 +37,18 @@ for _type, _extension in (
 
 def guess_content_type(path: str) -> str:
     """The media type a client should receive for `path`."""
-    media_type, encoding = _db.guess_type(path.rsplit("/", 1)[-1], strict=False)
+    name = path.rpartition("/")[2]
+    dot = name.find(".")
+    if dot <= 0 or ":" in name:  # no extension, a leading dot, or what reads as a URL scheme
+        return _guess_for_name.__wrapped__(name)
+    # Otherwise the guess depends only on the extensions, after the first dot: every
+    # "<stem>.tar.gz" shares one cached answer.
+    return _guess_for_name("x" + name[dot:])
+
+
+@functools.lru_cache(maxsize=512)
+def _guess_for_name(name: str) -> str:
+    media_type, encoding = _db.guess_type(name, strict=False)
     if encoding is not None:
         return _ENCODING_TYPES.get(encoding, DEFAULT_CONTENT_TYPE)
     return media_type or DEFAULT_CONTENT_TYPE

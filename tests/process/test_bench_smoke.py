@@ -19,7 +19,10 @@ import pytest
 from bench import clients, noise, servers
 from bench.clients import SlowConfig
 from bench.config import FLOOR, FLOORS, LOW_LEVEL_FLOOR
+from bench.keyloads import RANDOM_KEYS_SCRIPT, mix_targets, run_mix, validate_mix
+from bench.keys import KEY_SIZE, create_keys, key_name
 from bench.machine import timer_interrupts
+from bench.mix import check_mix, store_objects
 from bench.results import Results
 from bench.targets import evaluate_targets
 from tests.serverproc import ServerProcess
@@ -282,3 +285,69 @@ def test_timer_interrupts_are_read_per_cpu_and_only_grow() -> None:
     second = timer_interrupts(0)
     assert second is not None and second >= first
     assert timer_interrupts(os.cpu_count() or 1) is None  # CPUn is one past the last
+
+
+KEYS = 300  # the random-keys workload's artifacts, at a smoke test's scale
+
+
+@have_wrk
+def test_random_keys_answer_every_key_with_its_4_kib(
+    server: ServerProcess, storage_root: Path
+) -> None:
+    create_keys(storage_root, KEYS)  # placed by hand: digested on first sight
+    started = [server.url]
+    nginx_path = servers.find_tool("nginx")
+    nginx = None
+    if nginx_path is not None:
+        nginx = servers.start_nginx("nginx", nginx_path, storage_root, storage_root.parent, None)
+        started.append(nginx.url)
+    try:
+        for i in (0, 1, KEYS - 1):
+            status, _, body = clients.http_request(server.files_url(key_name(i)))
+            assert (status, body) == (200, (storage_root / key_name(i)).read_bytes())
+        for url in started:
+            result = clients.run_wrk(
+                url,
+                connections=4,
+                duration=1,
+                check=True,
+                script=RANDOM_KEYS_SCRIPT,
+                extra_args=[f"count={KEYS}"],
+            )
+            clients.validate_wrk(result, body_size=KEY_SIZE, status=200, checked=True)
+            assert result.statuses == {"200": result.requests}
+    finally:
+        if nginx is not None:
+            nginx.stop()
+
+
+def mix_servers(root: Path, workdir: Path) -> Iterator[servers.Server]:
+    """nginx (WebDAV) and ducktors' server, those installed, started for the cache mix."""
+    nginx = servers.find_tool("nginx")
+    if nginx is not None:
+        (root / "dav").mkdir(parents=True)
+        yield servers.start_nginx("nginx", nginx, root, workdir, cpu=None)
+    ducktors = servers.find_ducktors()
+    if ducktors is not None:
+        yield servers.start_ducktors("ducktors", ducktors, workdir, cpu=None)
+
+
+def test_the_cache_mix_is_answered_byte_exact_by_every_server(
+    server: ServerProcess, storage_root: Path, tmp_path: Path
+) -> None:
+    others = list(mix_servers(tmp_path / "nginx-root", tmp_path))
+    try:
+        targets = list(mix_targets(server.url, "artifactd").items())
+        for other in others:
+            targets += list(mix_targets(other.url, other.kind).items())
+        assert len(targets) == 2 + len(others)
+        for metric, target in targets:
+            store_objects(target, 27)
+            seen = check_mix(target, 27, requests=150)
+            assert min(seen.values()) > 0, (metric, target, seen)
+            result = run_mix(target, 27, duration=1.0)
+            validate_mix(result)
+            assert result.requests > 0 and "404" in result.statuses, (target, result.statuses)
+    finally:
+        for other in others:
+            other.stop()

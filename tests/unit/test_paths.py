@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from urllib.parse import quote
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from artifactd import paths
 from artifactd.errors import InvalidPathError
 from artifactd.paths import (
     INTERNAL_DIR,
@@ -297,3 +299,40 @@ def test_a_dotdot_segment_anywhere_is_refused(parts: list[str], index: int, dotd
     segments.insert(min(index, len(segments)), dotdot)
     with pytest.raises(InvalidPathError):
         parse_artifact_path("/".join(segments))
+
+
+def test_the_plain_path_shortcut_answers_as_the_general_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`_plain` only skips work: for any tail, the answer (or the refusal) is the same."""
+    rnd = random.Random(11)
+    alphabet = [
+        "a",
+        "b",
+        ".",
+        "/",
+        "%",
+        "2e",
+        "%2F",
+        "\\",
+        "\x7f",
+        "\x00",
+        "é",
+        "~",
+        "-",
+        "x" * 120,
+    ]
+    tails = ["a", "a/b.c", "k/00/000001.bin", ".hidden/x", "a/./b", "a/..", "..", "a//b", "x" * 256]
+    tails += [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(1, 12))) for _ in range(4000)
+    ]
+
+    def answer(tail: str) -> str | type[Exception]:
+        try:
+            return paths.parse_artifact_path(tail)
+        except InvalidPathError:
+            return InvalidPathError
+
+    fast = [answer(tail) for tail in tails]
+    monkeypatch.setattr(paths, "_plain", lambda raw: False)
+    assert [answer(tail) for tail in tails] == fast

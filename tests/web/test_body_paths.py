@@ -2,7 +2,8 @@
 
 A plan's body goes out one of several ways: one Response (inline), chunk by chunk
 (sendfile off), by sendfile, by sendfile after a page-cache miss of an inline span, or
-from the hot path in front of the Application. The `body_path` fixture runs a server that
+from the hot path in front of the Application, from the hot cache or (cold) opened on the
+loop. The `body_path` fixture runs a server that
 takes one of them; each case's answer (status, headers but the per-request ones, body)
 must equal the plain Application's, and the case must really have gone that way.
 """
@@ -27,6 +28,7 @@ from blockbuster import BlockBuster
 from artifactd.http import conditional
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.filesystem.hotcache import HotCache
 from artifactd.store.readers import FileReader
 from artifactd.web.download import gzip as gzip_module
 from artifactd.web.download import plan as plan_module
@@ -155,6 +157,7 @@ class BodyPath:
     inline_read_bytes: int | None = None  # replaces INLINE_READ_BYTES: 0 inlines nothing
     page_cache_misses: bool = False  # FileReader.read_now finds nothing at hand
     sends_span_by: str | None = None  # the mechanism that must send a span's bytes
+    cold: bool = False  # the hot cache never answers: each artifact opened on the loop
 
 
 BODY_PATHS = [
@@ -165,6 +168,7 @@ BODY_PATHS = [
         "page-cache miss", {"sendfile": True}, page_cache_misses=True, sends_span_by="sendfile"
     ),
     BodyPath("hot", {"sendfile": True}, hot=True),
+    BodyPath("cold", {"sendfile": True}, hot=True, cold=True),
 ]
 
 
@@ -172,6 +176,7 @@ BODY_PATHS = [
 class PathServer:
     served: Served
     used: list[str]  # the sending mechanisms each answer used, in order
+    threads: list[str]  # the paths opened in a worker thread
 
 
 @pytest.fixture
@@ -208,6 +213,12 @@ async def serving_by(
     send_file_range = zerocopy.send_file_range
     stream_span = send_module._stream_span
     write_gzipped = gzip_module.write_gzipped
+    open_sync = FilesystemStore._open_sync
+    threads: list[str] = []
+
+    def open_in_thread(store: FilesystemStore, artifact: str) -> FileReader:
+        threads.append(artifact)
+        return open_sync(store, artifact)
 
     async def by_sendfile(*args: Any) -> int:
         used.append("sendfile")
@@ -229,10 +240,13 @@ async def serving_by(
             patch.setattr(plan_module, "INLINE_READ_BYTES", path.inline_read_bytes)
         if path.page_cache_misses:
             patch.setattr(FileReader, "read_now", lambda *args, **kwargs: None)
+        if path.cold:
+            patch.setattr(HotCache, "checkout", lambda *args: None)
+            patch.setattr(FilesystemStore, "_open_sync", open_in_thread)
         plan_module._plain_get.cache_clear()  # plans made under other settings
         try:
             async with serving(replace(Settings(root=root), **path.settings), hot=path.hot) as s:
-                yield PathServer(s, used)
+                yield PathServer(s, used, threads)
         finally:
             plan_module._plain_get.cache_clear()
 
@@ -259,9 +273,11 @@ async def test_each_case_answers_alike_down_every_body_path(
     async with serving_by(body_path, root, monkeypatch) as server:
         await answer_of(server.served, case, validators)  # warms the hot cache
         server.used.clear()
+        server.threads.clear()
         server.served.reached_application.clear()
         answer = await answer_of(server.served, case, validators)
         used, reached = list(server.used), bool(server.served.reached_application)
+        threads = list(server.threads)
 
     assert answer == expected
     status, headers, body = answer
@@ -279,6 +295,8 @@ async def test_each_case_answers_alike_down_every_body_path(
         assert used == mechanisms[case.sends]
     if body_path.hot:
         assert reached is not case.hot
+        if body_path.cold and case.hot:
+            assert threads == []  # opened on the loop, every time
     else:
         assert reached
 

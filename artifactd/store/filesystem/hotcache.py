@@ -113,6 +113,24 @@ class HotCache:
             entry.fd = os.dup(fd)
         self.put(path, entry)
 
+    def remember_now(self, path: str, info: ArtifactInfo, fd: int, generation: int) -> bytes | None:
+        """`remember` on the event loop: a small file's bytes only if the page cache has
+        them all (RWF_NOWAIT: no wait for the disk; then nothing is kept). Returns those
+        bytes, or None when the caller reads through `fd`."""
+        if info.size > SMALL_FILE_BYTES:
+            self.remember(path, info, fd, generation)  # a duplicate descriptor: no read
+            return None
+        buffer = bytearray(info.size)
+        try:
+            got = os.preadv(fd, [buffer], 0, os.RWF_NOWAIT) if info.size else 0
+        except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT)
+            return None
+        if got != info.size:
+            return None
+        data = bytes(buffer)
+        self.put(path, HotEntry(info, generation, time.monotonic(), data=data))
+        return data
+
     def put(self, path: str, entry: HotEntry) -> None:
         with self._lock:
             self._drop(path)

@@ -41,6 +41,7 @@ from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.listing import list_directory, walk_files
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
+from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
@@ -83,6 +84,14 @@ class FilesystemStore(BatchedWrites, Store):
             else None
         )
         self.hot = HotCache(self._generation)
+        self.loop_open = LoopOpener(
+            self.root,
+            self.state_dir / "metadata.db",
+            self.hot,
+            self._accessed,
+            self._info_from_row,
+            load=not self.db.read_only,
+        )
         self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
         # Commits and deletes of this process that arrive together are made durable
         # together (groupcommit.py, writes.py).
@@ -123,7 +132,11 @@ class FilesystemStore(BatchedWrites, Store):
         return await asyncio.to_thread(self._open_sync, path)
 
     def open_now(self, path: str) -> ArtifactReader | None:
-        """From the hot cache: no worker thread, and no syscall for small files."""
+        """From the hot cache (no syscall for small files), else a recorded version opened
+        on the loop (loopopen.py): no worker thread either way."""
+        return self._open_hot(path) or self._open_recorded_now(path, use_index=True)
+
+    def _open_hot(self, path: str) -> ArtifactReader | None:
         checked_out = self.hot.checkout(path)
         if checked_out is None:
             return None
@@ -132,8 +145,17 @@ class FilesystemStore(BatchedWrites, Store):
             return FileReader(fd, entry.info)
         return None if entry.data is None else MemoryReader(entry.data, entry.info)
 
+    def _open_recorded_now(self, path: str, *, use_index: bool) -> ArtifactReader | None:
+        if self.db.read_only:
+            return None  # rows may be missing there (not recorded): the thread hashes
+        return self.loop_open.open(path, use_index=use_index)
+
     async def info(self, path: str) -> ArtifactInfo:
-        async with await self.open(path) as reader:
+        # Not from the read index, which does not keep last access times.
+        reader = self._open_hot(path) or self._open_recorded_now(path, use_index=False)
+        if reader is None:
+            reader = await asyncio.to_thread(self._open_sync, path)
+        async with reader:
             accessed = self._accessed.get(path)
             return replace(
                 reader.info,
@@ -163,6 +185,7 @@ class FilesystemStore(BatchedWrites, Store):
             os.close(fd)
             raise
         self.hot.remember(path, info, fd, generation)
+        self.loop_open.note(st, info, generation)
         return FileReader(fd, info)
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
@@ -170,6 +193,11 @@ class FilesystemStore(BatchedWrites, Store):
         row = self.db.find(path, st.st_ino)
         if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
             row = self.digests.describe_unknown(path, st, fd)
+        return self._info_from_row(path, st, row)
+
+    def _info_from_row(self, path: str, st: os.stat_result, row: VersionRow) -> ArtifactInfo:
+        """What the version `st` is, as its metadata row tells (and this process's later
+        access time, if any)."""
         return info_from_row(path, st, row, self._accessed.get(path))
 
     async def list_dir(self, path: str) -> list[DirEntry]:
@@ -317,6 +345,7 @@ class FilesystemStore(BatchedWrites, Store):
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        self.loop_open.close()
         self.hot.clear()
         if self._generation is not None:
             self._generation.close()

@@ -1,0 +1,134 @@
+"""What a read needs of each recorded version, in memory: cold reads without an SQLite lookup.
+
+One packed entry per path (inode, size, mtime, creation and expiry times, content type,
+generation, digest: 82 bytes; about 220 bytes per artifact in all with the path and the
+dict's slot, measured with tracemalloc at 100,000), loaded from the metadata database in one
+query in the background when the store opens, and kept by every read that learns a row. At
+most MAX_ENTRIES (about 44 MB): past it the oldest entries make room, and the paths left out
+are looked up in SQLite (loopopen.py), as are all paths until the load is done.
+
+An entry is a hint, never the truth: it is used only for the inode, size and mtime the
+open file has (so a version replaced, deleted or changed by hand by any process is never
+answered from it), and only while the root's write generation is the one it was read at
+(hotcache.py): after any commit, delete or eviction anywhere on the root it is read again
+from SQLite before use, which catches the one change an inode keeps, a new expiry for the
+same bytes. `last_accessed` is not kept (the store's `info` reads it afresh).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import struct
+import threading
+from pathlib import Path
+
+from artifactd.store.filesystem.metadb import VersionRow
+
+MAX_ENTRIES = 200_000
+# inode, size, mtime_ns, created_at, expires_at (NaN: none), content type id (0: none),
+# generation, sha256 (raw)
+_ENTRY = struct.Struct("<QqqddHQ32s")
+_LOAD = (
+    "SELECT path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at "
+    "FROM versions WHERE sha256 IS NOT NULL LIMIT ?"
+)
+
+
+class ReadIndex:
+    """path -> packed entry; safe to use from several threads (loads run in one)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max = max_entries
+        self._entries: dict[str, bytes] = {}
+        self._types: list[str | None] = [None]
+        self._type_ids: dict[str | None, int] = {None: 0}
+        self._lock = threading.Lock()  # for the content-type table and the bound
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(
+        self, path: str, ino: int, size: int, mtime_ns: int, generation: int
+    ) -> VersionRow | None:
+        """The row of this exact version, if known at `generation`."""
+        packed = self._entries.get(path)
+        if packed is None:
+            return None
+        e_ino, e_size, e_mtime, created, expires, type_id, e_gen, digest = _ENTRY.unpack(packed)
+        if (e_ino, e_size, e_mtime, e_gen) != (ino, size, mtime_ns, generation):
+            return None
+        return VersionRow(
+            path,
+            ino,
+            size,
+            mtime_ns,
+            digest.hex(),
+            self._types[type_id],
+            created,
+            None if math.isnan(expires) else expires,
+            None,
+        )
+
+    def note(self, row: VersionRow, generation: int) -> None:
+        """Keep `row` (read at `generation`) as the entry of its path."""
+        if row.sha256 is None or len(row.sha256) != 64:
+            return
+        try:
+            digest = bytes.fromhex(row.sha256)
+        except ValueError:
+            return
+        with self._lock:
+            type_id = self._type_ids.get(row.content_type)
+            if type_id is None:
+                if len(self._types) >= 0xFFFF:
+                    return  # an absurd number of distinct types: the rest go to SQLite
+                type_id = len(self._types)
+                self._types.append(row.content_type)
+                self._type_ids[row.content_type] = type_id
+            entries = self._entries
+            if row.path not in entries:
+                while len(entries) >= self._max:
+                    del entries[next(iter(entries))]  # the oldest first
+            entries[row.path] = _ENTRY.pack(
+                row.ino,
+                row.size,
+                row.mtime_ns,
+                row.created_at,
+                math.nan if row.expires_at is None else row.expires_at,
+                type_id,
+                generation,
+                digest,
+            )
+
+    def load(self, db_path: Path, generation: int, stop: threading.Event) -> None:
+        """Fill from the metadata database (rows read at `generation`), streamed through a
+        connection of its own, read-only: no lock any request waits for, no list of every
+        row. Blocking (a background thread); ends early when `stop` is set."""
+        if not db_path.exists():
+            return
+        try:
+            conn = sqlite3.connect(db_path, timeout=5.0, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA query_only=1")
+            cursor = conn.execute(_LOAD, (self._max,))
+            while not stop.is_set() and (rows := cursor.fetchmany(1000)):
+                for path, ino, size, mtime_ns, sha256, content_type, created, expires in rows:
+                    row = VersionRow(
+                        path, ino, size, mtime_ns, sha256, content_type, created, expires, None
+                    )
+                    self.note(row, generation)
+        except sqlite3.Error:
+            return  # what was read is kept; the rest is looked up in SQLite
+        finally:
+            conn.close()
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._entries.pop(path, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

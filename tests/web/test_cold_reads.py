@@ -1,0 +1,176 @@
+"""Cold reads: a recorded version is opened on the loop (store/filesystem/loopopen.py), no
+worker thread, no Application; every change by another process is seen by the next read.
+
+"Another process" is a second FilesystemStore on the same root: it shares nothing with the
+serving one but the files, the metadata database, the write lock and the generation counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from artifactd.http.digests import etag_for_digest
+from artifactd.settings import Settings
+from artifactd.store.filesystem import FilesystemStore, hotcache
+from artifactd.store.filesystem.store import FilesystemStore as StoreClass
+from artifactd.web.keys import STORE
+from tests.web.conftest import store_bytes
+from tests.web.serving import Served, serving
+
+KEYS = {f"k/{i:02x}/{i:04d}.bin": os.urandom(4096) for i in range(40)}
+
+
+@pytest.fixture
+async def root(storage_root: Path) -> Path:
+    store = await FilesystemStore.create(storage_root)
+    for path, data in KEYS.items():
+        await store_bytes(store, path, data)
+    await store.close()
+    return storage_root
+
+
+@pytest.fixture
+async def other(root: Path) -> AsyncIterator[FilesystemStore]:
+    """The other process's store."""
+    store = await FilesystemStore.create(root)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths opened in a worker thread (the way every cold read went before)."""
+    opened: list[str] = []
+    open_sync = StoreClass._open_sync
+
+    def counted(self: FilesystemStore, path: str) -> object:
+        opened.append(path)
+        return open_sync(self, path)
+
+    monkeypatch.setattr(StoreClass, "_open_sync", counted)
+    return opened
+
+
+async def get(served: Served, path: str, method: str = "GET") -> tuple[int, bytes, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{served.url}/files/{path}") as response,
+    ):
+        return response.status, await response.read(), response.headers.get("ETag", "")
+
+
+async def test_recorded_keys_are_answered_without_a_thread_or_the_application(
+    root: Path, threads: list[str]
+) -> None:
+    async with serving(Settings(root=root), hot=True) as served:
+        for path, data in KEYS.items():
+            status, body, etag = await get(served, path)
+            assert (status, body) == (200, data)
+            assert etag == etag_for_digest(hashlib.sha256(data).hexdigest())
+        assert served.reached_application == []
+        # HEAD goes through the Application, but opens on the loop too.
+        status, body, _ = await get(served, "k/00/0000.bin", "HEAD")
+        assert (status, body) == (200, b"")
+    assert threads == []
+
+
+async def test_replaced_deleted_or_given_an_expiry_by_another_process_seen_at_once(
+    root: Path, other: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 3600.0)  # only the generation tells
+    async with serving(Settings(root=root), hot=True) as served:
+        for path in KEYS:
+            assert (await get(served, path))[0] == 200  # now in the hot cache too
+        replaced, deleted, expiring = list(KEYS)[:3]
+        await store_bytes(other, replaced, b"new bytes")
+        await other.delete(deleted)
+        await store_bytes(other, expiring, KEYS[expiring], expires_at=time.time() + 0.5)
+        assert (await get(served, replaced))[:2] == (200, b"new bytes")
+        assert (await get(served, deleted))[0] == 404
+        assert (await get(served, expiring))[:2] == (200, KEYS[expiring])
+        await asyncio.sleep(0.6)
+        assert (await get(served, expiring))[0] == 404
+        store = served.app[STORE]
+        assert isinstance(store, FilesystemStore)
+        store.hot.clear()  # the rest cold: opened on the loop again
+        for path in list(KEYS)[3:]:
+            assert (await get(served, path))[:2] == (200, KEYS[path])
+
+
+async def test_hand_placed_and_hand_changed_files_are_digested_in_the_thread(
+    root: Path, threads: list[str]
+) -> None:
+    (root / "k" / "placed.bin").write_bytes(b"placed by hand")
+    changed = next(iter(KEYS))
+    with open(root / changed, "r+b") as f:  # the same inode, other bytes and size
+        f.write(b"changed in place")
+        f.truncate()
+    async with serving(Settings(root=root), hot=True) as served:
+        for path, data in (("k/placed.bin", b"placed by hand"), (changed, b"changed in place")):
+            status, body, etag = await get(served, path)
+            assert (status, body) == (200, data)
+            assert etag == etag_for_digest(hashlib.sha256(data).hexdigest())
+    assert threads == ["k/placed.bin", changed]
+
+
+async def test_what_the_loop_may_not_open_goes_to_the_thread(
+    root: Path, threads: list[str]
+) -> None:
+    target = next(iter(KEYS))
+    os.symlink(root / target, root / "k" / "link.bin")  # a symlink, inside the root
+    os.mkfifo(root / "k" / "fifo.bin")
+    async with serving(Settings(root=root), hot=True) as served:
+        assert (await get(served, "k/link.bin"))[:2] == (200, KEYS[target])
+        assert (await get(served, "k/fifo.bin"))[0] == 404  # never hangs
+        assert (await get(served, "k/missing.bin"))[0] == 404
+        assert (await get(served, "k"))[0] == 200  # the directory's listing
+    assert threads == ["k/link.bin", "k/fifo.bin", "k/missing.bin", "k"]
+
+
+async def loaded_store(served: Served) -> FilesystemStore:
+    store = served.app[STORE]
+    assert isinstance(store, FilesystemStore)
+    assert store.loop_open.loader is not None
+    await asyncio.to_thread(store.loop_open.loader.join)
+    return store
+
+
+async def test_the_read_index_answers_without_sqlite(root: Path, threads: list[str]) -> None:
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        assert len(store.loop_open.index) == len(KEYS)
+        with store.loop_open.lookup._lock:  # SQLite unusable from the loop meanwhile
+            for path, data in KEYS.items():
+                assert (await get(served, path))[:2] == (200, data)
+        assert served.reached_application == []
+    assert threads == []
+
+
+async def test_a_busy_lookup_falls_back_to_the_thread(root: Path, threads: list[str]) -> None:
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        store.loop_open.index.clear()
+        path = next(iter(KEYS))
+        with store.loop_open.lookup._lock:  # another statement on the connection: no wait
+            assert (await get(served, path))[:2] == (200, KEYS[path])
+    assert threads == [path]
+
+
+async def test_an_expiry_given_elsewhere_is_not_missed_by_the_read_index(
+    root: Path, other: FilesystemStore
+) -> None:
+    path, data = next(iter(KEYS.items()))
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        store.hot.clear()
+        await store_bytes(other, path, data, expires_at=time.time() - 1)  # same bytes
+        store.hot.clear()
+        assert (await get(served, path))[0] == 404
