@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,16 +91,27 @@ def put(root: Path, local_file: Path, artifact_path: str, ttl: float | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per artifact, as a list.")
 def ls_command(root: Path, prefix: str, as_json: bool) -> None:
     """List artifacts whose path starts with PREFIX."""
-    infos = run_store_command(root, lambda s: admin.list_artifacts(s, prefix))
-    if as_json:
-        click.echo(
-            json.dumps([artifact_document(i, with_last_accessed=True) for i in infos], indent=2)
-        )
-        return
-    for info in infos:
-        expires = isoformat_utc(info.expires_at) or "never"
-        digest = (info.sha256 or "(hashing)")[:12]
-        click.echo(f"{format_size(info.size):>10}  {digest:12}  expires {expires:20}  {info.path}")
+
+    async def stream(store: Store) -> None:
+        # Printed as read from the store's index: memory stays flat however many there are.
+        first = True
+        if as_json:
+            click.echo("[", nl=False)
+        async for info in admin.iter_listed(store, prefix):
+            if as_json:
+                document = json.dumps(artifact_document(info, with_last_accessed=True), indent=2)
+                click.echo(("\n" if first else ",\n") + textwrap.indent(document, "  "), nl=False)
+            else:
+                expires = isoformat_utc(info.expires_at) or "never"
+                digest = (info.sha256 or "(hashing)")[:12]
+                click.echo(
+                    f"{format_size(info.size):>10}  {digest:12}  expires {expires:20}  {info.path}"
+                )
+            first = False
+        if as_json:
+            click.echo("]" if first else "\n]")
+
+    run_store_command(root, stream)
 
 
 @click.command(cls=Command)

@@ -120,6 +120,21 @@ class DirEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """How many live artifacts (not expired) and their bytes; expired ones not evicted yet."""
+
+    artifacts: int
+    bytes: int
+    expired: int = 0
+
+
+def recency(info: ArtifactInfo) -> tuple[float, str]:
+    """The least-recently-used order: never accessed counts as accessed when created; ties
+    go by path."""
+    return (info.last_accessed or info.created_at, info.path)
+
+
+@dataclass(frozen=True, slots=True)
 class Verification:
     """A re-hash of stored bytes against the digest recorded when they were committed."""
 
@@ -256,10 +271,45 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
+        self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
-        """Every artifact whose path starts with `prefix`, in path order; expired ones
-        only when asked (the evictor needs them)."""
+        """Every artifact whose path starts with `prefix` (and sorts after `after`, to
+        continue a page), in path order; expired ones only when asked. The filesystem
+        backend reads its metadata index (O(log N) to start, O(1) per artifact), which
+        learns of files placed by hand at `reconcile`."""
+
+    async def usage(self, prefix: str = "") -> Usage:
+        """The live artifacts under `prefix`, their bytes, and (for '') how many expired
+        ones wait for eviction. By default a walk; indexed backends keep running totals."""
+        count = size = expired = 0
+        now = time.time()
+        async for info in self.iter_artifacts(prefix, include_expired=True):
+            if info.is_expired(now):
+                expired += 1
+            else:
+                count += 1
+                size += info.size
+        return Usage(count, size, expired)
+
+    async def iter_expired(self, now: float) -> AsyncIterator[ArtifactInfo]:
+        """Every artifact expired at `now`, streamed (the evictor removes them as they come;
+        removing one must not disturb the iteration)."""
+        async for info in self.iter_artifacts(include_expired=True):
+            if info.is_expired(now):
+                yield info
+
+    async def iter_least_recent(self, prefix: str, now: float) -> AsyncIterator[ArtifactInfo]:
+        """The live artifacts under `prefix`, least recently accessed first (`recency`),
+        streamed as `iter_expired`. By default gathered and sorted in memory; the
+        filesystem backend walks an index of that order."""
+        live = [info async for info in self.iter_artifacts(prefix) if not info.is_expired(now)]
+        live.sort(key=recency)
+        for info in live:
+            yield info
+
+    async def reconcile(self, directory: str = "") -> None:  # noqa: B027 - optional hook
+        """Bring an index of the store up to date with files placed or removed under
+        `directory` ('' = everywhere) by other means than this contract (by hand)."""
 
     @abc.abstractmethod
     async def evict(self, info: ArtifactInfo) -> bool:

@@ -1,4 +1,4 @@
-"""Walking the storage root: one directory for a listing, the whole tree for maintenance.
+"""Listing one directory of the storage root (the whole tree is walked only by reconcile.py).
 Internal state (`.artifactd/`) and links leaving the root are never listed. Blocking."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from artifactd.errors import NotDirectoryError, NotFoundError
@@ -17,12 +16,10 @@ from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 
 
 def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
-    """Directories first, then files, each by name; expired files left out."""
+    """Directories first, then files, each by name; expired files left out. Reads this
+    directory alone: its entries, and the rows of its files (never those further down)."""
     os_path = resolve_inside(root, path)
-    rows = {row.path: row for row in db.rows_under(path)}
     prefix = f"{path}/" if path else ""
-    now = time.time()
-    entries: list[DirEntry] = []
     try:
         scan = os.scandir(os_path)
     except FileNotFoundError as exc:
@@ -30,12 +27,14 @@ def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
     except NotADirectoryError as exc:
         raise NotDirectoryError(path) from exc
     with scan:
-        for item in scan:
-            if not path and item.name == INTERNAL_DIR:
-                continue
-            entry = _dir_entry(root, prefix + item.name, item, rows, now)
-            if entry is not None:
-                entries.append(entry)
+        items = [item for item in scan if path or item.name != INTERNAL_DIR]
+    rows = {row.path: row for row in db.rows_for_paths([prefix + i.name for i in items])}
+    now = time.time()
+    entries: list[DirEntry] = []
+    for item in items:
+        entry = _dir_entry(root, prefix + item.name, item, rows, now)
+        if entry is not None:
+            entries.append(entry)
     entries.sort(key=lambda e: (e.type != "dir", e.name))
     return entries
 
@@ -59,26 +58,3 @@ def _dir_entry(
             return None
         return DirEntry(item.name, "file", st.st_size, st.st_mtime, row.sha256, row.expires_at)
     return DirEntry(item.name, "file", st.st_size, st.st_mtime)
-
-
-def walk_files(root: Path, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(path, stat) of every regular file whose path starts with `prefix`, in path order."""
-    found: list[tuple[str, os.stat_result]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        if not rel_dir:
-            dirnames[:] = [d for d in dirnames if d != INTERNAL_DIR]
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = f"{rel_dir}/{name}" if rel_dir else name
-            if not path.startswith(prefix):
-                continue
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((path, st))
-    found.sort(key=lambda item: item[0])
-    return iter(found)

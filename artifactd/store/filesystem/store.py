@@ -34,14 +34,14 @@ from artifactd.store.base import (
     DirEntry,
     Store,
     Upload,
-    Verification,
 )
 from artifactd.store.filesystem.confinement import resolve_inside
-from artifactd.store.filesystem.digests import DigestFinder, verify_version
+from artifactd.store.filesystem.digests import DigestFinder
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
-from artifactd.store.filesystem.listing import list_directory, walk_files
+from artifactd.store.filesystem.indexed import IndexedReads
+from artifactd.store.filesystem.listing import list_directory
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
-from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.metadb import MetadataDB
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.upload import (
     READ_ONLY_MESSAGE,
@@ -57,7 +57,7 @@ from artifactd.store.tempfiles import create_locked, remove_abandoned
 log = logging.getLogger("artifactd.store")
 
 
-class FilesystemStore(LockedWrites, Store):
+class FilesystemStore(LockedWrites, IndexedReads, Store):
     """Artifacts as plain files under a root directory, metadata in SQLite beside them."""
 
     def __init__(self, root: Path) -> None:
@@ -83,7 +83,10 @@ class FilesystemStore(LockedWrites, Store):
             else None
         )
         self.hot = HotCache(self._generation)
-        self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+        self.digests = DigestFinder(
+            self.root, self.db, self.hot.invalidate, None if self.read_only else self._write_lock
+        )
+        self._next_reconcile = 0.0  # when a whole-root reconciliation may run again
 
     def _open_metadata(self) -> MetadataDB:
         """Open (or start) the metadata database, under the write lock: processes opening
@@ -165,7 +168,11 @@ class FilesystemStore(LockedWrites, Store):
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         """Metadata for the exact version described by `st`, hashing unknown versions."""
         row = self.db.find(path, st.st_ino)
-        if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
+        if (
+            row is None
+            or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns)
+            or row.sha256 is None  # found by the reconciliation walk, which hashes nothing
+        ):
             row = self.digests.describe_unknown(path, st, fd)
         accessed = self._accessed.get(path)
         return ArtifactInfo(
@@ -235,16 +242,6 @@ class FilesystemStore(LockedWrites, Store):
                 return False
         return True
 
-    async def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
-    ) -> AsyncIterator[ArtifactInfo]:
-        for info in await asyncio.to_thread(self._all_artifacts_sync, prefix, include_expired):
-            yield info
-
-    def _all_artifacts_sync(self, prefix: str, include_expired: bool) -> list[ArtifactInfo]:
-        infos = (self._info_for(path, st, None) for path, st in walk_files(self.root, prefix))
-        return [info for info in infos if include_expired or not info.is_expired()]
-
     # -- writing ---------------------------------------------------------------------------
 
     async def begin_upload(
@@ -268,17 +265,6 @@ class FilesystemStore(LockedWrites, Store):
         return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
 
     # -- verification and housekeeping -----------------------------------------------------
-
-    async def verify(self) -> AsyncIterator[Verification]:
-        rows = await asyncio.to_thread(lambda: list(self.db.iter_all()))
-        latest: dict[str, VersionRow] = {}
-        for row in rows:  # several rows per path only around a commit: take the newest
-            if row.sha256 and (
-                row.path not in latest or row.created_at > latest[row.path].created_at
-            ):
-                latest[row.path] = row
-        for path in sorted(latest):
-            yield await asyncio.to_thread(verify_version, self.root, latest[path])
 
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:
