@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-from artifactd.errors import ArtifactdError
+from artifactd.errors import ArtifactdError, StorageFullError
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, Usage, Verification
@@ -146,7 +146,15 @@ class IndexedReads:
         if not directory and time.monotonic() < self._next_reconcile:
             return
         started = time.monotonic()
-        report = await asyncio.to_thread(reconcile, self.root, self.db, self._write_lock, directory)
+        try:
+            report = await asyncio.to_thread(
+                reconcile, self.root, self.db, self._write_lock, directory
+            )
+        except StorageFullError:
+            # What was found stays unindexed until a pass finds room: eviction still frees
+            # space by what the index holds, and files are served either way.
+            log.warning("disk full: files placed or removed by hand are indexed later")
+            return
         elapsed = time.monotonic() - started
         if not directory:
             self._next_reconcile = started + elapsed / RECONCILE_DUTY
