@@ -125,6 +125,7 @@ class Evictor:
         on_evicted: OnEvicted | None = None,
         on_pass: OnPass | None = None,
         report_paths: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.max_size_bytes = max_size_bytes
@@ -134,6 +135,7 @@ class Evictor:
         # A server tells of each eviction as it happens (`on_evicted`): holding every path
         # of a pass that evicts millions would cost memory for nothing.
         self.report_paths = report_paths
+        self.clock = clock
         self.evicted_total = 0
 
     async def run_once(self, *, dry_run: bool = False) -> EvictionReport:
@@ -150,7 +152,7 @@ class Evictor:
                 report.skipped = True
                 return report
             await self.store.reconcile()  # files placed or removed by hand since the last
-            now = time.time()
+            now = self.clock()
             # In a dry run nothing goes, so what was chosen is remembered to be skipped.
             chosen: set[str] | None = set() if dry_run else None
             await self._evict(self.store.iter_expired(now), None, "ttl", None, report, chosen)
@@ -158,12 +160,14 @@ class Evictor:
                 if policy.max_size is not None:
                     await self._fit_prefix(policy, now, report, chosen)
             if self.max_size_bytes is not None:
-                over = (await self.store.usage()).bytes - (report.over_size_bytes if dry_run else 0)
+                over = (await self.store.usage(now=now)).bytes - (
+                    report.over_size_bytes if dry_run else 0
+                )
                 candidates = self.store.iter_least_recent("", now)
                 await self._evict(
                     candidates, over - self.max_size_bytes, "size", None, report, chosen
                 )
-            usage = await self.store.usage()
+            usage = await self.store.usage(now=now)
             report.live_artifacts, report.live_bytes = usage.artifacts, usage.bytes
             if dry_run:
                 report.live_artifacts -= report.over_size_count
@@ -187,9 +191,9 @@ class Evictor:
         ]
         # Only the outermost of the inner prefixes: the others lie within them.
         outermost = [p for p in inner if not any(p != q and p.startswith(q) for q in inner)]
-        governed = (await self.store.usage(policy.prefix)).bytes
+        governed = (await self.store.usage(policy.prefix, now)).bytes
         for prefix in outermost:
-            governed -= (await self.store.usage(prefix)).bytes
+            governed -= (await self.store.usage(prefix, now)).bytes
         candidates = (
             info
             async for info in self.store.iter_least_recent(policy.prefix, now)

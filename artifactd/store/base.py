@@ -278,11 +278,12 @@ class Store(abc.ABC):
         backend reads its metadata index (O(log N) to start, O(1) per artifact), which
         learns of files placed by hand at `reconcile`."""
 
-    async def usage(self, prefix: str = "") -> Usage:
-        """The live artifacts under `prefix`, their bytes, and (for '') how many expired
-        ones wait for eviction. By default a walk; indexed backends keep running totals."""
+    async def usage(self, prefix: str = "", now: float | None = None) -> Usage:
+        """The live artifacts under `prefix` at `now` (default: the present), their bytes,
+        and (for '') how many expired ones wait for eviction. By default a walk; indexed
+        backends keep running totals."""
         count = size = expired = 0
-        now = time.time()
+        now = time.time() if now is None else now
         async for info in self.iter_artifacts(prefix, include_expired=True):
             if info.is_expired(now):
                 expired += 1
@@ -302,7 +303,11 @@ class Store(abc.ABC):
         """The live artifacts under `prefix`, least recently accessed first (`recency`),
         streamed as `iter_expired`. By default gathered and sorted in memory; the
         filesystem backend walks an index of that order."""
-        live = [info async for info in self.iter_artifacts(prefix) if not info.is_expired(now)]
+        live = [
+            info
+            async for info in self.iter_artifacts(prefix, include_expired=True)
+            if not info.is_expired(now)
+        ]
         live.sort(key=recency)
         for info in live:
             yield info

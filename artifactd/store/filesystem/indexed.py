@@ -108,8 +108,8 @@ class IndexedReads:
                 infos.append(info)
         return infos, last
 
-    async def usage(self, prefix: str = "") -> Usage:
-        now = time.time()
+    async def usage(self, prefix: str = "", now: float | None = None) -> Usage:
+        now = time.time() if now is None else now
         if not prefix:
             count, size, expired = await asyncio.to_thread(self.db.totals, now)
             return Usage(count, size, expired)
