@@ -119,6 +119,12 @@ class DirEntry:
     expires_at: float | None = None
 
 
+def listing_key(entry: DirEntry) -> str:
+    """A listing's order as one string (directories first, then files, each by name; a name
+    holds no '/'): where a page of a directory continues."""
+    return ("d/" if entry.type == "dir" else "f/") + entry.name
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """How many live artifacts (not expired) and their bytes; expired ones not evicted yet."""
@@ -236,6 +242,15 @@ class Store(abc.ABC):
     async def list_dir(self, path: str) -> list[DirEntry]:
         """Entries of a directory ('' is the root), internal state excluded.
         NotFoundError if absent, NotDirectoryError if it is a file."""
+
+    async def list_dir_page(
+        self, path: str, after: str | None, limit: int
+    ) -> tuple[list[DirEntry], bool]:
+        """Up to `limit` entries of `list_dir`'s order whose `listing_key` sorts after
+        `after`, and whether more follow. By default sliced from `list_dir`; the
+        filesystem describes only the entries of the page."""
+        entries = [e for e in await self.list_dir(path) if after is None or listing_key(e) > after]
+        return entries[:limit], len(entries) > limit
 
     @abc.abstractmethod
     async def make_dir(self, path: str) -> bool:

@@ -18,6 +18,15 @@ from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
     """Directories first, then files, each by name; expired files left out. Reads this
     directory alone: its entries, and the rows of its files (never those further down)."""
+    return list_directory_page(root, db, path, None, None)[0]
+
+
+def list_directory_page(
+    root: Path, db: MetadataDB, path: str, after: str | None, limit: int | None
+) -> tuple[list[DirEntry], bool]:
+    """Up to `limit` entries (None: all) of `list_directory` after the `listing_key`
+    `after`, and whether more follow. The directory's names are read and ordered (cheap:
+    no stat but for links); only the entries of the page are stated and looked up."""
     os_path = resolve_inside(root, path)
     prefix = f"{path}/" if path else ""
     try:
@@ -27,16 +36,30 @@ def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
     except NotADirectoryError as exc:
         raise NotDirectoryError(path) from exc
     with scan:
-        items = [item for item in scan if path or item.name != INTERNAL_DIR]
-    rows = {row.path: row for row in db.rows_for_paths([prefix + i.name for i in items])}
+        keyed = sorted((_key(item), item) for item in scan if path or item.name != INTERNAL_DIR)
+    items = [item for key, item in keyed if after is None or key > after]
     now = time.time()
     entries: list[DirEntry] = []
-    for item in items:
-        entry = _dir_entry(root, prefix + item.name, item, rows, now)
-        if entry is not None:
-            entries.append(entry)
-    entries.sort(key=lambda e: (e.type != "dir", e.name))
-    return entries
+    chunk = len(items) if limit is None else limit + 1
+    for start in range(0, len(items), max(chunk, 1)):
+        batch = items[start : start + chunk]
+        rows = {row.path: row for row in db.rows_for_paths([prefix + i.name for i in batch])}
+        for item in batch:
+            entry = _dir_entry(root, prefix + item.name, item, rows, now)
+            if entry is not None:
+                entries.append(entry)
+        if limit is not None and len(entries) > limit:
+            return entries[:limit], True
+    return entries, False
+
+
+def _key(item: os.DirEntry[str]) -> str:
+    """`listing_key` from the directory entry alone (a link is judged by its target)."""
+    try:
+        is_dir = item.is_dir()
+    except OSError:
+        is_dir = False
+    return ("d/" if is_dir else "f/") + item.name
 
 
 def _dir_entry(

@@ -39,7 +39,7 @@ from artifactd.store.filesystem.confinement import resolve_inside
 from artifactd.store.filesystem.digests import DigestFinder
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.indexed import IndexedReads
-from artifactd.store.filesystem.listing import list_directory
+from artifactd.store.filesystem.listing import list_directory, list_directory_page
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
 from artifactd.store.filesystem.metadb import MetadataDB
 from artifactd.store.filesystem.reserve import SpaceReserve
@@ -189,6 +189,11 @@ class FilesystemStore(LockedWrites, IndexedReads, Store):
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         return await asyncio.to_thread(list_directory, self.root, self.db, path)
+
+    async def list_dir_page(
+        self, path: str, after: str | None, limit: int
+    ) -> tuple[list[DirEntry], bool]:
+        return await asyncio.to_thread(list_directory_page, self.root, self.db, path, after, limit)
 
     async def make_dir(self, path: str) -> bool:
         return await asyncio.to_thread(self._make_dir_sync, path)
