@@ -274,3 +274,28 @@ async def test_an_eviction_pass_streams_from_the_index(
     assert (report.live_artifacts, report.live_bytes) == (10, 100)
     monkeypatch.undo()
     assert await store.usage() == await walked(store) == Usage(10, 100)
+
+
+async def test_links_leaving_the_root_are_never_indexed_or_listed(
+    store: FilesystemStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (store.root / "in").mkdir()
+    (store.root / "in" / "real").write_bytes(b"real")
+    (store.root / "in" / "inner-link").symlink_to(store.root / "in" / "real")
+    (store.root / "in" / "file-link").symlink_to(outside / "secret")
+    (store.root / "dir-link").symlink_to(outside)
+    await store.reconcile()
+    assert [i.path async for i in store.iter_artifacts()] == ["in/inner-link", "in/real"]
+    assert await store.usage() == Usage(2, 8)
+    # A directory replaced by a link after its files were indexed: their rows are not listed.
+    (store.root / "moved").mkdir()
+    (store.root / "moved" / "secret").write_bytes(b"secret")
+    store._next_reconcile = 0.0
+    await store.reconcile()
+    (store.root / "moved" / "secret").unlink()
+    (store.root / "moved").rmdir()
+    (store.root / "moved").symlink_to(outside)
+    assert [i.path async for i in store.iter_artifacts()] == ["in/inner-link", "in/real"]

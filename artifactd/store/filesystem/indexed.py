@@ -20,7 +20,7 @@ from artifactd.errors import ArtifactdError, StorageFullError
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, Usage, Verification
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import stat_inside
 from artifactd.store.filesystem.digests import verify_version
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, PageKey, VersionRow
@@ -89,9 +89,10 @@ class IndexedReads:
         for row in rows:
             by_path.setdefault(row.path, []).append(row)
         infos: list[ArtifactInfo] = []
+        plain: set[str] = set()
         for path, versions in by_path.items():
             try:
-                st = os.stat(resolve_inside(self.root, path))
+                st = stat_inside(self.root, path, plain)
             except (OSError, ArtifactdError):
                 continue
             if not stat.S_ISREG(st.st_mode):

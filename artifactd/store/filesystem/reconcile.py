@@ -17,7 +17,7 @@ from pathlib import Path
 
 from artifactd.errors import ArtifactdError
 from artifactd.paths import INTERNAL_DIR
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import resolve_inside, stat_inside
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 
@@ -52,8 +52,10 @@ def walk_files(root: Path, directory: str = "") -> Iterator[tuple[str, os.stat_r
                     if item.is_dir(follow_symlinks=False):
                         pending.append(path)
                         continue
+                    if item.is_symlink():
+                        resolve_inside(root, path)  # a link leaving the root is not ours
                     st = item.stat()
-                except OSError:
+                except (OSError, ArtifactdError):
                     continue
                 if stat.S_ISREG(st.st_mode):
                     yield path, st
@@ -88,8 +90,9 @@ def _record(
     ]
     if not missing:
         return 0
+    plain: set[str] = set()
     with lock.held():
-        rows = [found_row(path, st) for path, st in missing if _still(root, path, st)]
+        rows = [found_row(path, st) for path, st in missing if _still(root, path, st, plain)]
         db.record_found_versions(rows)
     return len(rows)
 
@@ -100,27 +103,28 @@ def _sweep(root: Path, db: MetadataDB, lock: WriteLock, prefix: str) -> int:
     while page := db.page(prefix, after, BATCH):
         after = page[-1].path
         page += [r for r in db.rows_for_paths([after]) if r not in page]  # straddling
-        stale = [row for row in page if not _describes_file(root, row)]
+        plain: set[str] = set()
+        stale = [row for row in page if not _describes_file(root, row, plain)]
         if stale:
             with lock.held():  # judged again: a commit may have just made a row current
-                gone = [(r.path, r.ino) for r in stale if not _describes_file(root, r)]
+                gone = [(r.path, r.ino) for r in stale if not _describes_file(root, r, plain)]
                 db.delete_versions(gone)
             forgotten += len(gone)
     return forgotten
 
 
-def _describes_file(root: Path, row: VersionRow) -> bool:
+def _describes_file(root: Path, row: VersionRow, plain_dirs: set[str]) -> bool:
     """Whether the row's inode is the file at its path now (its bytes may have changed in
     place: the walk records the new size, and the row stays)."""
     try:
-        return os.stat(resolve_inside(root, row.path)).st_ino == row.ino
+        return stat_inside(root, row.path, plain_dirs).st_ino == row.ino
     except (OSError, ArtifactdError):
         return False
 
 
-def _still(root: Path, path: str, st: os.stat_result) -> bool:
+def _still(root: Path, path: str, st: os.stat_result, plain_dirs: set[str]) -> bool:
     try:
-        now = os.stat(resolve_inside(root, path))
+        now = stat_inside(root, path, plain_dirs)
     except (OSError, ArtifactdError):
         return False
     return (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
