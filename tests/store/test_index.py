@@ -210,7 +210,7 @@ async def test_reconcile_indexes_files_placed_changed_and_removed_by_hand(
     assert await store.usage() == Usage(3, 8 + 5 + 1)
     (store.root / "top").write_bytes(b"123")  # changed in place
     os.unlink(store.root / "up" / "loaded")  # removed by hand
-    store._next_reconcile = 0.0  # the pacing of whole-root walks is not under test here
+    (store.state_dir / "reconciled").unlink()  # the pacing of walks is not under test here
     await store.reconcile()
     assert [(i.path, i.size) async for i in store.iter_artifacts()] == [
         ("hand/deep/placed", 5),
@@ -293,9 +293,30 @@ async def test_links_leaving_the_root_are_never_indexed_or_listed(
     # A directory replaced by a link after its files were indexed: their rows are not listed.
     (store.root / "moved").mkdir()
     (store.root / "moved" / "secret").write_bytes(b"secret")
-    store._next_reconcile = 0.0
+    (store.state_dir / "reconciled").unlink()
     await store.reconcile()
     (store.root / "moved" / "secret").unlink()
     (store.root / "moved").rmdir()
     (store.root / "moved").symlink_to(outside)
     assert [i.path async for i in store.iter_artifacts()] == ["in/inner-link", "in/real"]
+
+
+async def test_whole_root_walks_are_paced_across_processes(store: FilesystemStore) -> None:
+    (store.root / "first").write_bytes(b"1")
+    await store.reconcile()
+    pacing = store.state_dir / "reconciled"
+    assert float(pacing.read_text()) <= time.time() + 1  # a small tree: walked again at once
+    pacing.write_text(repr(time.time() + 3600))  # as after a long walk, by any process
+    (store.root / "second").write_bytes(b"2")
+    await store.reconcile()
+    assert [i.path async for i in store.iter_artifacts()] == ["first"]
+    await store.reconcile("")  # the whole root: paced
+    other = await FilesystemStore.create(store.root)
+    try:
+        await other.reconcile()
+        assert [i.path async for i in other.iter_artifacts()] == ["first"]
+    finally:
+        await other.close()
+    pacing.unlink()
+    await store.reconcile()
+    assert [i.path async for i in store.iter_artifacts()] == ["first", "second"]

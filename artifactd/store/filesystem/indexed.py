@@ -8,6 +8,7 @@ bookkeeping at most. The index learns of files placed by hand at `reconcile`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -58,7 +59,7 @@ class IndexedReads:
     read_only: bool
     _write_lock: WriteLock
     _accessed: PendingAccesses
-    _next_reconcile: float
+    state_dir: Path
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
@@ -142,11 +143,15 @@ class IndexedReads:
             key = key_of(rows[-1])
 
     async def reconcile(self, directory: str = "") -> None:
+        """A whole-root walk is paced across every process on the root (servers and CLI
+        commands alike): after one that took T seconds, the next runs T / RECONCILE_DUTY
+        after it started at the earliest (at once for small trees)."""
         if self.read_only:
             return
-        if not directory and time.monotonic() < self._next_reconcile:
+        pacing = self.state_dir / "reconciled"
+        if not directory and time.time() < await asyncio.to_thread(_read_pacing, pacing):
             return
-        started = time.monotonic()
+        started = time.time()
         try:
             report = await asyncio.to_thread(
                 reconcile, self.root, self.db, self._write_lock, directory
@@ -156,9 +161,9 @@ class IndexedReads:
             # space by what the index holds, and files are served either way.
             log.warning("disk full: files placed or removed by hand are indexed later")
             return
-        elapsed = time.monotonic() - started
         if not directory:
-            self._next_reconcile = started + elapsed / RECONCILE_DUTY
+            elapsed = time.time() - started
+            await asyncio.to_thread(_write_pacing, pacing, started + elapsed / RECONCILE_DUTY)
         if report.recorded or report.forgotten:
             log.info(
                 "index reconciled with %d files under /%s: %d found by hand, %d rows forgotten",
@@ -174,6 +179,22 @@ class IndexedReads:
         while batch := await asyncio.to_thread(lambda: list(itertools.islice(newest, PAGE))):
             for row in batch:
                 yield await asyncio.to_thread(verify_version, self.root, row)
+
+
+def _read_pacing(path: Path) -> float:
+    """When the next whole-root reconciliation may start (0: now)."""
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _write_pacing(path: Path, not_before: float) -> None:
+    """Advisory (a lost write only means an early walk): replaced whole, never fsynced."""
+    with contextlib.suppress(OSError):
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(repr(not_before))
+        os.replace(tmp, path)
 
 
 def _newest_with_digest(rows: Iterator[VersionRow]) -> Iterator[VersionRow]:

@@ -86,7 +86,6 @@ class FilesystemStore(LockedWrites, IndexedReads, Store):
         self.digests = DigestFinder(
             self.root, self.db, self.hot.invalidate, None if self.read_only else self._write_lock
         )
-        self._next_reconcile = 0.0  # when a whole-root reconciliation may run again
 
     def _open_metadata(self) -> MetadataDB:
         """Open (or start) the metadata database, under the write lock: processes opening
