@@ -320,4 +320,3 @@ async def test_whole_root_walks_are_paced_across_processes(store: FilesystemStor
     pacing.unlink()
     await store.reconcile()
     assert [i.path async for i in store.iter_artifacts()] == ["first", "second"]
-
