@@ -25,9 +25,9 @@ from artifactd.cli.options import (
 )
 from artifactd.documents import artifact_document
 from artifactd.durations import format_size
-from artifactd.evictor import Evictor
+from artifactd.evictor import EvictionReason, Evictor
 from artifactd.policies import Policy
-from artifactd.store.base import Store
+from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.factory import build_store
 from artifactd.timestamps import isoformat_utc
 
@@ -137,10 +137,14 @@ def rm(root: Path, artifact_path: str) -> None:
 def gc(root: Path, max_size: int | None, policies: tuple[Policy, ...], dry_run: bool) -> None:
     """Run one eviction pass now: expired artifacts, crashed uploads, --max-size, and the
     max_size of --policy prefixes."""
+    ticker = _EvictionTicker()
     report = run_store_command(
         root,
-        lambda s: Evictor(s, max_size_bytes=max_size, policies=policies).run_once(dry_run=dry_run),
+        lambda s: Evictor(
+            s, max_size_bytes=max_size, policies=policies, on_evicted=ticker
+        ).run_once(dry_run=dry_run),
     )
+    ticker.done()
     if report.skipped:
         raise click.ClickException("another process is evicting right now; try again")
     verb = "would remove" if dry_run else "removed"
@@ -173,6 +177,28 @@ def verify(root: Path) -> None:
     if failures:
         raise click.exceptions.Exit(FAILED)
     click.echo("all artifacts match their digests")
+
+
+class _EvictionTicker:
+    """How many artifacts a long pass has evicted so far, on stderr when it is a terminal
+    (one line rewritten in place, every TICK_EVERY evictions)."""
+
+    TICK_EVERY = 1000
+
+    def __init__(self) -> None:
+        self.shown = sys.stderr.isatty()
+        self.count = 0
+        self.bytes = 0
+
+    def __call__(self, info: ArtifactInfo, reason: EvictionReason) -> None:
+        self.count += 1
+        self.bytes += info.size
+        if self.shown and self.count % self.TICK_EVERY == 0:
+            click.echo(f"\revicted {self.count} ({format_size(self.bytes)})", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.shown and self.count >= self.TICK_EVERY:
+            click.echo(err=True)
 
 
 def _progress_factory() -> Callable[[int], admin.Progress]:
