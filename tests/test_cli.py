@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,7 +242,7 @@ def test_a_long_gc_shows_its_evictions_on_a_terminal(
     from artifactd.cli import store as store_commands
     from artifactd.store.base import ArtifactInfo
 
-    monkeypatch.setattr(store_commands.sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     ticker = store_commands._EvictionTicker()
     info = ArtifactInfo("a", 1024, "application/octet-stream", 0.0, 0.0)
     for _ in range(2500):
