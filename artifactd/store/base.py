@@ -39,7 +39,8 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
 - open, info: NotFoundError (absent or expired), IsDirectoryError, InvalidPathError (a
   link leaving the root), StoreUnavailableError.
 - ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
-- list_dir: NotFoundError, NotDirectoryError, InvalidPathError, StoreUnavailableError.
+- list_dir, list_dir_page: NotFoundError, NotDirectoryError, InvalidPathError,
+  StoreUnavailableError.
 - make_dir: NotFoundError or NotDirectoryError (for the parent), InvalidPathError,
   StorageFullError (read-only root), StoreUnavailableError.
 - remove_dir: InvalidPathError, StorageFullError (read-only root), StoreUnavailableError.
@@ -51,7 +52,8 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
   IsDirectoryError, StorageFullError, StoreUnavailableError.
 - delete: NotFoundError, IsDirectoryError, InvalidPathError, whatever `require` raises,
   ConflictError (kept changing), StorageFullError (read-only root), StoreUnavailableError.
-- evict, iter_artifacts, verify, collect_garbage, flush_access_times, start:
+- evict, iter_artifacts, iter_expired, iter_least_recent, usage, reconcile, verify,
+  collect_garbage, flush_access_times, start:
   StoreUnavailableError; the filesystem backend's constructor MetadataCorruptError.
 """
 

@@ -320,3 +320,24 @@ async def test_whole_root_walks_are_paced_across_processes(store: FilesystemStor
     pacing.unlink()
     await store.reconcile()
     assert [i.path async for i in store.iter_artifacts()] == ["first", "second"]
+
+
+async def test_a_listing_reads_the_rows_of_its_own_entries_only(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ["d/x", "d/sub/y", "d/sub/deeper/z", "other/w"]:
+        await put(store, name, b"x")
+    asked: list[str] = []
+    real = store.db.rows_for_paths
+
+    def spy(paths: list[str]) -> list[VersionRow]:
+        asked.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(store.db, "rows_for_paths", spy)
+    assert [e.name for e in await store.list_dir("d")] == ["sub", "x"]
+    assert sorted(asked) == ["d/sub", "d/x"]
+    asked.clear()
+    page, more = await store.list_dir_page("d", None, 1)
+    assert ([e.name for e in page], more) == (["sub"], True)
+    assert len(asked) <= 2  # the page and one entry past it, never the directory

@@ -245,16 +245,6 @@ class MetadataDB:
         )
         return rows[0] if rows else None
 
-    def rows_under(self, dir_path: str) -> list[VersionRow]:
-        """Rows whose path lies below `dir_path` ('' = everything), via an index range scan."""
-        if not dir_path:
-            return self._query(f"SELECT {_COLUMNS} FROM versions")
-        # '/' + 1 == '0': every path starting with 'dir/' sorts in ['dir/', 'dir0').
-        return self._query(
-            f"SELECT {_COLUMNS} FROM versions WHERE path >= ? AND path < ?",
-            (dir_path + "/", dir_path + "0"),
-        )
-
     def iter_all(self) -> Iterator[VersionRow]:
         """Every row in path order, read in keyset pages (never all at once)."""
         after: str | None = None
