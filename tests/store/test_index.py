@@ -341,3 +341,24 @@ async def test_a_listing_reads_the_rows_of_its_own_entries_only(
     page, more = await store.list_dir_page("d", None, 1)
     assert ([e.name for e in page], more) == (["sub"], True)
     assert len(asked) <= 2  # the page and one entry past it, never the directory
+
+
+def test_a_page_costs_the_same_wherever_its_cursor_is(db: MetadataDB) -> None:
+    db.record_found_versions([row(f"p/{i:05d}", ino=i) for i in range(5000)])
+
+    def steps(after: str) -> int:
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0  # go on
+
+        db._conn.set_progress_handler(count, 100)  # called every 100 VM instructions
+        try:
+            assert len(db.page("p/", after, 50)) == 50
+        finally:
+            db._conn.set_progress_handler(None, 0)
+        return counted[0]
+
+    near_start, near_end = steps("p/00100"), steps("p/04900")
+    assert near_end < 2 * near_start + 10, (near_start, near_end)

@@ -262,15 +262,18 @@ class MetadataDB:
         """Up to `limit` rows whose path starts with `prefix` and sorts after `after`, in
         path order: one range of the primary key, O(log N + limit). With `live_at`, rows
         expired by then are left out."""
-        sql = f"SELECT {_COLUMNS} FROM versions WHERE path >= ?"
-        params: list[object] = [prefix]
+        # One lower bound only: given two, SQLite may seek by the looser one and scan from
+        # the prefix's start to the cursor, O(N) a page.
+        if after is not None and after >= prefix:
+            sql = f"SELECT {_COLUMNS} FROM versions WHERE path > ?"
+            params: list[object] = [after]
+        else:
+            sql = f"SELECT {_COLUMNS} FROM versions WHERE path >= ?"
+            params = [prefix]
         end = prefix_end(prefix)
         if end is not None:
             sql += " AND path < ?"
             params.append(end)
-        if after is not None:
-            sql += " AND path > ?"
-            params.append(after)
         if live_at is not None:
             sql += " AND (expires_at IS NULL OR expires_at > ?)"
             params.append(live_at)
