@@ -7,7 +7,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -343,22 +343,35 @@ async def test_a_listing_reads_the_rows_of_its_own_entries_only(
     assert len(asked) <= 2  # the page and one entry past it, never the directory
 
 
+def vm_steps(db: MetadataDB, query: Callable[[], list[VersionRow]], rows: int) -> int:
+    """Hundreds of SQLite VM instructions `query` runs (it must return `rows` rows)."""
+    counted = [0]
+
+    def count() -> int:
+        counted[0] += 1
+        return 0  # go on
+
+    db._conn.set_progress_handler(count, 100)
+    try:
+        assert len(query()) == rows
+    finally:
+        db._conn.set_progress_handler(None, 0)
+    return counted[0]
+
+
 def test_a_page_costs_the_same_wherever_its_cursor_is(db: MetadataDB) -> None:
     db.record_found_versions([row(f"p/{i:05d}", ino=i) for i in range(5000)])
-
-    def steps(after: str) -> int:
-        counted = [0]
-
-        def count() -> int:
-            counted[0] += 1
-            return 0  # go on
-
-        db._conn.set_progress_handler(count, 100)  # called every 100 VM instructions
-        try:
-            assert len(db.page("p/", after, 50)) == 50
-        finally:
-            db._conn.set_progress_handler(None, 0)
-        return counted[0]
-
-    near_start, near_end = steps("p/00100"), steps("p/04900")
+    near_start = vm_steps(db, lambda: db.page("p/", "p/00100", 50), 50)
+    near_end = vm_steps(db, lambda: db.page("p/", "p/04900", 50), 50)
     assert near_end < 2 * near_start + 10, (near_start, near_end)
+
+
+def test_a_page_of_least_recent_under_a_prefix_reads_the_lru_order(db: MetadataDB) -> None:
+    db.record_found_versions(
+        [row(f"p{i % 3}/{i:05d}", ino=i, created_at=float(i + 1)) for i in range(6000)]
+    )
+    anywhere = vm_steps(db, lambda: db.least_recent(None, 20, live_at=0.0), 20)
+    in_prefix = vm_steps(db, lambda: db.least_recent(None, 20, live_at=0.0, prefix="p1/"), 20)
+    # A third of the rows are under p1/: reading the LRU order costs about three times a
+    # page; sorting the whole prefix for each page cost a hundred times more.
+    assert in_prefix < 5 * anywhere + 10, (anywhere, in_prefix)

@@ -288,11 +288,13 @@ class MetadataDB:
         sql = f"SELECT {_COLUMNS} FROM versions WHERE (expires_at IS NULL OR expires_at > ?)"
         params: list[object] = [live_at]
         if prefix:
-            sql += " AND path >= ?"
+            # `+path`: not a term for an index, so the LRU index drives (read in its order,
+            # the prefix filtered); by the path index each page sorted the whole prefix.
+            sql += " AND +path >= ?"
             params.append(prefix)
             end = prefix_end(prefix)
             if end is not None:
-                sql += " AND path < ?"
+                sql += " AND +path < ?"
                 params.append(end)
         if after is not None:
             # `key >= ?` first: a seek into the index (a row-value comparison alone scans it).
