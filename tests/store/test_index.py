@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from artifactd.evictor import Evictor
 from artifactd.store.base import ArtifactInfo, Usage
 from artifactd.store.filesystem import FilesystemStore
-from artifactd.store.filesystem.metadb import SCHEMA, MetadataDB, VersionRow, prefix_end
+from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.metaqueries import prefix_end
+from artifactd.store.filesystem.schema import SCHEMA
 
 # Path-like strings: the characters around '/' in code-point order, and beyond ASCII.
 PATH_CHARS = st.sampled_from(["a", "b", "-", ".", "/", "0", "é", "\uffff", "\U0001f600"])

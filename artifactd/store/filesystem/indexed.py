@@ -24,7 +24,8 @@ from artifactd.store.base import ArtifactInfo, Usage, Verification
 from artifactd.store.filesystem.confinement import stat_inside
 from artifactd.store.filesystem.digests import verify_version
 from artifactd.store.filesystem.locks import WriteLock
-from artifactd.store.filesystem.metadb import MetadataDB, PageKey, VersionRow
+from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.metaqueries import PageKey
 from artifactd.store.filesystem.reconcile import reconcile
 
 log = logging.getLogger("artifactd.store")
