@@ -335,3 +335,12 @@ async def test_pages_of_a_listing_are_the_listing(store: Store, limit: int) -> N
     assert seen == [e.name for e in await store.list_dir("p")] == ["d1", "d2", "a", "b", "c"]
     assert await store.list_dir_page("p", "f/c", limit) == ([], False)
     assert [e.name for e in (await store.list_dir_page("p", "d/d2", 1))[0]] == ["a"]
+
+
+async def test_iter_artifacts_continues_after_a_path(store: Store) -> None:
+    for name in ["a/1", "a/2", "a/3", "b/1"]:
+        await put(store, name, b"x")
+    assert [i.path async for i in store.iter_artifacts("a/", after="a/1")] == ["a/2", "a/3"]
+    assert [i.path async for i in store.iter_artifacts(after="a/3")] == ["b/1"]
+    assert [i.path async for i in store.iter_artifacts("a/", after="a")] == ["a/1", "a/2", "a/3"]
+    assert [i.path async for i in store.iter_artifacts("a/", after="b")] == []
