@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from artifactd.errors import InvalidPathError
 from artifactd.paths import is_internal, parse_artifact_path
-from artifactd.store.base import ArtifactInfo, Store, Verification
+from artifactd.store.base import ArtifactInfo, Store, Usage, Verification
 from artifactd.store.filesystem import FilesystemStore
 
 IMPORT_CHUNK_BYTES = 1024 * 1024
@@ -63,22 +62,22 @@ async def import_file(
         raise
 
 
+async def iter_listed(store: Store, prefix: str) -> AsyncIterator[ArtifactInfo]:
+    """The artifacts under `prefix`, in path order, streamed from the store's index (brought
+    up to date with the tree first: files placed by hand are listed too)."""
+    await store.reconcile()
+    async for info in store.iter_artifacts(prefix):
+        yield info
+
+
 async def list_artifacts(store: Store, prefix: str) -> list[ArtifactInfo]:
-    return [info async for info in store.iter_artifacts(prefix)]
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    artifacts: int
-    bytes: int
+    return [info async for info in iter_listed(store, prefix)]
 
 
 async def disk_usage(store: Store) -> Usage:
-    count = total = 0
-    async for info in store.iter_artifacts():
-        count += 1
-        total += info.size
-    return Usage(count, total)
+    """Live artifacts and their bytes: the store's running totals, after reconciling."""
+    await store.reconcile()
+    return await store.usage()
 
 
 class Progress(AbstractContextManager[Any], Protocol):
@@ -87,11 +86,10 @@ class Progress(AbstractContextManager[Any], Protocol):
 
 async def verify_store(store: Store, progress: Callable[[int], Progress]) -> list[Verification]:
     """Re-hash every artifact; returns those whose bytes no longer match their digest."""
+    await store.reconcile()
+    usage = await store.usage()
     failures = []
-    total = 0
-    async for _ in store.iter_artifacts(include_expired=True):
-        total += 1
-    with progress(total) as bar:
+    with progress(usage.artifacts + usage.expired) as bar:
         async for result in store.verify():
             if not result.ok:
                 failures.append(result)

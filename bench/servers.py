@@ -246,13 +246,14 @@ def start_artifactd(
     cpu: int | None,
     loop: str = "uvloop",
     src: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Server:
     """`artifactd serve` in its default configuration (plus `--loop`), access log to a file.
 
     `src`: a directory holding another checkout's `artifactd` package to run instead of the
     installed one (before/after comparisons)."""
     cmd = [sys.executable, "-m", "artifactd", "serve", "--root", str(root)]
-    cmd += ["--host", "127.0.0.1", "--port", "0", "--loop", loop]
+    cmd += ["--host", "127.0.0.1", "--port", "0", "--loop", loop, *extra_args]
     env = None
     description = f"artifactd, default config, {loop}"
     if src is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,34 @@ def test_config_file_that_is_not_utf8_exits_2_naming_it(runner: CliRunner, tmp_p
     assert result.exit_code == 2, result.output
     assert f"config file {config} is not UTF-8" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_long_gc_shows_its_evictions_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from artifactd.cli import store as store_commands
+    from artifactd.store.base import ArtifactInfo
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    ticker = store_commands._EvictionTicker()
+    info = ArtifactInfo("a", 1024, "application/octet-stream", 0.0, 0.0)
+    for _ in range(2500):
+        ticker(info, "size")
+    ticker.done()
+    err = capsys.readouterr().err
+    assert err.count("\r") == 2
+    assert err.endswith("\revicted 2000 (2 MiB)\n")
+
+
+def test_ls_streams_json_and_lists_files_placed_by_hand(runner: CliRunner, tmp_path: Path) -> None:
+    root = existing_root(tmp_path / "root")
+    (root / "hand").mkdir()
+    (root / "hand" / "b").write_bytes(b"bb")
+    (root / "hand" / "a").write_bytes(b"a")
+    result = runner.invoke(main, ["ls", "--root", str(root), "--json", "hand/"])
+    assert result.exit_code == 0, result.output
+    assert [d["path"] for d in json.loads(result.output)] == ["hand/a", "hand/b"]
+    empty = runner.invoke(main, ["ls", "--root", str(root), "--json", "nothing/"])
+    assert json.loads(empty.output) == []
+    du = runner.invoke(main, ["du", "--root", str(root)])
+    assert du.output.startswith("2 artifacts, 3 B")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ from artifactd.cli.options import (
 )
 from artifactd.documents import artifact_document
 from artifactd.durations import format_size
-from artifactd.evictor import Evictor
+from artifactd.evictor import EvictionReason, Evictor
 from artifactd.policies import Policy
-from artifactd.store.base import Store
+from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.factory import build_store
 from artifactd.timestamps import isoformat_utc
 
@@ -90,16 +91,27 @@ def put(root: Path, local_file: Path, artifact_path: str, ttl: float | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per artifact, as a list.")
 def ls_command(root: Path, prefix: str, as_json: bool) -> None:
     """List artifacts whose path starts with PREFIX."""
-    infos = run_store_command(root, lambda s: admin.list_artifacts(s, prefix))
-    if as_json:
-        click.echo(
-            json.dumps([artifact_document(i, with_last_accessed=True) for i in infos], indent=2)
-        )
-        return
-    for info in infos:
-        expires = isoformat_utc(info.expires_at) or "never"
-        digest = (info.sha256 or "(hashing)")[:12]
-        click.echo(f"{format_size(info.size):>10}  {digest:12}  expires {expires:20}  {info.path}")
+
+    async def stream(store: Store) -> None:
+        # Printed as read from the store's index: memory stays flat however many there are.
+        first = True
+        if as_json:
+            click.echo("[", nl=False)
+        async for info in admin.iter_listed(store, prefix):
+            if as_json:
+                document = json.dumps(artifact_document(info, with_last_accessed=True), indent=2)
+                click.echo(("\n" if first else ",\n") + textwrap.indent(document, "  "), nl=False)
+            else:
+                expires = isoformat_utc(info.expires_at) or "never"
+                digest = (info.sha256 or "(hashing)")[:12]
+                click.echo(
+                    f"{format_size(info.size):>10}  {digest:12}  expires {expires:20}  {info.path}"
+                )
+            first = False
+        if as_json:
+            click.echo("]" if first else "\n]")
+
+    run_store_command(root, stream)
 
 
 @click.command(cls=Command)
@@ -125,10 +137,14 @@ def rm(root: Path, artifact_path: str) -> None:
 def gc(root: Path, max_size: int | None, policies: tuple[Policy, ...], dry_run: bool) -> None:
     """Run one eviction pass now: expired artifacts, crashed uploads, --max-size, and the
     max_size of --policy prefixes."""
+    ticker = _EvictionTicker()
     report = run_store_command(
         root,
-        lambda s: Evictor(s, max_size_bytes=max_size, policies=policies).run_once(dry_run=dry_run),
+        lambda s: Evictor(
+            s, max_size_bytes=max_size, policies=policies, on_evicted=ticker
+        ).run_once(dry_run=dry_run),
     )
+    ticker.done()
     if report.skipped:
         raise click.ClickException("another process is evicting right now; try again")
     verb = "would remove" if dry_run else "removed"
@@ -161,6 +177,28 @@ def verify(root: Path) -> None:
     if failures:
         raise click.exceptions.Exit(FAILED)
     click.echo("all artifacts match their digests")
+
+
+class _EvictionTicker:
+    """How many artifacts a long pass has evicted so far, on stderr when it is a terminal
+    (one line rewritten in place, every TICK_EVERY evictions)."""
+
+    TICK_EVERY = 1000
+
+    def __init__(self) -> None:
+        self.shown = sys.stderr.isatty()
+        self.count = 0
+        self.bytes = 0
+
+    def __call__(self, info: ArtifactInfo, reason: EvictionReason) -> None:
+        self.count += 1
+        self.bytes += info.size
+        if self.shown and self.count % self.TICK_EVERY == 0:
+            click.echo(f"\revicted {self.count} ({format_size(self.bytes)})", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.shown and self.count >= self.TICK_EVERY:
+            click.echo(err=True)
 
 
 def _progress_factory() -> Callable[[int], admin.Progress]:

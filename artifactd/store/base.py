@@ -39,7 +39,8 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
 - open, info: NotFoundError (absent or expired), IsDirectoryError, InvalidPathError (a
   link leaving the root), StoreUnavailableError.
 - ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
-- list_dir: NotFoundError, NotDirectoryError, InvalidPathError, StoreUnavailableError.
+- list_dir, list_dir_page: NotFoundError, NotDirectoryError, InvalidPathError,
+  StoreUnavailableError.
 - make_dir: NotFoundError or NotDirectoryError (for the parent), InvalidPathError,
   StorageFullError (read-only root), StoreUnavailableError.
 - remove_dir: InvalidPathError, StorageFullError (read-only root), StoreUnavailableError.
@@ -51,7 +52,8 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
   IsDirectoryError, StorageFullError, StoreUnavailableError.
 - delete: NotFoundError, IsDirectoryError, InvalidPathError, whatever `require` raises,
   ConflictError (kept changing), StorageFullError (read-only root), StoreUnavailableError.
-- evict, iter_artifacts, verify, collect_garbage, flush_access_times, start:
+- evict, iter_artifacts, iter_expired, iter_least_recent, usage, reconcile, verify,
+  collect_garbage, flush_access_times, start:
   StoreUnavailableError; the filesystem backend's constructor MetadataCorruptError.
 """
 
@@ -117,6 +119,27 @@ class DirEntry:
     modified_at: float
     sha256: str | None = None
     expires_at: float | None = None
+
+
+def listing_key(entry: DirEntry) -> str:
+    """A listing's order as one string (directories first, then files, each by name; a name
+    holds no '/'): where a page of a directory continues."""
+    return ("d/" if entry.type == "dir" else "f/") + entry.name
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How many live artifacts (not expired) and their bytes; expired ones not evicted yet."""
+
+    artifacts: int
+    bytes: int
+    expired: int = 0
+
+
+def recency(info: ArtifactInfo) -> tuple[float, str]:
+    """The least-recently-used order: never accessed counts as accessed when created; ties
+    go by path."""
+    return (info.last_accessed or info.created_at, info.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +246,15 @@ class Store(abc.ABC):
         """Entries of a directory ('' is the root), internal state excluded.
         NotFoundError if absent, NotDirectoryError if it is a file."""
 
+    async def list_dir_page(
+        self, path: str, after: str | None, limit: int
+    ) -> tuple[list[DirEntry], bool]:
+        """Up to `limit` entries of `list_dir`'s order whose `listing_key` sorts after
+        `after`, and whether more follow. By default sliced from `list_dir`; the
+        filesystem describes only the entries of the page."""
+        entries = [e for e in await self.list_dir(path) if after is None or listing_key(e) > after]
+        return entries[:limit], len(entries) > limit
+
     @abc.abstractmethod
     async def make_dir(self, path: str) -> bool:
         """Create the empty directory `path` (WebDAV's MKCOL) inside an existing directory.
@@ -257,10 +289,50 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
+        self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
-        """Every artifact whose path starts with `prefix`, in path order; expired ones
-        only when asked (the evictor needs them)."""
+        """Every artifact whose path starts with `prefix` (and sorts after `after`, to
+        continue a page), in path order; expired ones only when asked. The filesystem
+        backend reads its metadata index (O(log N) to start, O(1) per artifact), which
+        learns of files placed by hand at `reconcile`."""
+
+    async def usage(self, prefix: str = "", now: float | None = None) -> Usage:
+        """The live artifacts under `prefix` at `now` (default: the present), their bytes,
+        and (for '') how many expired ones wait for eviction. By default a walk; indexed
+        backends keep running totals."""
+        count = size = expired = 0
+        now = time.time() if now is None else now
+        async for info in self.iter_artifacts(prefix, include_expired=True):
+            if info.is_expired(now):
+                expired += 1
+            else:
+                count += 1
+                size += info.size
+        return Usage(count, size, expired)
+
+    async def iter_expired(self, now: float) -> AsyncIterator[ArtifactInfo]:
+        """Every artifact expired at `now`, streamed (the evictor removes them as they come;
+        removing one must not disturb the iteration)."""
+        async for info in self.iter_artifacts(include_expired=True):
+            if info.is_expired(now):
+                yield info
+
+    async def iter_least_recent(self, prefix: str, now: float) -> AsyncIterator[ArtifactInfo]:
+        """The live artifacts under `prefix`, least recently accessed first (`recency`),
+        streamed as `iter_expired`. By default gathered and sorted in memory; the
+        filesystem backend walks an index of that order."""
+        live = [
+            info
+            async for info in self.iter_artifacts(prefix, include_expired=True)
+            if not info.is_expired(now)
+        ]
+        live.sort(key=recency)
+        for info in live:
+            yield info
+
+    async def reconcile(self, directory: str = "") -> None:  # noqa: B027 - optional hook
+        """Bring an index of the store up to date with files placed or removed under
+        `directory` ('' = everywhere) by other means than this contract (by hand)."""
 
     @abc.abstractmethod
     async def evict(self, info: ArtifactInfo) -> bool:

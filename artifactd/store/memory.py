@@ -194,10 +194,12 @@ class MemoryStore(Store):
         return True
 
     async def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
+        self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
         for path in sorted(self._objects):
             info = self._objects[path][1]
+            if after is not None and path <= after:
+                continue
             if path.startswith(prefix) and (include_expired or not info.is_expired()):
                 yield info
 

@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         policies=settings.policies,
         on_evicted=record_eviction,
         on_pass=record_pass,
+        report_paths=False,
     )
     pipeline = app[PIPELINE] = Pipeline.for_settings(settings, metrics.traffic)
     app.on_response_prepare.append(pipeline.on_response_prepare)

@@ -12,7 +12,8 @@ from aiohttp import hdrs, web
 from artifactd.durations import parse_decimal
 from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
 from artifactd.paths import is_internal, names_directory, parse_artifact_path
-from artifactd.store.base import ArtifactReader, Store
+from artifactd.store.base import ArtifactReader, Store, listing_key
+from artifactd.web.api import decode_cursor, encode_cursor, parse_limit
 from artifactd.web.browse import View, render_page
 from artifactd.web.departures import has_departed
 from artifactd.web.download.gzip import (
@@ -170,6 +171,17 @@ async def wait_for_artifact(request: web.Request, path: str, seconds: float) -> 
 
 
 async def list_directory(request: web.Request, path: str) -> web.Response:
+    if wants_json(request) and "limit" in request.query:
+        # One page, as /api/v1/artifacts pages: a directory of 100,000 entries need not be
+        # one answer of 50 MB, and only the page's entries are read from disk.
+        limit = parse_limit(request.query.get("limit"))
+        cursor = request.query.get("cursor")
+        chunk, more = await request.app[STORE].list_dir_page(
+            path, decode_cursor(cursor) if cursor else None, limit
+        )
+        document = entries_json(path, chunk)
+        document["next_cursor"] = encode_cursor(listing_key(chunk[-1])) if more else None
+        return web.json_response(document, headers=LISTING_HEADERS)
     entries = await request.app[STORE].list_dir(path)
     if wants_json(request):
         return web.json_response(entries_json(path, entries), headers=LISTING_HEADERS)

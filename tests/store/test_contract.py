@@ -16,7 +16,7 @@ from artifactd.errors import (
     NotDirectoryError,
     NotFoundError,
 )
-from artifactd.store.base import ArtifactInfo, Store
+from artifactd.store.base import ArtifactInfo, Store, listing_key
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
 from tests.seaweed import (  # noqa: F401  (fixtures, used through getfixturevalue)
@@ -315,3 +315,31 @@ async def test_evict_batch_removes_exactly_the_versions_given(store: Store) -> N
     assert [info.path async for info in store.iter_artifacts("batch/")] == ["batch/b"]
     assert await read_all(store, "batch/b") == b"a newer b"
     assert await store.evict_batch([]) == []
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 10])
+async def test_pages_of_a_listing_are_the_listing(store: Store, limit: int) -> None:
+    for name in ["p/b", "p/a", "p/d2/x", "p/d1/y", "p/c"]:
+        await put(store, name, b"x")
+    await put(store, "p/gone", b"x", expires_at=time.time() - 1)
+    seen: list[str] = []
+    after = None
+    while True:
+        page, more = await store.list_dir_page("p", after, limit)
+        assert len(page) <= limit
+        seen += [e.name for e in page]
+        if not more:
+            break
+        after = listing_key(page[-1])
+    assert seen == [e.name for e in await store.list_dir("p")] == ["d1", "d2", "a", "b", "c"]
+    assert await store.list_dir_page("p", "f/c", limit) == ([], False)
+    assert [e.name for e in (await store.list_dir_page("p", "d/d2", 1))[0]] == ["a"]
+
+
+async def test_iter_artifacts_continues_after_a_path(store: Store) -> None:
+    for name in ["a/1", "a/2", "a/3", "b/1"]:
+        await put(store, name, b"x")
+    assert [i.path async for i in store.iter_artifacts("a/", after="a/1")] == ["a/2", "a/3"]
+    assert [i.path async for i in store.iter_artifacts(after="a/3")] == ["b/1"]
+    assert [i.path async for i in store.iter_artifacts("a/", after="a")] == ["a/1", "a/2", "a/3"]
+    assert [i.path async for i in store.iter_artifacts("a/", after="b")] == []

@@ -41,6 +41,27 @@ async def test_paging_walks_every_artifact_once_in_path_order(client: Client) ->
     }
 
 
+async def test_a_cursor_past_a_deleted_artifact_continues_after_it(client: Client) -> None:
+    await put_many(client, ["q/a", "q/b", "q/c", "q/d"])
+    first = await (await client.get("/api/v1/artifacts?prefix=q/&limit=2")).json()
+    assert [a["path"] for a in first["artifacts"]] == ["q/a", "q/b"]
+    assert (await client.delete("/files/q/b")).status == 204
+    cursor = first["next_cursor"]
+    rest = await (await client.get(f"/api/v1/artifacts?prefix=q/&cursor={cursor}")).json()
+    assert [a["path"] for a in rest["artifacts"]] == ["q/c", "q/d"]
+    assert rest["next_cursor"] is None
+
+
+async def test_stats_follow_uploads_replacements_and_deletes(client: Client) -> None:
+    before = await (await client.get("/api/v1/stats")).json()
+    await put_many(client, ["t/a", "t/b"])
+    assert (await client.put("/files/t/a", data=b"longer body")).status == 200
+    assert (await client.delete("/files/t/b")).status == 204
+    after = await (await client.get("/api/v1/stats")).json()
+    assert after["artifacts"] == before["artifacts"] + 1
+    assert after["bytes"] == before["bytes"] + len(b"longer body")
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "cursor=%%%"])
 async def test_bad_paging_parameters_are_400(client: Client, query: str) -> None:
     resp = await client.get(f"/api/v1/artifacts?{query}")

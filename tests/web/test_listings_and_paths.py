@@ -149,3 +149,26 @@ async def test_browse_form_upload_with_ttl_field(client: Client) -> None:
     listing = await (await client.get("/files/b/?format=json")).json()
     (entry,) = [e for e in listing["entries"] if e["name"] == "note.txt"]
     assert entry["expires_at"] is not None
+
+
+async def test_a_json_listing_pages_with_limit_and_cursor(
+    client: Client, fs_store: FilesystemStore
+) -> None:
+    for name in ["big/f3", "big/f1", "big/sub/x", "big/f2"]:
+        await store_bytes(fs_store, name, b"x")
+    seen: list[str] = []
+    query = "format=json&limit=2"
+    while True:
+        resp = await client.get(f"/files/big/?{query}")
+        assert resp.status == 200
+        page = await resp.json()
+        assert len(page["entries"]) <= 2
+        seen += [e["name"] for e in page["entries"]]
+        if page["next_cursor"] is None:
+            break
+        query = f"format=json&limit=2&cursor={page['next_cursor']}"
+    assert seen == ["sub", "f1", "f2", "f3"]
+    whole = await (await client.get("/files/big/?format=json")).json()
+    assert "next_cursor" not in whole  # without limit: the whole directory, as before
+    for bad in ["limit=0", "limit=1001", "limit=2&cursor=%%%"]:
+        assert (await client.get(f"/files/big/?format=json&{bad}")).status == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from artifactd.errors import InvalidPathError, NotFoundError
@@ -24,3 +25,36 @@ def resolve_inside(root: Path, path: str) -> str:
     if real == internal or real.startswith(internal + os.sep):
         raise NotFoundError(path)
     return real
+
+
+def stat_inside(root: Path, path: str, plain_dirs: set[str]) -> os.stat_result:
+    """`os.stat` of `resolve_inside(root, path)` for many paths at the price of about one
+    lstat each: a parent directory is resolved once and remembered in `plain_dirs` (the
+    caller's, for one batch) when no link lies on its way, and only a file that is itself a
+    link is resolved in full. Same errors as resolve_inside, and OSError."""
+    parent = path.rpartition("/")[0]
+    joined = os.path.join(str(root), path)
+    if parent and parent not in plain_dirs:
+        if resolve_inside(root, parent) != os.path.join(str(root), parent):
+            return os.stat(resolve_inside(root, path))  # links on the way: judged in full
+        plain_dirs.add(parent)
+    st = os.lstat(joined)
+    if stat.S_ISLNK(st.st_mode):
+        return os.stat(resolve_inside(root, path))
+    return st
+
+
+def resolve_in_batch(root: Path, path: str, plain_dirs: set[str]) -> str:
+    """`resolve_inside` for one of many paths, at the price of about one lstat: as
+    `stat_inside`, a parent directory is resolved once per batch (`plain_dirs`)."""
+    parent = path.rpartition("/")[0]
+    if parent and parent not in plain_dirs:
+        if resolve_inside(root, parent) != os.path.join(str(root), parent):
+            return resolve_inside(root, path)
+        plain_dirs.add(parent)
+    joined = os.path.join(str(root), path)
+    if os.path.islink(joined):
+        return resolve_inside(root, path)
+    if path == INTERNAL_DIR:
+        raise NotFoundError(path)
+    return joined

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from artifactd.errors import NotFoundError, StorageFullError
+from artifactd.errors import ArtifactdError, NotFoundError, StorageFullError
 from artifactd.store.base import Verification
 from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 
 INLINE_HASH_LIMIT_BYTES = 64 * 1024 * 1024
@@ -46,9 +47,16 @@ class DigestFinder:
     Blocking; called from worker threads. `on_hashed(path)` is told when a background
     hash lands (the hot cache then drops the entry holding the version-token ETag)."""
 
-    def __init__(self, root: Path, db: MetadataDB, on_hashed: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        db: MetadataDB,
+        on_hashed: Callable[[str], None],
+        lock: WriteLock | None = None,
+    ) -> None:
         self.root = root
         self.db = db
+        self.lock = lock
         self.on_hashed = on_hashed
         self._found: dict[VersionKey, str] = {}  # oldest first
         self._hashing: set[tuple[str, int, int]] = set()
@@ -66,10 +74,25 @@ class DigestFinder:
         if sha256 is not None:
             # A cache: on a full disk the digest stays in memory (`_found`) only.
             with contextlib.suppress(StorageFullError):
-                self.db.record_found_version(row)
+                self._record(row)
         else:
             self._hash_in_background(path, st)
         return row
+
+    def _record(self, row: VersionRow) -> None:
+        """Record the row only while its inode is still the file at its path, judged under
+        the write lock: a reader that opened a file just before its eviction (or delete)
+        must not bring back the row the eviction removed, describing bytes no longer there."""
+        if self.lock is None:
+            self.db.record_found_version(row)
+            return
+        with self.lock.held():
+            try:
+                current = os.stat(resolve_inside(self.root, row.path)).st_ino
+            except (OSError, ArtifactdError):
+                return
+            if current == row.ino:
+                self.db.record_found_version(row)
 
     def _remember(self, version_key: VersionKey, sha256: str) -> None:
         self._found[version_key] = sha256
@@ -99,7 +122,7 @@ class DigestFinder:
             finally:
                 os.close(fd)
             self._remember((path, st.st_ino, st.st_size, st.st_mtime_ns), sha256)
-            self.db.record_found_version(_found_row(path, st, sha256))
+            self._record(_found_row(path, st, sha256))
             self.on_hashed(path)  # the digest-based ETag is known now
         except Exception:
             pass  # gone, unreadable or the store closing: the next reader starts over

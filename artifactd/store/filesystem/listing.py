@@ -1,4 +1,4 @@
-"""Walking the storage root: one directory for a listing, the whole tree for maintenance.
+"""Listing one directory of the storage root (the whole tree is walked only by reconcile.py).
 Internal state (`.artifactd/`) and links leaving the root are never listed. Blocking."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from artifactd.errors import NotDirectoryError, NotFoundError
@@ -17,12 +16,19 @@ from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 
 
 def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
-    """Directories first, then files, each by name; expired files left out."""
+    """Directories first, then files, each by name; expired files left out. Reads this
+    directory alone: its entries, and the rows of its files (never those further down)."""
+    return list_directory_page(root, db, path, None, None)[0]
+
+
+def list_directory_page(
+    root: Path, db: MetadataDB, path: str, after: str | None, limit: int | None
+) -> tuple[list[DirEntry], bool]:
+    """Up to `limit` entries (None: all) of `list_directory` after the `listing_key`
+    `after`, and whether more follow. The directory's names are read and ordered (cheap:
+    no stat but for links); only the entries of the page are stated and looked up."""
     os_path = resolve_inside(root, path)
-    rows = {row.path: row for row in db.rows_under(path)}
     prefix = f"{path}/" if path else ""
-    now = time.time()
-    entries: list[DirEntry] = []
     try:
         scan = os.scandir(os_path)
     except FileNotFoundError as exc:
@@ -30,14 +36,30 @@ def list_directory(root: Path, db: MetadataDB, path: str) -> list[DirEntry]:
     except NotADirectoryError as exc:
         raise NotDirectoryError(path) from exc
     with scan:
-        for item in scan:
-            if not path and item.name == INTERNAL_DIR:
-                continue
+        keyed = sorted((_key(item), item) for item in scan if path or item.name != INTERNAL_DIR)
+    items = [item for key, item in keyed if after is None or key > after]
+    now = time.time()
+    entries: list[DirEntry] = []
+    chunk = len(items) if limit is None else limit + 1
+    for start in range(0, len(items), max(chunk, 1)):
+        batch = items[start : start + chunk]
+        rows = {row.path: row for row in db.rows_for_paths([prefix + i.name for i in batch])}
+        for item in batch:
             entry = _dir_entry(root, prefix + item.name, item, rows, now)
             if entry is not None:
                 entries.append(entry)
-    entries.sort(key=lambda e: (e.type != "dir", e.name))
-    return entries
+        if limit is not None and len(entries) > limit:
+            return entries[:limit], True
+    return entries, False
+
+
+def _key(item: os.DirEntry[str]) -> str:
+    """`listing_key` from the directory entry alone (a link is judged by its target)."""
+    try:
+        is_dir = item.is_dir()
+    except OSError:
+        is_dir = False
+    return ("d/" if is_dir else "f/") + item.name
 
 
 def _dir_entry(
@@ -59,26 +81,3 @@ def _dir_entry(
             return None
         return DirEntry(item.name, "file", st.st_size, st.st_mtime, row.sha256, row.expires_at)
     return DirEntry(item.name, "file", st.st_size, st.st_mtime)
-
-
-def walk_files(root: Path, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(path, stat) of every regular file whose path starts with `prefix`, in path order."""
-    found: list[tuple[str, os.stat_result]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        if not rel_dir:
-            dirnames[:] = [d for d in dirnames if d != INTERNAL_DIR]
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = f"{rel_dir}/{name}" if rel_dir else name
-            if not path.startswith(prefix):
-                continue
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((path, st))
-    found.sort(key=lambda item: item[0])
-    return iter(found)

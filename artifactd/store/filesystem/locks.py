@@ -22,17 +22,24 @@ class WriteLock:
 
     def __init__(self, path: Path | None) -> None:
         self._fd = -1 if path is None else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._thread_lock = threading.Lock()
+        # Reentrant: recording a version found on disk takes the lock, and is also reached
+        # from inside a commit that holds it already (judging the current version).
+        self._thread_lock = threading.RLock()
+        self._depth = 0
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Blocking: run it in a worker thread."""
         with self._thread_lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            if self._depth == 1:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -15,53 +15,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import pathname2url
 
 from artifactd.errors import StorageFullError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    path          TEXT    NOT NULL,
-    ino           INTEGER NOT NULL,
-    size          INTEGER NOT NULL,
-    mtime_ns      INTEGER NOT NULL,
-    sha256        TEXT,
-    content_type  TEXT,
-    created_at    REAL    NOT NULL,
-    expires_at    REAL,
-    last_accessed REAL,
-    origin        TEXT    NOT NULL DEFAULT 'found',
-    PRIMARY KEY (path, ino)
-);
-CREATE INDEX IF NOT EXISTS versions_expires ON versions (expires_at)
-    WHERE expires_at IS NOT NULL;
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    path: str
-    ino: int
-    size: int
-    mtime_ns: int
-    sha256: str | None
-    content_type: str | None
-    created_at: float
-    expires_at: float | None
-    last_accessed: float | None
-    origin: str = "found"  # 'upload': digest computed while receiving; 'found': hashed from disk
-
-    def matches(self, ino: int, size: int, mtime_ns: int) -> bool:
-        return (self.ino, self.size, self.mtime_ns) == (ino, size, mtime_ns)
-
-
-_COLUMNS = (
-    "path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at, last_accessed, origin"
+from artifactd.store.filesystem.metaqueries import IndexQueries
+from artifactd.store.filesystem.schema import (
+    COLUMNS,
+    FOUND_UPSERT,
+    PLACEHOLDERS,
+    SCHEMA,
+    VersionRow,
+    migrate,
 )
-_PLACEHOLDERS = "?,?,?,?,?,?,?,?,?,?"
 
+__all__ = ["MetadataCorruptError", "MetadataDB", "VersionRow"]
 
 _RECOVERY_HINT = (
     "; move it aside and start again to begin a new one (the files under the root are kept "
@@ -89,7 +57,7 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-class MetadataDB:
+class MetadataDB(IndexQueries):
     """Blocking access to the metadata database; callers run it in a worker thread.
 
     `created` tells whether the database had no metadata yet (a new root, or a database
@@ -113,8 +81,13 @@ class MetadataDB:
                 )
                 _switch_to_wal(self._conn)
                 self._conn.execute("PRAGMA synchronous=NORMAL")
+                # Rows an INSERT OR REPLACE deletes fire the delete trigger only with this on
+                # (https://sqlite.org/lang_conflict.html, REPLACE): the totals depend on it.
+                self._conn.execute("PRAGMA recursive_triggers=ON")
                 self.created = not self._has_versions_table()
                 self._conn.executescript(SCHEMA)
+                migrate(self._conn)
+            self.schema_version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
             # Damage inside the file otherwise surfaces later, as failures of single requests.
             problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
         except sqlite3.DatabaseError as exc:
@@ -137,29 +110,11 @@ class MetadataDB:
         with self._lock:
             self._conn.close()
 
-    def _query(self, sql: str, params: Iterable[object] = ()) -> list[VersionRow]:
-        with self._lock:
-            rows = self._conn.execute(sql, tuple(params)).fetchall()
-        return [VersionRow(*row) for row in rows]
-
     def find(self, path: str, ino: int) -> VersionRow | None:
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM versions WHERE path = ? AND ino = ?", (path, ino)
+            f"SELECT {COLUMNS} FROM versions WHERE path = ? AND ino = ?", (path, ino)
         )
         return rows[0] if rows else None
-
-    def rows_under(self, dir_path: str) -> list[VersionRow]:
-        """Rows whose path lies below `dir_path` ('' = everything), via an index range scan."""
-        if not dir_path:
-            return self._query(f"SELECT {_COLUMNS} FROM versions")
-        # '/' + 1 == '0': every path starting with 'dir/' sorts in ['dir/', 'dir0').
-        return self._query(
-            f"SELECT {_COLUMNS} FROM versions WHERE path >= ? AND path < ?",
-            (dir_path + "/", dir_path + "0"),
-        )
-
-    def iter_all(self) -> Iterator[VersionRow]:
-        yield from self._query(f"SELECT {_COLUMNS} FROM versions ORDER BY path")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -178,7 +133,7 @@ class MetadataDB:
             return
         with self._writing():
             self._conn.execute(
-                f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                f"INSERT OR REPLACE INTO versions ({COLUMNS}) VALUES ({PLACEHOLDERS})",
                 _values(row),
             )
 
@@ -227,15 +182,35 @@ class MetadataDB:
         if self.read_only:
             return
         with self._writing():
-            self._conn.execute(
-                f"INSERT INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) "
-                "ON CONFLICT (path, ino) DO UPDATE SET size = excluded.size, "
-                "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, "
-                "created_at = excluded.created_at "
-                "WHERE versions.origin = 'found' AND "
-                "(versions.size != excluded.size OR versions.mtime_ns != excluded.mtime_ns)",
-                _values(row),
-            )
+            self._conn.execute(FOUND_UPSERT, _values(row))
+
+    def record_found_versions(self, rows: Sequence[VersionRow]) -> None:
+        """`record_found_version` for many rows in one transaction (all or none)."""
+        if self.read_only or not rows:
+            return
+        with self._writing(), self._transaction():
+            self._conn.executemany(FOUND_UPSERT, [_values(row) for row in rows])
+
+    def delete_versions(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Forget the exact versions (path, inode) given, in one transaction."""
+        batch = list(keys)
+        if self.read_only or not batch:
+            return
+        with self._writing(), self._transaction():
+            self._conn.executemany("DELETE FROM versions WHERE path = ? AND ino = ?", batch)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT around the block, rolled back on any failure (the connection
+        already held)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:  # a full disk may have rolled it back already
+                self._conn.execute("ROLLBACK")
+            raise
 
     def delete_other_versions(self, path: str, keep_ino: int | None) -> None:
         """Forget every version of `path` but the one with inode `keep_ino` (None: all)."""

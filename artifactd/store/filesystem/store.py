@@ -32,14 +32,14 @@ from artifactd.store.base import (
     DirEntry,
     Store,
     Upload,
-    Verification,
 )
 from artifactd.store.filesystem.commits import BatchedWrites
 from artifactd.store.filesystem.confinement import resolve_inside
-from artifactd.store.filesystem.digests import DigestFinder, verify_version
+from artifactd.store.filesystem.digests import DigestFinder
 from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
-from artifactd.store.filesystem.listing import list_directory, walk_files
+from artifactd.store.filesystem.indexed import IndexedReads
+from artifactd.store.filesystem.listing import list_directory, list_directory_page
 from artifactd.store.filesystem.locks import WriteLock, maintenance_lock
 from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
@@ -58,7 +58,7 @@ from artifactd.store.tempfiles import create_locked, remove_abandoned
 log = logging.getLogger("artifactd.store")
 
 
-class FilesystemStore(BatchedWrites, Store):
+class FilesystemStore(BatchedWrites, IndexedReads, Store):
     """Artifacts as plain files under a root directory, metadata in SQLite beside them."""
 
     def __init__(self, root: Path) -> None:
@@ -92,7 +92,9 @@ class FilesystemStore(BatchedWrites, Store):
             self._info_from_row,
             load=not self.db.read_only,
         )
-        self.digests = DigestFinder(self.root, self.db, self.hot.invalidate)
+        self.digests = DigestFinder(
+            self.root, self.db, self.hot.invalidate, None if self.read_only else self._write_lock
+        )
         # Commits and deletes of this process that arrive together are made durable
         # together (groupcommit.py, writes.py).
         self.commits = GroupCommit(self._write_batch_sync)
@@ -191,7 +193,11 @@ class FilesystemStore(BatchedWrites, Store):
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         """Metadata for the exact version described by `st`, hashing unknown versions."""
         row = self.db.find(path, st.st_ino)
-        if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
+        if (
+            row is None
+            or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns)
+            or row.sha256 is None  # found by the reconciliation walk, which hashes nothing
+        ):
             row = self.digests.describe_unknown(path, st, fd)
         return self._info_from_row(path, st, row)
 
@@ -202,6 +208,11 @@ class FilesystemStore(BatchedWrites, Store):
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         return await asyncio.to_thread(list_directory, self.root, self.db, path)
+
+    async def list_dir_page(
+        self, path: str, after: str | None, limit: int
+    ) -> tuple[list[DirEntry], bool]:
+        return await asyncio.to_thread(list_directory_page, self.root, self.db, path, after, limit)
 
     async def make_dir(self, path: str) -> bool:
         return await asyncio.to_thread(self._make_dir_sync, path)
@@ -255,16 +266,6 @@ class FilesystemStore(BatchedWrites, Store):
                 return False
         return True
 
-    async def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
-    ) -> AsyncIterator[ArtifactInfo]:
-        for info in await asyncio.to_thread(self._all_artifacts_sync, prefix, include_expired):
-            yield info
-
-    def _all_artifacts_sync(self, prefix: str, include_expired: bool) -> list[ArtifactInfo]:
-        infos = (self._info_for(path, st, None) for path, st in walk_files(self.root, prefix))
-        return [info for info in infos if include_expired or not info.is_expired()]
-
     # -- writing ---------------------------------------------------------------------------
 
     async def begin_upload(
@@ -288,17 +289,6 @@ class FilesystemStore(BatchedWrites, Store):
         return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
 
     # -- verification and housekeeping -----------------------------------------------------
-
-    async def verify(self) -> AsyncIterator[Verification]:
-        rows = await asyncio.to_thread(lambda: list(self.db.iter_all()))
-        latest: dict[str, VersionRow] = {}
-        for row in rows:  # several rows per path only around a commit: take the newest
-            if row.sha256 and (
-                row.path not in latest or row.created_at > latest[row.path].created_at
-            ):
-                latest[row.path] = row
-        for path in sorted(latest):
-            yield await asyncio.to_thread(verify_version, self.root, latest[path])
 
     @contextlib.asynccontextmanager
     async def maintenance_lock(self) -> AsyncIterator[bool]:

@@ -24,7 +24,7 @@ from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
     ArtifactInfo,
 )
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import resolve_in_batch, resolve_inside
 from artifactd.store.filesystem.hotcache import GenerationCounter
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
@@ -110,9 +110,10 @@ class LockedWrites:
         with self._write_lock.held():
             self._forget_stale_rows()
             parents: set[Path] = set()
+            plain: set[str] = set()  # directories resolved once for the whole batch
             for i, info in enumerate(infos):
                 try:
-                    os_path = resolve_inside(self.root, info.path)
+                    os_path = resolve_in_batch(self.root, info.path, plain)
                     st = os.stat(os_path)
                     if not stat.S_ISREG(st.st_mode) or version_token(st) != info.version:
                         continue
@@ -160,9 +161,10 @@ class LockedWrites:
         if not self._stale_rows:
             return True
         keep: dict[str, int | None] = {}
+        plain: set[str] = set()
         for path in self._stale_rows:
             try:
-                keep[path] = os.stat(resolve_inside(self.root, path)).st_ino
+                keep[path] = os.stat(resolve_in_batch(self.root, path, plain)).st_ino
             except (OSError, ArtifactdError):
                 keep[path] = None
         try:

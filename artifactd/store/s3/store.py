@@ -228,11 +228,13 @@ class S3Store(Store):
         return True
 
     async def iter_artifacts(
-        self, prefix: str = "", *, include_expired: bool = False
+        self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
         await self.access_log.load()
         now = time.time()
         async for path, meta in self.objects.iterate(prefix):
+            if after is not None and path <= after:
+                continue  # the bucket's listing still starts at the prefix
             if include_expired or not meta.is_expired(now):
                 yield self._info(path, meta)
 

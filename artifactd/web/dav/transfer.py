@@ -108,6 +108,7 @@ async def transfer_tree(
     await store.make_dir(destination)
     if not members:
         return
+    await store.reconcile(source)  # files placed there by hand move too
     found = [info.path async for info in store.iter_artifacts(f"{source}/" if source else "")]
     for path in found:
         target = destination + path[len(source) :]
@@ -122,6 +123,7 @@ async def transfer_tree(
 async def remove_tree(request: web.Request, path: str) -> None:
     """Every file under the directory `path` deleted (Overwrite: T over a collection)."""
     store = request.app[STORE]
+    await store.reconcile(path)
     found = [info async for info in store.iter_artifacts(f"{path}/")]
     for info in found:
         removed = await store.delete(info.path)

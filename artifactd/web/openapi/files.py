@@ -42,6 +42,12 @@ def files_item() -> dict[str, Any]:
             "wait", "Hold up to N seconds (0-300) until the artifact exists.", {"type": "string"}
         ),
         query("format", "json: a directory listing as JSON.", {"type": "string"}),
+        query(
+            "limit",
+            "JSON listing: at most N entries (1-1000), with next_cursor to continue.",
+            {"type": "string"},
+        ),
+        query("cursor", "JSON listing: the next_cursor of the page before.", {"type": "string"}),
         query("sort", "Listing order (HTML page).", {"type": "string"}),
         query("order", "Listing direction (HTML page).", {"type": "string"}),
         *READ_HEADERS,
@@ -228,6 +234,7 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
+            "next_cursor": {"type": ["string", "null"]},
         },
     },
     "Stats": {

@@ -1,0 +1,146 @@
+"""Reconciling the metadata index with the tree: files placed by hand get a row, rows of
+files removed by hand go. Both halves stream (os.scandir, keyset pages of the index) in
+bounded batches, so memory stays flat however many files the root holds. Blocking.
+
+Rows are written and deleted under the root's write lock, after stating the file again:
+a commit, delete or eviction between the walk and the write is never undone (a row for a
+file just evicted would count bytes no longer there).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from artifactd.errors import ArtifactdError
+from artifactd.paths import INTERNAL_DIR
+from artifactd.store.filesystem.confinement import resolve_inside, stat_inside
+from artifactd.store.filesystem.locks import WriteLock
+from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+
+BATCH = 1000
+
+
+@dataclass
+class Reconciliation:
+    files: int = 0  # regular files seen
+    recorded: int = 0  # rows added for files placed or changed by hand
+    forgotten: int = 0  # rows of files removed or replaced by hand
+
+
+def walk_files(root: Path, directory: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """(path, stat) of every regular file under `directory` ('' = the root), streamed: one
+    directory's entries at a time. Internal state is skipped and links to directories are
+    not followed (as os.walk does); links to files are stated as their target."""
+    pending = [directory]
+    while pending:
+        current = pending.pop()
+        try:
+            scan = os.scandir(resolve_inside(root, current) if current else root)
+        except (OSError, ArtifactdError):
+            continue
+        prefix = f"{current}/" if current else ""
+        with scan:
+            for item in scan:
+                if not current and item.name == INTERNAL_DIR:
+                    continue
+                path = prefix + item.name
+                try:
+                    if item.is_dir(follow_symlinks=False):
+                        pending.append(path)
+                        continue
+                    if item.is_symlink():
+                        resolve_inside(root, path)  # a link leaving the root is not ours
+                    st = item.stat()
+                except (OSError, ArtifactdError):
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    yield path, st
+
+
+def reconcile(root: Path, db: MetadataDB, lock: WriteLock, directory: str = "") -> Reconciliation:
+    """Record the files under `directory` that no row describes, then forget the rows
+    under it that describe no file there."""
+    report = Reconciliation()
+    batch: list[tuple[str, os.stat_result]] = []
+    for found in walk_files(root, directory):
+        report.files += 1
+        batch.append(found)
+        if len(batch) == BATCH:
+            report.recorded += _record(root, db, lock, batch)
+            batch = []
+    report.recorded += _record(root, db, lock, batch)
+    report.forgotten = _sweep(root, db, lock, f"{directory}/" if directory else "")
+    return report
+
+
+def _record(
+    root: Path, db: MetadataDB, lock: WriteLock, batch: list[tuple[str, os.stat_result]]
+) -> int:
+    if not batch:
+        return 0
+    known = {(r.path, r.ino, r.size, r.mtime_ns) for r in db.rows_for_paths([p for p, _ in batch])}
+    missing = [
+        (path, st)
+        for path, st in batch
+        if (path, st.st_ino, st.st_size, st.st_mtime_ns) not in known
+    ]
+    if not missing:
+        return 0
+    plain: set[str] = set()
+    with lock.held():
+        rows = [found_row(path, st) for path, st in missing if _still(root, path, st, plain)]
+        db.record_found_versions(rows)
+    return len(rows)
+
+
+def _sweep(root: Path, db: MetadataDB, lock: WriteLock, prefix: str) -> int:
+    forgotten = 0
+    after: str | None = None
+    while page := db.page(prefix, after, BATCH):
+        after = page[-1].path
+        page += [r for r in db.rows_for_paths([after]) if r not in page]  # straddling
+        plain: set[str] = set()
+        stale = [row for row in page if not _describes_file(root, row, plain)]
+        if stale:
+            with lock.held():  # judged again: a commit may have just made a row current
+                gone = [(r.path, r.ino) for r in stale if not _describes_file(root, r, plain)]
+                db.delete_versions(gone)
+            forgotten += len(gone)
+    return forgotten
+
+
+def _describes_file(root: Path, row: VersionRow, plain_dirs: set[str]) -> bool:
+    """Whether the row's inode is the file at its path now (its bytes may have changed in
+    place: the walk records the new size, and the row stays)."""
+    try:
+        return stat_inside(root, row.path, plain_dirs).st_ino == row.ino
+    except (OSError, ArtifactdError):
+        return False
+
+
+def _still(root: Path, path: str, st: os.stat_result, plain_dirs: set[str]) -> bool:
+    try:
+        now = stat_inside(root, path, plain_dirs)
+    except (OSError, ArtifactdError):
+        return False
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def found_row(path: str, st: os.stat_result, sha256: str | None = None) -> VersionRow:
+    """A row for a version found on disk: created when last modified, never expiring, its
+    digest computed on first read when not given."""
+    return VersionRow(
+        path=path,
+        ino=st.st_ino,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=sha256,
+        content_type=None,
+        created_at=st.st_mtime,
+        expires_at=None,
+        last_accessed=None,
+    )
