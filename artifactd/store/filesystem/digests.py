@@ -70,7 +70,7 @@ class DigestFinder:
         if sha256 is None and fd is not None and st.st_size <= INLINE_HASH_LIMIT_BYTES:
             sha256 = hash_fd(fd, st.st_size)
             self._remember(version_key, sha256)
-        row = _found_row(path, st, sha256)
+        row = found_row(path, st, sha256)
         if sha256 is not None:
             # A cache: on a full disk the digest stays in memory (`_found`) only.
             with contextlib.suppress(StorageFullError):
@@ -122,7 +122,7 @@ class DigestFinder:
             finally:
                 os.close(fd)
             self._remember((path, st.st_ino, st.st_size, st.st_mtime_ns), sha256)
-            self._record(_found_row(path, st, sha256))
+            self._record(found_row(path, st, sha256))
             self.on_hashed(path)  # the digest-based ETag is known now
         except Exception:
             pass  # gone, unreadable or the store closing: the next reader starts over
@@ -148,7 +148,9 @@ def verify_version(root: Path, row: VersionRow) -> Verification:
         os.close(fd)
 
 
-def _found_row(path: str, st: os.stat_result, sha256: str | None) -> VersionRow:
+def found_row(path: str, st: os.stat_result, sha256: str | None = None) -> VersionRow:
+    """A row for a version found on disk (placed or changed by hand): created when last
+    modified, never expiring, its digest computed on first read when not given."""
     return VersionRow(
         path=path,
         ino=st.st_ino,

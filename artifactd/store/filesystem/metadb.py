@@ -152,7 +152,7 @@ class MetadataDB(IndexQueries):
                 self._conn.execute("BEGIN")
                 try:
                     self._conn.executemany(
-                        f"INSERT OR REPLACE INTO versions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                        f"INSERT OR REPLACE INTO versions ({COLUMNS}) VALUES ({PLACEHOLDERS})",
                         [_values(row) for row in rows],
                     )
                     self._conn.execute("COMMIT")

@@ -18,6 +18,7 @@ from pathlib import Path
 from artifactd.errors import ArtifactdError
 from artifactd.paths import INTERNAL_DIR
 from artifactd.store.filesystem.confinement import resolve_inside, stat_inside
+from artifactd.store.filesystem.digests import found_row
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 
@@ -128,19 +129,3 @@ def _still(root: Path, path: str, st: os.stat_result, plain_dirs: set[str]) -> b
     except (OSError, ArtifactdError):
         return False
     return (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def found_row(path: str, st: os.stat_result, sha256: str | None = None) -> VersionRow:
-    """A row for a version found on disk: created when last modified, never expiring, its
-    digest computed on first read when not given."""
-    return VersionRow(
-        path=path,
-        ino=st.st_ino,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        sha256=sha256,
-        content_type=None,
-        created_at=st.st_mtime,
-        expires_at=None,
-        last_accessed=None,
-    )
