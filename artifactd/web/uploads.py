@@ -366,6 +366,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     ttl_text = requested_ttl(request)  # or the form's own `ttl` field, below
     form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
+    paths: list[str] = []
     try:
         while (part := await form.next_part()) is not None:
             if not part.filename:
@@ -386,10 +387,15 @@ async def post_files(request: web.Request) -> web.StreamResponse:
                 expires_at=expires_at(request.config_dict[SETTINGS], path, ttl_text),
             )
             staged.append(upload)
+            paths.append(path)
             async for chunk in part.chunks():
                 await upload.write(chunk)
         if not staged:
             raise InvalidValueError("the form contained no file")
+        for path in paths:
+            # A directory there (409) refuses the form before any part is stored: a store
+            # may find it only when the part's commit makes its temp file.
+            await _current_or_none(request, path)
         stored = [
             artifact_document(await publish(request, *await upload.commit(require=requirement)))
             for upload in staged
