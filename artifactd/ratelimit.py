@@ -7,6 +7,7 @@ gets at most `burst + rate * T / period_seconds` requests through.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections import OrderedDict
@@ -120,7 +121,9 @@ def is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str | None) -> bool:
+    """Cached: asked for every request that needs a token, of a handful of peers."""
     parsed = None if address is None else parse_address(address)
     return parsed is not None and parsed.is_loopback
 

@@ -45,8 +45,10 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
   StorageFullError (read-only root), StoreUnavailableError.
 - remove_dir: InvalidPathError, StorageFullError (read-only root), StoreUnavailableError.
 - begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
-  InvalidPathError, NotFoundError (internal state), StoreUnavailableError.
-- Upload.write: StorageFullError, StoreUnavailableError.
+  InvalidPathError, NotFoundError (internal state), StoreUnavailableError. A backend may
+  leave all but the read-only root to the upload's first write to its storage (the
+  filesystem does: its temp file is made then), so `write` and `commit` raise them too.
+- Upload.write: StorageFullError, StoreUnavailableError (and those of begin_upload above).
 - Upload.commit: DigestMismatchError, whatever `require` raises (PreconditionFailedError,
   ConflictError), ConflictError (a parent is a file, or the path kept changing),
   IsDirectoryError, StorageFullError, StoreUnavailableError.
@@ -280,7 +282,8 @@ class Store(abc.ABC):
         expires_at: float | None = None,
     ) -> Upload:
         """Start writing a new version of `path` (IsDirectoryError if a directory is
-        there); nothing is visible until the upload's `commit`."""
+        there, here or from the upload's first write to storage: see the module
+        docstring); nothing is visible until the upload's `commit`."""
 
     @abc.abstractmethod
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:

@@ -203,16 +203,24 @@ declared_length_expect_handler = expect_handler_checking(_declared_length)
 
 
 async def body_chunks(request: web.Request, settings: Settings) -> AsyncIterator[bytes]:
-    """The request body in chunks; an idle client times out, an oversized body is refused."""
+    """The request body in chunks; an idle client times out, an oversized body is refused.
+    What has already arrived is taken without a timer (a small body is usually all there
+    by the time its handler runs)."""
+    content = request.content
     received = 0
     while True:
-        try:
-            async with asyncio.timeout(settings.body_timeout):
-                chunk = await request.content.readany()
-        except TimeoutError as exc:
-            raise IncompleteUploadError(f"no body data for {settings.body_timeout:g}s") from exc
+        chunk = content.read_nowait()  # what is buffered; b"" if nothing (or at the end)
         if not chunk:
-            break
+            if content.at_eof():
+                break
+            try:
+                async with asyncio.timeout(settings.body_timeout):
+                    chunk = await content.readany()
+            except TimeoutError as exc:
+                message = f"no body data for {settings.body_timeout:g}s"
+                raise IncompleteUploadError(message) from exc
+            if not chunk:
+                break
         received += len(chunk)
         if received > settings.max_upload_size:
             raise UploadTooLargeError(f"body is over {settings.max_upload_size} bytes")
@@ -358,6 +366,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     ttl_text = requested_ttl(request)  # or the form's own `ttl` field, below
     form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
+    paths: list[str] = []
     try:
         while (part := await form.next_part()) is not None:
             if not part.filename:
@@ -378,10 +387,15 @@ async def post_files(request: web.Request) -> web.StreamResponse:
                 expires_at=expires_at(request.config_dict[SETTINGS], path, ttl_text),
             )
             staged.append(upload)
+            paths.append(path)
             async for chunk in part.chunks():
                 await upload.write(chunk)
         if not staged:
             raise InvalidValueError("the form contained no file")
+        for path in paths:
+            # A directory there (409) refuses the form before any part is stored: a store
+            # may find it only when the part's commit makes its temp file.
+            await _current_or_none(request, path)
         stored = [
             artifact_document(await publish(request, *await upload.commit(require=requirement)))
             for upload in staged

@@ -89,8 +89,9 @@ def test_half_a_body_then_disconnect_stores_nothing(
 ) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
-            b"PUT /files/cut/short.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
-            + b"x" * 40000
+            # More than a batch (1 MiB): the temp file is made when the first has arrived.
+            b"PUT /files/cut/short.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n"
+            + b"x" * 1_500_000
         )
         eventually(lambda: len(temp_files(storage_root)) == 1)
     eventually(lambda: temp_files(storage_root) == [])
@@ -107,7 +108,7 @@ def test_kill_9_during_upload_leaves_nothing_visible_and_restart_cleans_up(
     try:
         sock.sendall(
             b"PUT /files/crash/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
-            + b"y" * 500_000
+            + b"y" * 1_500_000  # more than a batch: its temp file is made
         )
         eventually(lambda: len(temp_files(storage_root)) == 1)
         first.proc.send_signal(signal.SIGKILL)

@@ -47,7 +47,8 @@ def test_temp_files_of_a_killed_server_are_gone_when_the_next_one_is_ready(
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(KILL_AFTER_CREATING)
     dying = ServerProcess(root, env={"PYTHONPATH": str(hooks)})
-    upload = start_upload(dying, "starting.bin", os.urandom(256 * 1024))
+    # More than a batch (UPLOAD_BATCH_BYTES): the temp file is made when the first arrives.
+    upload = start_upload(dying, "starting.bin", os.urandom(2 * 1024 * 1024))
     dying.proc.wait(10)
     dying.kill()
     upload.close()

@@ -15,6 +15,7 @@ import pytest
 from artifactd.errors import InvalidPathError, NotFoundError
 from artifactd.store.base import Upload
 from artifactd.store.filesystem import FilesystemStore, digests, hotcache
+from artifactd.store.filesystem.upload import UPLOAD_BATCH_BYTES
 
 
 @pytest.fixture
@@ -231,7 +232,7 @@ async def test_only_one_process_holds_the_maintenance_lock(root: Path) -> None:
 async def test_stale_uploads_are_removed_but_live_ones_kept(root: Path) -> None:
     store = await make_store(root)
     live = await store.begin_upload("live")
-    await live.write(b"in progress")
+    await live.write(b"x" * UPLOAD_BATCH_BYTES)  # a batch: written to its temp file at once
     (store.tmp_dir / "upload-deadbeef.part").write_bytes(b"left by a crash")
     assert await store.collect_garbage() == 1
     assert len(os.listdir(store.tmp_dir)) == 1

@@ -15,6 +15,7 @@ import pytest
 
 from artifactd.errors import (
     ConflictError,
+    IsDirectoryError,
     NotFoundError,
     PreconditionFailedError,
     StorageFullError,
@@ -348,3 +349,39 @@ async def test_a_delete_is_flushed_before_it_returns(
     await store.delete("e/only.bin")
     assert flushed == ["d", "."]
     assert not (store.root / "e").exists()
+
+
+async def test_a_small_upload_takes_one_thread_hop_of_its_own(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beginning an upload and buffering a small body touch no disk and no thread; its
+    commit makes, writes, hashes and flushes the temp file in one hop before the batch."""
+    hops: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Callable[..., object], /, *args: object) -> object:
+        hops.append(getattr(func, "__name__", ""))
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    upload = await written(store, "small.bin", b"small body")
+    assert hops == []
+    assert temp_files(store) == []
+    await upload.commit()
+    own = [name for name in hops if name not in ("_write_batch_sync", "<lambda>")]
+    assert own == ["_prepare_sync"]
+    assert await read(store, "small.bin") == b"small body"
+    assert temp_files(store) == []
+
+
+async def test_an_upload_onto_a_directory_fails_at_its_commit_leaving_nothing(
+    store: FilesystemStore,
+) -> None:
+    """With no thread hop in `begin_upload`, a directory at the path is found by the hop
+    that would make the temp file: IsDirectoryError from `commit`, no temp file left."""
+    await (await written(store, "d/inner.bin", b"x")).commit()
+    upload = await written(store, "d", b"onto a directory")
+    with pytest.raises(IsDirectoryError):
+        await upload.commit()
+    assert temp_files(store) == []
+    assert await read(store, "d/inner.bin") == b"x"

@@ -203,3 +203,14 @@ async def test_a_form_with_too_many_files_is_400_and_stores_nothing(client: Clie
     assert listing.status == 404
     status, document = await post(client, "", b"".join(files[:MAX_FORM_FILES]) + close())
     assert status == 201, document
+
+
+async def test_a_form_naming_a_directory_is_409_and_stores_nothing(client: Client) -> None:
+    """A file part whose name is a directory refuses the whole form before any part is
+    stored, although the store finds directories only when a temp file is made."""
+    assert (await client.put("/files/up/d/inner.txt", data=OLD)).status == 201
+    body = file_part("b.txt", b"first") + file_part("d", b"onto a directory") + close()
+    status, document = await post(client, "", body)
+    assert status == 409, document
+    assert (await client.get("/files/up/b.txt")).status == 404
+    assert await (await client.get("/files/up/d/inner.txt")).read() == OLD

@@ -107,7 +107,8 @@ class BatchedWrites(LockedWrites):
         (the batch keeps the current version if it still is)."""
         sha256 = upload.hasher.hexdigest()
         check_digest(expected_sha256, sha256)
-        os_path = resolve_inside(self.root, upload.path)
+        # As resolved when its file was made; the batch resolves it again under the lock.
+        os_path = upload.os_path or resolve_inside(self.root, upload.path)
         content_type = upload.content_type or guess_content_type(upload.path)
         current = self._current_sync(upload.path, os_path)  # IsDirectoryError before any fsync
         if current is not None and (current.sha256, current.content_type) == (
@@ -198,7 +199,8 @@ class BatchedWrites(LockedWrites):
             raise ConflictError(f"a parent of {upload.path} is a file") from exc
         except OSError as exc:
             raise translate_write_error(exc) from exc
-        resolve_inside(self.root, upload.path)  # the parents just made must not escape
+        if made:
+            resolve_inside(self.root, upload.path)  # the parents just made must not escape
         now = time.time()
         st = item.st
         row = VersionRow(
@@ -291,7 +293,7 @@ class BatchedWrites(LockedWrites):
         for step in steps:
             try:
                 if step.kind == "rename":
-                    assert step.upload is not None
+                    assert step.upload is not None and step.upload.tmp_path is not None
                     replaces = os.path.lexists(step.os_path)
                     os.rename(step.upload.tmp_path, step.os_path)
                     if replaces:
@@ -331,12 +333,14 @@ class BatchedWrites(LockedWrites):
 
 
 def _flush(upload: FileUpload) -> os.stat_result:
-    """fsync the upload's temp file; its stat once durable."""
+    """fsync the upload's temp file (made now if no byte was written); its stat once
+    durable."""
+    fd = upload.open_sync()
     try:
-        os.fsync(upload.fd)
+        os.fsync(fd)
     except OSError as exc:
         raise translate_write_error(exc) from exc
-    return os.fstat(upload.fd)
+    return os.fstat(fd)
 
 
 def _make_parents(directory: Path) -> list[Path]:

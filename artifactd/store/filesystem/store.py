@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -53,7 +52,7 @@ from artifactd.store.filesystem.upload import (
 )
 from artifactd.store.filesystem.writes import info_from_row
 from artifactd.store.readers import FileReader, MemoryReader
-from artifactd.store.tempfiles import create_locked, remove_abandoned
+from artifactd.store.tempfiles import remove_abandoned
 
 log = logging.getLogger("artifactd.store")
 
@@ -271,22 +270,12 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
     async def begin_upload(
         self, path: str, *, content_type: str | None = None, expires_at: float | None = None
     ) -> Upload:
-        return await asyncio.to_thread(self._begin_upload_sync, path, content_type, expires_at)
-
-    def _begin_upload_sync(
-        self, path: str, content_type: str | None, expires_at: float | None
-    ) -> FileUpload:
+        """No thread hop: the temp file, and the check that no directory is at `path`, come
+        with the upload's first write to disk (`FileUpload.open_sync`), so IsDirectoryError
+        and a full disk's StorageFullError come from `write` or `commit`."""
         if self.read_only:
             raise StorageFullError(READ_ONLY_MESSAGE)
-        target = resolve_inside(self.root, path)
-        if os.path.isdir(target):
-            raise IsDirectoryError(path)
-        tmp_path = self.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
-        try:
-            fd = create_locked(tmp_path)  # locked while we write: see tempfiles.py
-        except OSError as exc:
-            raise translate_write_error(exc) from exc
-        return FileUpload(self, path, fd, tmp_path, content_type, expires_at)
+        return FileUpload(self, path, content_type, expires_at)
 
     # -- verification and housekeeping -----------------------------------------------------
 

@@ -1,5 +1,9 @@
 """Uploads to the filesystem backend: a temp file under `.artifactd/tmp`, hashed as it is
-written, fsynced by its own thread and renamed into place by a batch of commits (writes.py)."""
+written, fsynced by its own thread and renamed into place by a batch of commits (writes.py).
+
+The temp file is made by the upload's first thread hop (its first batch of bytes, or its
+commit), not by `begin_upload`: a small body that arrives whole is then created, written,
+hashed and flushed in one hop, and `begin_upload` needs no thread at all."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import asyncio
 import errno
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artifactd.errors import StorageFullError
+from artifactd.errors import IsDirectoryError, StorageFullError
 from artifactd.store.base import ArtifactInfo, Requirement
+from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.tempfiles import create_locked
 from artifactd.store.uploads import UploadBase, write_all
 
 if TYPE_CHECKING:
@@ -31,15 +38,14 @@ class FileUpload(UploadBase):
         self,
         store: FilesystemStore,
         path: str,
-        fd: int,
-        tmp_path: Path,
         content_type: str | None,
         expires_at: float | None,
     ) -> None:
         self.store = store
         self.path = path
-        self.fd = fd
-        self.tmp_path = tmp_path
+        self.fd = -1  # no temp file yet: see `open_sync`
+        self.tmp_path: Path | None = None
+        self.os_path: str | None = None  # where it goes, as resolved when its file was made
         self.content_type = content_type
         self.expires_at = expires_at
         self.hasher = hashlib.sha256()
@@ -47,10 +53,29 @@ class FileUpload(UploadBase):
         self._pending: list[bytes] = []  # received, not yet hashed and written
         self._pending_bytes = 0
 
+    def open_sync(self) -> int:
+        """The temp file's descriptor, made (and locked) on first use: IsDirectoryError if
+        a directory is at the upload's path, StorageFullError if the disk is full."""
+        if self.fd >= 0:
+            return self.fd
+        if self.tmp_path is not None:
+            raise ValueError("write to a finished upload")  # made, then closed
+        self.os_path = resolve_inside(self.store.root, self.path)
+        if os.path.isdir(self.os_path):
+            raise IsDirectoryError(self.path)
+        tmp_path = self.store.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
+        try:
+            self.fd = create_locked(tmp_path)  # locked while we write: see tempfiles.py
+        except OSError as exc:
+            raise translate_write_error(exc) from exc
+        self.tmp_path = tmp_path
+        return self.fd
+
     def _write_sync(self, chunk: bytes) -> None:
+        fd = self.open_sync()
         self.hasher.update(chunk)  # releases the GIL for large buffers
         try:
-            write_all(self.fd, chunk)
+            write_all(fd, chunk)
         except OSError as exc:
             raise translate_write_error(exc) from exc
 
@@ -91,13 +116,13 @@ class FileUpload(UploadBase):
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
         # A kept current version (`kept_current`) leaves the temp file unused: it goes too.
-        unlink = not committed or self.kept_current
+        unlink = (not committed or self.kept_current) and self.tmp_path is not None
         if unlink or self.fd >= 0:  # a published one was closed by its batch: no thread hop
             await asyncio.to_thread(self._close_sync, unlink)
 
     def _close_sync(self, unlink: bool) -> None:
         self.close_fd()
-        if unlink:
+        if unlink and self.tmp_path is not None:
             self.tmp_path.unlink(missing_ok=True)
 
     def close_fd(self) -> None:
