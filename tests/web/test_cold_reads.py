@@ -255,3 +255,24 @@ async def test_a_file_changed_by_hand_after_its_entry_is_digested_again(
         assert (status, body) == (200, new)
         assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())
     assert threads == [path]
+
+
+async def test_an_inode_back_at_its_path_after_a_removal_by_hand_retires_the_entry(
+    root: Path, other: FilesystemStore
+) -> None:
+    """A file deleted by hand keeps its row; the next upload to the path may get the same
+    inode (ext4 gives it back at once), which finds that row: the entry must go."""
+    path = next(iter(KEYS))
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        opener = store.loop_open
+        old = os.stat(root / path)
+        os.unlink(root / path)
+        new = os.urandom(len(KEYS[path]))
+        await store_bytes(other, path, new)
+        rows = opener.row_generation()
+        found = opener.index.find(path, old.st_ino, old.st_size, old.st_mtime_ns, rows)
+        assert os.stat(root / path).st_ino != old.st_ino or found is None
+        status, body, etag = await get(served, path)
+        assert (status, body) == (200, new)
+        assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())
