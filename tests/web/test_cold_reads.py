@@ -174,3 +174,105 @@ async def test_an_expiry_given_elsewhere_is_not_missed_by_the_read_index(
         await store_bytes(other, path, data, expires_at=time.time() - 1)  # same bytes
         store.hot.clear()
         assert (await get(served, path))[0] == 404
+
+
+async def test_the_read_index_outlives_commits_of_new_versions_elsewhere(
+    root: Path, other: FilesystemStore, threads: list[str]
+) -> None:
+    """New keys and identical re-uploads (no new expiry) change no row the index holds:
+    its entries stay good, where the hot cache's write generation moved on."""
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        before = store.hot.current_generation()
+        for i in range(5):
+            await store_bytes(other, f"k/new/{i}.bin", os.urandom(4096))
+        path, data = next(iter(KEYS.items()))
+        await store_bytes(other, path, data)  # kept, with its row as it was
+        assert store.hot.current_generation() != before
+        store.hot.clear()
+        with store.loop_open.lookup._lock:  # SQLite unusable from the loop meanwhile
+            for path, data in KEYS.items():
+                assert (await get(served, path))[:2] == (200, data)
+    assert threads == []
+
+
+async def test_a_new_expiry_given_elsewhere_is_read_again(
+    root: Path, other: FilesystemStore
+) -> None:
+    path, data = next(iter(KEYS.items()))
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        expires = time.time() + 3600
+        await store_bytes(other, path, data, expires_at=expires)  # same bytes: kept
+        store.hot.clear()
+        reader = store.open_now(path)
+        assert reader is not None
+        async with reader:
+            assert reader.info.expires_at == pytest.approx(expires)
+
+
+async def test_a_version_removed_elsewhere_retires_its_index_entry(
+    root: Path, other: FilesystemStore
+) -> None:
+    """Its inode may come back at the same path, as another version of the same size and,
+    within one timestamp tick, the same mtime: the entry must not describe it."""
+    deleted, replaced, evicted = list(KEYS)[:3]
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        opener = store.loop_open
+        olds = {p: os.stat(root / p) for p in (deleted, replaced, evicted)}
+
+        def known(path: str) -> bool:
+            st = olds[path]
+            rows = opener.row_generation()
+            return opener.index.find(path, st.st_ino, st.st_size, st.st_mtime_ns, rows) is not None
+
+        assert known(deleted) and known(replaced)
+        await other.delete(deleted)
+        assert not known(deleted)
+        assert (await get(served, replaced))[0] == 200  # read again from SQLite
+        assert known(replaced)
+        await store_bytes(other, replaced, os.urandom(4096))
+        assert not known(replaced)
+        assert (await get(served, evicted))[0] == 200
+        assert known(evicted)
+        assert await other.evict_batch([await other.info(evicted)]) == [True]
+        assert not known(evicted)
+
+
+async def test_a_file_changed_by_hand_after_its_entry_is_digested_again(
+    root: Path, threads: list[str]
+) -> None:
+    path = next(iter(KEYS))
+    async with serving(Settings(root=root), hot=True) as served:
+        await loaded_store(served)
+        assert (await get(served, path))[:2] == (200, KEYS[path])
+        new = os.urandom(4096)  # the same size, in place: the same inode
+        with open(root / path, "r+b") as f:
+            f.write(new)
+        os.utime(root / path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a later mtime
+        status, body, etag = await get(served, path)
+        assert (status, body) == (200, new)
+        assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())
+    assert threads == [path]
+
+
+async def test_an_inode_back_at_its_path_after_a_removal_by_hand_retires_the_entry(
+    root: Path, other: FilesystemStore
+) -> None:
+    """A file deleted by hand keeps its row; the next upload to the path may get the same
+    inode (ext4 gives it back at once), which finds that row: the entry must go."""
+    path = next(iter(KEYS))
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        opener = store.loop_open
+        old = os.stat(root / path)
+        os.unlink(root / path)
+        new = os.urandom(len(KEYS[path]))
+        await store_bytes(other, path, new)
+        rows = opener.row_generation()
+        found = opener.index.find(path, old.st_ino, old.st_size, old.st_mtime_ns, rows)
+        assert os.stat(root / path).st_ino != old.st_ino or found is None
+        status, body, etag = await get(served, path)
+        assert (status, body) == (200, new)
+        assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())

@@ -77,6 +77,8 @@ class _Step:
     current: ArtifactInfo | None = None  # the version replaced or removed
     upload: FileUpload | None = None
     made_in: list[Path] = field(default_factory=list)  # parents of directories made for it
+    # Whether the step changes a row the read index may hold for an inode at its path.
+    changes_row: bool = False
     directory: Path = field(init=False)  # whose entry it changes
 
     def __post_init__(self) -> None:
@@ -226,6 +228,9 @@ class BatchedWrites(LockedWrites):
             current,
             upload,
             [d.parent for d in made],
+            # A row left for this inode (its file deleted by hand, or replaced with its row
+            # not yet forgotten): the read index may hold it, and the inode comes back.
+            changes_row=current is not None or self.db.find(upload.path, st.st_ino) is not None,
         )
 
     def _judge_keep(
@@ -251,7 +256,9 @@ class BatchedWrites(LockedWrites):
             return None
         kept = replace(row, expires_at=upload.expires_at)
         planned[upload.path] = info_from_row(upload.path, st, kept, None)
-        return _Step(index, upload.path, os_path, "keep", kept, st, current, upload)
+        step = _Step(index, upload.path, os_path, "keep", kept, st, current, upload)
+        step.changes_row = kept.expires_at != row.expires_at
+        return step
 
     def _planned_or_current(
         self, path: str, os_path: str, planned: dict[str, ArtifactInfo | None]
@@ -298,10 +305,12 @@ class BatchedWrites(LockedWrites):
                     os.rename(step.upload.tmp_path, step.os_path)
                     if replaces:
                         self._stale_rows.add(step.path)
+                        step.changes_row = True  # the inode replaced may come back here
                     for parent in step.made_in:
                         dirs.setdefault(parent, []).append(step)
                 elif step.kind == "unlink":
                     os.unlink(step.os_path)
+                    step.changes_row = True
                     emptied.add(step.directory)
                     self._stale_rows.add(step.path)
             except OSError as exc:
@@ -315,6 +324,8 @@ class BatchedWrites(LockedWrites):
                 dirs.setdefault(step.directory, []).append(step)
         if done:
             self._bump_generation()  # every process's hot cache drops what changed
+        if any(step.changes_row for step in done):
+            self._bump_row_generation()  # and its read index, only for these
         for directory in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
             self._remove_empty_parents(directory)
         for directory in emptied:  # removed with its parents: the first one left holds the entry

@@ -65,6 +65,9 @@ class IndexedReads:
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
 
+    def _bump_row_generation(self) -> None:
+        raise NotImplementedError  # LockedWrites'
+
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
@@ -155,7 +158,12 @@ class IndexedReads:
         started = time.time()
         try:
             report = await asyncio.to_thread(
-                reconcile, self.root, self.db, self._write_lock, directory
+                reconcile,
+                self.root,
+                self.db,
+                self._write_lock,
+                directory,
+                self._bump_row_generation,
             )
         except StorageFullError:
             # What was found stays unindexed until a pass finds room: eviction still frees

@@ -11,7 +11,7 @@ directory, a FIFO, a symlink at the last component, a version changed or placed 
 (no matching row), one not hashed yet, another device, a busy database.
 
 `LoopOpener` does it for the store: the row comes from the read index in memory
-(readindex.py) when it holds this version at the current write generation, else from SQLite,
+(readindex.py) when it holds this version at the current row generation, else from SQLite,
 one indexed read; a key read again since the last access-time flush goes into the hot cache
 (hotcache.py). It never waits: the
 connection has no busy timeout (a WAL reader waits for no writer; SQLITE_BUSY, as during
@@ -21,8 +21,8 @@ a disk read, as for any first touch of the tree.
 
 Correctness: the row is keyed by the inode this open holds, so a path replaced or deleted
 by any process (a new inode, or none) is never answered from an old row; a row's own change
-for the same inode (a re-PUT of identical bytes with a new expiry) bumps the generation, so
-it is read afresh from SQLite.
+for the same inode (a re-PUT of identical bytes with a new expiry) bumps the row generation,
+so it is read afresh from SQLite.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, ArtifactReader
-from artifactd.store.filesystem.hotcache import HotCache
+from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.readindex import ReadIndex
 from artifactd.store.readers import FileReader, MemoryReader
@@ -91,12 +91,13 @@ class LoopLookup:
                 self._conn = None
 
 
-def open_regular(root: str, root_dev: int, path: str) -> tuple[int, os.stat_result] | None:
-    """An open descriptor of the regular file at `path` and its fstat, on the loop; None
-    (nothing left open) for anything else or any failure: the worker thread's open then
-    says why."""
+def open_regular(root_fd: int, root_dev: int, path: str) -> tuple[int, os.stat_result] | None:
+    """An open descriptor of the regular file at `path` (relative to the root's open
+    descriptor: openat, no walk of the root's own components, 0.7 µs less per open) and
+    its fstat, on the loop; None (nothing left open) for anything else or any failure: the
+    worker thread's open then says why."""
     try:
-        fd = os.open(os.path.join(root, path), _OPEN_FLAGS)
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=root_fd)
     except OSError:
         return None  # absent, a symlink, out of descriptors
     try:
@@ -121,14 +122,16 @@ class LoopOpener:
         root: Path,
         db_path: Path,
         hot: HotCache,
+        rows: GenerationCounter | None,
         accessed: PendingAccesses,
         describe: Describe,
         *,
         load: bool,
     ) -> None:
-        self._root = str(root)
-        self._root_dev = os.stat(root).st_dev
+        self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root_dev = os.fstat(self._root_fd).st_dev
         self._hot = hot
+        self._rows = rows
         self._accessed = accessed
         self._describe = describe
         self.lookup = LoopLookup(db_path)
@@ -137,7 +140,7 @@ class LoopOpener:
         self._stop = threading.Event()
         self.loader: threading.Thread | None = None
         if load:
-            generation = hot.current_generation()  # before reading: a racing commit shows
+            generation = self.row_generation()  # before reading: a racing change shows
             self.loader = threading.Thread(
                 target=self.index.load,
                 args=(db_path, generation, self._stop),
@@ -146,22 +149,28 @@ class LoopOpener:
             )
             self.loader.start()
 
+    def row_generation(self) -> int:
+        """The root's row generation (see readindex.py), read before the open and the row
+        it validates: a change racing them shows as a newer generation."""
+        return self._rows.value if self._rows is not None else 0
+
     def open(self, path: str, *, use_index: bool) -> ArtifactReader | None:
         """The version at `path` opened on the loop, if the metadata database records it
-        exactly (from the read index when it holds it at this generation, else SQLite)."""
+        exactly (from the read index when it holds it at this row generation, else SQLite)."""
         generation = self._hot.current_generation()  # before opening, as the thread does
-        opened = open_regular(self._root, self._root_dev, path)
+        rows = self.row_generation()
+        opened = open_regular(self._root_fd, self._root_dev, path)
         if opened is None:
             return None
         fd, st = opened
         ino, size, mtime_ns = st.st_ino, st.st_size, st.st_mtime_ns
-        row = self.index.find(path, ino, size, mtime_ns, generation) if use_index else None
+        row = self.index.find(path, ino, size, mtime_ns, rows) if use_index else None
         if row is None:
             row = self.lookup.find(path, ino)
             if row is None or row.sha256 is None or not row.matches(ino, size, mtime_ns):
                 os.close(fd)
                 return None  # unrecorded, unhashed or busy: the thread's open
-            self.index.note(row, generation)
+            self.index.note(row, rows)
         info = self._describe(path, st, row)
         if info.is_expired():
             os.close(fd)
@@ -199,3 +208,5 @@ class LoopOpener:
             self.loader.join()
         self.lookup.close()
         self.index.clear()
+        root_fd, self._root_fd = self._root_fd, -1  # a late open fails (EBADF), never
+        os.close(root_fd)  # resolves against whatever reuses the number

@@ -9,10 +9,16 @@ are looked up in SQLite (loopopen.py), as are all paths until the load is done.
 
 An entry is a hint, never the truth: it is used only for the inode, size and mtime the
 open file has (so a version replaced, deleted or changed by hand by any process is never
-answered from it), and only while the root's write generation is the one it was read at
-(hotcache.py): after any commit, delete or eviction anywhere on the root it is read again
-from SQLite before use, which catches the one change an inode keeps, a new expiry for the
-same bytes. `last_accessed` is not kept (the store's `info` reads it afresh).
+answered from it), and only while the root's row generation is the one it was read at (a
+counter in `.artifactd/row-generation`, shared by every process like the hot cache's write
+generation, hotcache.py). Commits of new versions leave it alone: a new inode, or a row
+for this one no entry can hold. It is bumped, under the write lock and after the database
+changed, by the two changes an entry could miss: a row rewritten for the same inode (a
+re-upload of identical bytes with a new expiry), and a version going (a delete, an
+eviction, a replacement, a row of a file removed by hand forgotten), since its inode number
+may come back at the same path as another version of the same size and, within one tick of
+the filesystem's clock, the same mtime. A cache's steady stream of new keys then keeps the
+index valid. `last_accessed` is not kept (the store's `info` reads it afresh).
 """
 
 from __future__ import annotations

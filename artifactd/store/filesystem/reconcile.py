@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +62,16 @@ def walk_files(root: Path, directory: str = "") -> Iterator[tuple[str, os.stat_r
                     yield path, st
 
 
-def reconcile(root: Path, db: MetadataDB, lock: WriteLock, directory: str = "") -> Reconciliation:
+def reconcile(
+    root: Path,
+    db: MetadataDB,
+    lock: WriteLock,
+    directory: str = "",
+    forgot: Callable[[], None] = lambda: None,
+) -> Reconciliation:
     """Record the files under `directory` that no row describes, then forget the rows
-    under it that describe no file there."""
+    under it that describe no file there (`forgot` is called under the write lock after
+    each batch of them: see the store's row generation)."""
     report = Reconciliation()
     batch: list[tuple[str, os.stat_result]] = []
     for found in walk_files(root, directory):
@@ -74,7 +81,7 @@ def reconcile(root: Path, db: MetadataDB, lock: WriteLock, directory: str = "") 
             report.recorded += _record(root, db, lock, batch)
             batch = []
     report.recorded += _record(root, db, lock, batch)
-    report.forgotten = _sweep(root, db, lock, f"{directory}/" if directory else "")
+    report.forgotten = _sweep(root, db, lock, f"{directory}/" if directory else "", forgot)
     return report
 
 
@@ -98,7 +105,9 @@ def _record(
     return len(rows)
 
 
-def _sweep(root: Path, db: MetadataDB, lock: WriteLock, prefix: str) -> int:
+def _sweep(
+    root: Path, db: MetadataDB, lock: WriteLock, prefix: str, forgot: Callable[[], None]
+) -> int:
     forgotten = 0
     after: str | None = None
     while page := db.page(prefix, after, BATCH):
@@ -110,6 +119,8 @@ def _sweep(root: Path, db: MetadataDB, lock: WriteLock, prefix: str) -> int:
             with lock.held():  # judged again: a commit may have just made a row current
                 gone = [(r.path, r.ino) for r in stale if not _describes_file(root, r, plain)]
                 db.delete_versions(gone)
+                if gone:
+                    forgot()
             forgotten += len(gone)
     return forgotten
 

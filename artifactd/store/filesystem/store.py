@@ -83,10 +83,19 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             else None
         )
         self.hot = HotCache(self._generation)
+        # Bumped only when a recorded version's row changes or goes while a file may keep its
+        # inode (readindex.py): the read index's rule, coarse only where it must be.
+        row_generation_file = self.state_dir / "row-generation"
+        self._row_generation = (
+            GenerationCounter(row_generation_file, writable=not self.read_only)
+            if not self.read_only or row_generation_file.exists()
+            else None
+        )
         self.loop_open = LoopOpener(
             self.root,
             self.state_dir / "metadata.db",
             self.hot,
+            self._row_generation,
             self._accessed,
             self._info_from_row,
             load=not self.db.read_only,
@@ -165,6 +174,7 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
 
     def _open_sync(self, path: str) -> FileReader:
         generation = self.hot.current_generation()  # before opening: a racing commit shows
+        row_generation = self.loop_open.row_generation()
         os_path = resolve_inside(self.root, path)
         try:
             # O_NONBLOCK: opening a FIFO dropped into the root must not hang a thread.
@@ -186,7 +196,7 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             os.close(fd)
             raise
         self.hot.remember(path, info, fd, generation)
-        self.loop_open.note(st, info, generation)
+        self.loop_open.note(st, info, row_generation)
         return FileReader(fd, info)
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
@@ -317,6 +327,7 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
         otherwise look like missing or corrupt artifacts to `verify`."""
         with self._write_lock.held():
             self.db.forget_inodes(inodes)
+            self._bump_row_generation()
 
     async def close(self) -> None:
         await self.flush_access_times()
@@ -328,6 +339,8 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
         self.hot.clear()
         if self._generation is not None:
             self._generation.close()
+        if self._row_generation is not None:
+            self._row_generation.close()
         self.db.close()
         self._write_lock.close()
 

@@ -70,6 +70,7 @@ class LockedWrites:
     _reserve: SpaceReserve
     _accessed: PendingAccesses
     _generation: GenerationCounter | None
+    _row_generation: GenerationCounter | None
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
@@ -128,6 +129,7 @@ class LockedWrites:
                 self._stale_rows.add(info.path)
             if parents:
                 self._bump_generation()
+                self._bump_row_generation()
                 for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
                     self._remove_empty_parents(parent)
                 if not self._forget_stale_rows() and self._reserve.release():
@@ -147,6 +149,7 @@ class LockedWrites:
         self._forget_stale_rows()
         os.unlink(os_path)
         self._bump_generation()
+        self._bump_row_generation()
         self._remove_empty_parents(Path(os_path).parent)
         self._stale_rows.add(path)
         if not self._forget_stale_rows() and self._reserve.release():
@@ -192,6 +195,14 @@ class LockedWrites:
         what it holds (see hotcache.py)."""
         if self._generation is not None:
             self._generation.bump()
+
+    def _bump_row_generation(self) -> None:
+        """Called under the write lock when a recorded version's row changes while its inode
+        stays (a kept upload's new expiry), or when a version goes (its inode may come back
+        at the same path, as another version): every process's read index then reads its
+        rows again (see readindex.py). Commits of new versions need no bump."""
+        if self._row_generation is not None:
+            self._row_generation.bump()
 
     def _remove_empty_parents(self, directory: Path) -> None:
         """Under the write lock: a commit (of any process) makes its parents and renames
