@@ -25,7 +25,7 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.filesystem.commits import Answer, Write
 from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.metadb import VersionRow
-from artifactd.store.filesystem.upload import FileUpload
+from artifactd.store.filesystem.upload import UPLOAD_BATCH_BYTES, FileUpload
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -385,3 +385,40 @@ async def test_an_upload_onto_a_directory_fails_at_its_commit_leaving_nothing(
         await upload.commit()
     assert temp_files(store) == []
     assert await read(store, "d/inner.bin") == b"x"
+
+
+async def test_an_abort_waits_for_a_cancelled_write_still_in_its_thread(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled caller does not stop the worker thread writing its temp file: the abort
+    closes the file only once that thread is done, never under it (a descriptor closed and
+    reused by another open would take the rest of the write)."""
+    entered, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+    original = FileUpload._write_sync
+
+    def slow_write(self: FileUpload, chunk: bytes) -> None:
+        fd = self.open_sync()
+        inode = os.fstat(fd).st_ino
+        entered.set()
+        release.wait(10)
+        try:
+            seen.append(os.fstat(fd).st_ino - inode)  # 0: still this upload's file
+        except OSError as exc:
+            seen.append(-(exc.errno or 1))
+        original(self, chunk)
+
+    monkeypatch.setattr(FileUpload, "_write_sync", slow_write)
+    upload = await store.begin_upload("slow.bin")
+    writing = asyncio.ensure_future(upload.write(b"x" * UPLOAD_BATCH_BYTES))
+    await asyncio.to_thread(entered.wait, 10)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    aborting = asyncio.ensure_future(upload.abort())
+    await asyncio.sleep(0.2)
+    assert not aborting.done()  # waiting for the thread
+    release.set()
+    await asyncio.wait_for(aborting, 10)
+    assert seen == [0]
+    assert temp_files(store) == []

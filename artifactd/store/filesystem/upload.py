@@ -12,8 +12,9 @@ import errno
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from artifactd.errors import IsDirectoryError, StorageFullError
 from artifactd.store.base import ArtifactInfo, Requirement
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 UPLOAD_BATCH_BYTES = 1024 * 1024
 TMP_PREFIX = "upload-"
 READ_ONLY_MESSAGE = "the storage root is on a read-only filesystem"
+_T = TypeVar("_T")
 
 
 class FileUpload(UploadBase):
@@ -52,6 +54,10 @@ class FileUpload(UploadBase):
         self.size = 0
         self._pending: list[bytes] = []  # received, not yet hashed and written
         self._pending_bytes = 0
+        # The thread working on the temp file, if any: a cancelled caller does not stop
+        # it, so the file is closed only once it is done (its descriptor must not be
+        # closed, and maybe reused by another open, while it still writes).
+        self._working: asyncio.Future[Any] | None = None
 
     def open_sync(self) -> int:
         """The temp file's descriptor, made (and locked) on first use: IsDirectoryError if
@@ -94,7 +100,15 @@ class FileUpload(UploadBase):
             return
         batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending, self._pending_bytes = [], 0
-        await asyncio.to_thread(self._write_sync, batch)
+        await self._in_thread(self._write_sync, batch)
+
+    async def _in_thread(self, work: Callable[..., _T], *args: object) -> _T:
+        """`work(*args)` in a worker thread, noted in `_working` until it ends."""
+        future = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        # Retrieved here, so a caller cancelled meanwhile leaves no "never retrieved" log.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._working = future
+        return await asyncio.shield(future)
 
     async def _publish(
         self, expected_sha256: str | None, require: Requirement | None
@@ -103,7 +117,7 @@ class FileUpload(UploadBase):
         own, then published with whatever other commits arrive meanwhile (groupcommit.py)."""
         batch = b"".join(self._pending)
         self._pending, self._pending_bytes = [], 0
-        publish = await asyncio.to_thread(self._prepare_sync, batch, expected_sha256, require)
+        publish = await self._in_thread(self._prepare_sync, batch, expected_sha256, require)
         return await self.store.commits.submit(publish)
 
     def _prepare_sync(
@@ -115,6 +129,8 @@ class FileUpload(UploadBase):
 
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
+        if self._working is not None and not self._working.done():
+            await asyncio.wait({self._working})  # a cancelled write still running: wait
         # A kept current version (`kept_current`) leaves the temp file unused: it goes too.
         unlink = (not committed or self.kept_current) and self.tmp_path is not None
         if unlink or self.fd >= 0:  # a published one was closed by its batch: no thread hop
