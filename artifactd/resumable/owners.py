@@ -3,8 +3,9 @@
 
 An owner is a token's name; every request without a token is one owner, "anonymous". Each
 resource gets an empty marker `<owner key>/<id>.<expiry>` when it is created (a file in the
-filesystem store's `upload-owners/` folder, an object under the S3 store's
-`upload-owners/` prefix), and loses it when it completes, is removed or expires. Counting an
+filesystem store's `.artifactd/upload-owners/` folder, an object under the S3 store's
+`.artifactd/uploads-owners/` prefix), and loses it when it completes, is removed or expires
+(on S3 a node dying in between leaves it counted until that expiry). Counting an
 owner's open uploads is one listing of its markers, at most the cap plus one (finished ones
 are pruned as they are found): never a scan of every owner's uploads.
 """
@@ -28,7 +29,7 @@ def owner_key(owner: str | None) -> str:
 
 
 def marker_name(resource: UploadResource) -> str:
-    # The expiry rounded up, so a marker never counts past its resource's own expiry.
+    # The expiry rounded up: a marker never stops counting before its resource expires.
     return f"{resource.id}.{int(resource.expires_at) + 1}"
 
 
