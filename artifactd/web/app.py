@@ -18,7 +18,7 @@ from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Store
 from artifactd.store.factory import build_store
 from artifactd.tokens import TokenStore
-from artifactd.web import files, ietf_uploads, ops, uploads
+from artifactd.web import expect, files, ietf_uploads, ops, uploads
 from artifactd.web.api import API_PREFIX, create_api_app
 from artifactd.web.buildcache import NX_PREFIX, TURBO_PREFIX
 from artifactd.web.dav import handlers as dav
@@ -98,15 +98,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     files_resource.add_route(hdrs.METH_GET, files.get_file)
     # A PUT asking for a resumable upload (the IETF draft) becomes one; others are plain.
     files_resource.add_route(
-        hdrs.METH_PUT, ietf_uploads.put_file, expect_handler=uploads.expect_handler
+        hdrs.METH_PUT, ietf_uploads.put_file, expect_handler=expect.files_expect_handler
     )
     files_resource.add_route(
-        hdrs.METH_POST, uploads.post_files, expect_handler=uploads.expect_handler
+        hdrs.METH_POST, uploads.post_files, expect_handler=expect.files_expect_handler
     )
     files_resource.add_route(hdrs.METH_OPTIONS, ietf_uploads.advertising(dav.options))
     for method, handler in dav.METHODS.items():
         files_resource.add_route(
-            method, handler, expect_handler=uploads.declared_length_expect_handler
+            method, handler, expect_handler=expect.declared_length_expect_handler
         )
     ietf_uploads.add_routes(app)
     app.router.add_get("/healthz", ops.healthz)

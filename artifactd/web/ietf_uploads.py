@@ -38,6 +38,7 @@ from artifactd.paths import is_internal, parse_artifact_path
 from artifactd.resumable.base import Appending, UploadResource, UploadResources
 from artifactd.web import resumable, tus, uploads
 from artifactd.web.errors import error_for_domain, json_error
+from artifactd.web.expect import declared_length_expect_handler
 from artifactd.web.keys import SETTINGS
 from artifactd.web.middlewares import Handler
 
@@ -393,7 +394,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route(hdrs.METH_OPTIONS, UPLOADS_PREFIX, options)
     # With Expect: 100-continue, the access policy and the declared length are judged
     # before the body is sent, as for a PUT.
-    expect = uploads.declared_length_expect_handler
+    expect = declared_length_expect_handler
     app.router.add_route(hdrs.METH_POST, UPLOADS_PREFIX, create, expect_handler=expect)
     resource = app.router.add_resource(UPLOADS_PREFIX + "{upload_id}")
     resource.add_route(hdrs.METH_HEAD, head)

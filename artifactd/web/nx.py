@@ -29,11 +29,11 @@ from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo
 from artifactd.web import buildcache
 from artifactd.web.errors import ERROR_RENDERER, with_app_shape
+from artifactd.web.expect import expect_handler_checking
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.uploads import (
     body_chunks,
     check_declared_length,
-    expect_handler_checking,
     expires_at_for,
     store_stream,
 )

@@ -30,12 +30,12 @@ from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web import buildcache
 from artifactd.web.errors import ERROR_RENDERER, with_app_shape
+from artifactd.web.expect import declared_length_expect_handler
 from artifactd.web.files import file_url
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.uploads import (
     body_chunks,
     check_declared_length,
-    declared_length_expect_handler,
     expires_at_for,
     store_stream,
     write_requirement,

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from aiohttp import HttpVersion11, hdrs, web
+from aiohttp import hdrs, web
 
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
 from artifactd.errors import (
-    ArtifactdError,
     ConflictError,
     DigestMismatchError,
     IncompleteUploadError,
@@ -31,14 +30,10 @@ from artifactd.paths import is_internal, join_path, parse_artifact_path
 from artifactd.policies import SERVER_WIDE
 from artifactd.settings import Settings
 from artifactd.store.base import ArtifactInfo, Requirement, Upload
-from artifactd.web.errors import error_for_domain, json_error
 from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import EVENTS, METRICS, SETTINGS, STORE
 from artifactd.web.listing import wants_json
-from artifactd.web.metrics import count_unhandled
-from artifactd.web.middlewares import framing_error
 from artifactd.web.multipart import FormReader, form_boundary
-from artifactd.web.security import check_upload_allowed
 
 # Files one form may bring: each holds an open upload (a temp file) until the form ends.
 MAX_FORM_FILES = 256
@@ -149,57 +144,6 @@ def expected_digest(path: str, declared: str | None) -> str | None:
     if declared is not None and declared != named:
         raise InvalidDigestError(f"the declared digest is not {path.rsplit('/', 1)[-1]}")
     return named
-
-
-ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
-
-
-def expect_handler_checking(check: Callable[[web.Request], Awaitable[object]]) -> ExpectHandler:
-    """An `Expect: 100-continue` handler that refuses a request before its body is sent.
-
-    aiohttp runs it before the middlewares, so failures are answered here directly, starting
-    with the access policy's decision (429, 401, 403), then `check`: the checks the route's
-    handler makes before reading the body (400, 409, 412, 413), with the same functions.
-    """
-
-    async def refusal(request: web.Request) -> web.StreamResponse | None:
-        refused = framing_error(request) or await check_upload_allowed(request)
-        if refused is not None:
-            return refused
-        try:
-            await check(request)
-        except ArtifactdError as exc:
-            return error_for_domain(exc)
-        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-            return json_error(417, "expectation failed")
-        return None
-
-    async def expect_handler(request: web.Request) -> web.StreamResponse | None:
-        refused = await refusal(request)
-        if refused is not None:
-            # Answered without the middlewares, so without the metrics one: counted here.
-            count_unhandled(request, refused)
-            return refused
-        if request.version >= HttpVersion11:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the interim response is not part of the body count
-        return None
-
-    return expect_handler
-
-
-async def _files_write_target(request: web.Request) -> None:
-    await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
-
-
-async def _declared_length(request: web.Request) -> None:
-    check_declared_length(request, request.config_dict[SETTINGS])
-
-
-# PUT and form POST under /files/; the build caches' PUTs and WebDAV's methods, which check
-# their own targets once admitted.
-expect_handler = expect_handler_checking(_files_write_target)
-declared_length_expect_handler = expect_handler_checking(_declared_length)
 
 
 async def body_chunks(request: web.Request, settings: Settings) -> AsyncIterator[bytes]:

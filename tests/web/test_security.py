@@ -26,7 +26,7 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.memory import MemoryStore
 from artifactd.tokens import TokenFileError, TokenStore
-from artifactd.web import uploads
+from artifactd.web import expect
 from artifactd.web.app import create_app
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.middlewares import errors_middleware
@@ -530,7 +530,7 @@ async def guarded_expect_handler(request: web.Request) -> web.StreamResponse | N
     refused = await check_upload_allowed(request)
     if refused is not None:
         return refused
-    return await uploads.expect_handler(request)
+    return await expect.files_expect_handler(request)
 
 
 async def raw_put_with_expect(client: Client, headers: str) -> bytes:
