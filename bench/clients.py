@@ -187,27 +187,28 @@ def run_wrk(
     threads: int = 1,
     ranges: tuple[int, int] | None = None,
     put: tuple[int, str] | None = None,
+    keys: int | None = None,
     check: bool = False,
     seed: int = 1,
     timeout: float = 10.0,
-    script: Path = WRK_SCRIPT,
-    extra_args: list[str] | None = None,
 ) -> WrkResult:
     """Run wrk with bench/wrk.lua for `duration` seconds; `ranges=(size, length)` asks for
     random ranges of a `size`-byte file; `put=(size, tag)` PUTs `put_body(size)` to new paths
-    under the URL (`<tag>-<thread>-<n>`, n from 1). With `check`, every response's status is
-    counted. Another `script` (same WRKJSON ending) gets `extra_args` after the common ones."""
+    under the URL (`<tag>-<thread>-<n>`, n from 1); `keys=N` GETs random keys among N under
+    the URL (bench/keys.py's names). With `check`, every response's status is counted."""
     _loopback(url)
     wrk = find_tool("wrk")
     if wrk is None:
         raise BenchError("wrk is not installed")
-    script_args = [f"seed={seed}", f"check={int(check)}", *(extra_args or [])]
+    script_args = [f"seed={seed}", f"check={int(check)}"]
     if ranges is not None:
         script_args += ["mode=ranges", f"size={ranges[0]}", f"length={ranges[1]}"]
     if put is not None:
         script_args += ["mode=put", f"size={put[0]}", f"tag={put[1]}"]
+    if keys is not None:
+        script_args += ["mode=keys", f"count={keys}"]
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s"]
-    cmd += [f"--timeout={timeout:g}s", "-s", str(script), url, "--", *script_args]
+    cmd += [f"--timeout={timeout:g}s", "-s", str(WRK_SCRIPT), url, "--", *script_args]
     before = children_cpu_seconds()
     result = subprocess.run(
         cmd, capture_output=True, text=True, timeout=duration + timeout + 30, check=False

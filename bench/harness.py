@@ -15,7 +15,7 @@ wrk -c16: req/s; (e) 500 concurrent slow downloads of the 1 GiB file: peak serve
 a 64 MiB file to see whether memory grows with file size; uploads-small: 4 KiB and 64 KiB PUTs
 to new paths, wrk -c16, artifactd (durable) against nginx's WebDAV PUT (not durable), with
 this disk's ceiling for durable small writes (bench/fsync_ceiling.py); random-keys: GETs of
-random keys among 100,000 4 KiB artifacts (wrk -c16, bench/random_keys.lua) against
+random keys among 100,000 4 KiB artifacts (wrk -c16, bench/wrk.lua mode=keys) against
 artifactd's one-hot-path rate and nginx; cache-mix: GET hits, GET misses, HEADs and PUTs
 (70/10/10/10, 4 KiB to 1 MiB) via /files/ against nginx WebDAV and via the Turborepo API
 against ducktors' turborepo-remote-cache (bench/keyloads.py).

@@ -1,7 +1,7 @@
 """The workloads of many small objects: random keys (cold reads) and a build cache's mix.
 
 random-keys: GETs of random keys among `Scale.keys` 4 KiB artifacts (bench/keys.py), wrk
--c16 with bench/random_keys.lua, on artifactd and nginx over the same files; on artifactd
+-c16 with bench/wrk.lua mode=keys, on artifactd and nginx over the same files; on artifactd
 also GETs of one of those keys (its one-hot-path rate, the ratio's baseline).
 cache-mix: a 70/10/10/10 mix of GET hits, GET misses, HEADs and PUTs (4 KiB to 1 MiB,
 bench/mix.py), 16 keep-alive connections of bench/mixclient.py (wrk cannot do HEADs):
@@ -26,7 +26,6 @@ from bench.mix import TURBO_QUERY, MixTarget, base_of
 from bench.results import Results
 from bench.servers import DUCKTORS_TOKEN, Server
 
-RANDOM_KEYS_SCRIPT = clients.BENCH_DIR / "random_keys.lua"
 CONNECTIONS = 16
 MIX_STATUSES = {"200", "201", "202", "204", "404"}
 
@@ -103,17 +102,14 @@ class KeyWorkloads:
     def add(self, metric: str, server: Server, value: float, timing: Any) -> None:
         raise NotImplementedError  # Bench's
 
-    def _timed_wrk(
-        self, server: Server, metric: str, url: str, script: Any, args: list[str]
-    ) -> WrkResult:
+    def _timed_wrk(self, server: Server, metric: str, url: str, keys: int | None) -> WrkResult:
         scale = self.cfg.scale
         with self.timed(server) as timing:
             result = clients.run_wrk(
                 url,
                 connections=CONNECTIONS,
                 duration=scale.wrk_duration,
-                script=script,
-                extra_args=args,
+                keys=keys,
             )
         self.add(metric, server, result.rps, timing)
         self.results.detail(
@@ -130,25 +126,20 @@ class KeyWorkloads:
 
     def random_keys(self, server: Server) -> None:
         scale = self.cfg.scale
-        args = [f"count={scale.keys}"]
+        files = server.files_url("")
         check = clients.run_wrk(
-            server.url,
-            connections=CONNECTIONS,
-            duration=scale.wrk_warmup,
-            check=True,
-            script=RANDOM_KEYS_SCRIPT,
-            extra_args=args,
+            files, connections=CONNECTIONS, duration=scale.wrk_warmup, check=True, keys=scale.keys
         )
         clients.validate_wrk(
             check, body_size=KEY_SIZE, status=200, checked=True, connections=CONNECTIONS
         )
-        result = self._timed_wrk(server, "random_keys_rps", server.url, RANDOM_KEYS_SCRIPT, args)
+        result = self._timed_wrk(server, "random_keys_rps", files, scale.keys)
         clients.validate_wrk(
             result, body_size=KEY_SIZE, status=200, checked=False, connections=CONNECTIONS
         )
         if server.kind == "artifactd":  # the baseline: one key, again and again
             url = server.files_url(key_name(0))
-            hot = self._timed_wrk(server, "random_hot_rps", url, clients.WRK_SCRIPT, [])
+            hot = self._timed_wrk(server, "random_hot_rps", url, None)
             clients.validate_wrk(
                 hot, body_size=KEY_SIZE, status=200, checked=False, connections=CONNECTIONS
             )

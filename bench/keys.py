@@ -1,7 +1,7 @@
 """Many small artifacts for the random-keys and cache-mix workloads: created once per run,
 recorded in each artifactd root's metadata beforehand (as uploads would have left them).
 
-Key `i` is `keys/<i % 256 as 2 hex digits>/<i as 6 digits>.bin`: bench/random_keys.lua
+Key `i` is `keys/<i % 256 as 2 hex digits>/<i as 6 digits>.bin`: bench/wrk.lua (mode=keys)
 computes the same names, so wrk needs no list of paths.
 """
 

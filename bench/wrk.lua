@@ -5,12 +5,17 @@
 --                           file of N bytes
 --   mode=put size=N tag=T   every request PUTs N bytes (bench.clients.put_body) to a new
 --                           path: the URL's path, then "T-<thread>-<n>"
+--   mode=keys count=N seed=S
+--                           every request GETs a random key among N: the URL's path, then
+--                           "keys/<i % 256 as 2 hex>/<i as 6 digits>.bin" (bench/keys.py)
 --   check=1                 count every response's status (slower: wrk then hands each
 --                           response to Lua); the harness uses it in the untimed warm-up
 -- At the end one line `WRKJSON {...}` gives requests, bytes, duration, errors, latency
 -- percentiles and (with check=1) the count of each status.
 
-local opts = { mode = "static", size = 0, length = 65536, seed = 1, check = "0", tag = "p" }
+local opts = {
+  mode = "static", size = 0, length = 65536, seed = 1, check = "0", tag = "p", count = 1,
+}
 statuses = {} -- global: the main state reads it with thread:get
 local threads = {}
 local counter = 0
@@ -33,6 +38,8 @@ function init(args)
     put_body = string.rep(line, math.floor(opts.size / #line) + 1):sub(1, opts.size)
     put_count = 0
     request = put_request
+  elseif opts.mode == "keys" then
+    request = keys_request
   elseif opts.mode ~= "ranges" then
     request = nil
   end
@@ -52,6 +59,11 @@ function put_request()
   put_count = put_count + 1
   local path = string.format("%s%s-%d-%d", wrk.path, opts.tag, thread_index or 0, put_count)
   return wrk.format("PUT", path, nil, put_body)
+end
+
+function keys_request()
+  local i = math.random(0, opts.count - 1)
+  return wrk.format("GET", string.format("%skeys/%02x/%06d.bin", wrk.path, i % 256, i))
 end
 
 function response(status, headers, body)

@@ -19,7 +19,7 @@ import pytest
 from bench import clients, noise, servers
 from bench.clients import SlowConfig
 from bench.config import FLOOR, FLOORS, LOW_LEVEL_FLOOR
-from bench.keyloads import RANDOM_KEYS_SCRIPT, mix_targets, run_mix, validate_mix
+from bench.keyloads import mix_targets, run_mix, validate_mix
 from bench.keys import KEY_SIZE, create_keys, key_name
 from bench.machine import timer_interrupts
 from bench.mix import check_mix, store_objects
@@ -307,12 +307,7 @@ def test_random_keys_answer_every_key_with_its_4_kib(
             assert (status, body) == (200, (storage_root / key_name(i)).read_bytes())
         for url in started:
             result = clients.run_wrk(
-                url,
-                connections=4,
-                duration=1,
-                check=True,
-                script=RANDOM_KEYS_SCRIPT,
-                extra_args=[f"count={KEYS}"],
+                f"{url}/files/", connections=4, duration=1, check=True, keys=KEYS
             )
             clients.validate_wrk(result, body_size=KEY_SIZE, status=200, checked=True)
             assert result.statuses == {"200": result.requests}
