@@ -84,10 +84,9 @@ async def put_entry(request: web.Request) -> web.Response:
     path = buildcache.nx_path(request.match_info["hash"])
     if request.content_length is None:
         raise InvalidValueError("Content-Length is required")
-    check_declared_length(request, settings)
-    # 409 before reading the body; `write_once` decides again at the commit.
-    with contextlib.suppress(NotFoundError, IsDirectoryError):
-        write_once(await request.config_dict[STORE].info(path))
+    # 409 and 413 before reading the body, as with Expect; `write_once` decides again at
+    # the commit.
+    await _entry_writable(request)
     info, _ = await store_stream(
         request,
         path,
