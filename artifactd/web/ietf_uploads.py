@@ -263,9 +263,9 @@ async def _complete(
     return response
 
 
-async def _owned(
-    request: web.Request,
-) -> tuple[UploadResources, UploadResource] | web.Response:
+async def _owned(request: web.Request) -> tuple[UploadResources, UploadResource]:
+    """The store and the draft upload the URL names, if the request's token owns it (404
+    otherwise)."""
     store = resumable.resources(request)
     return store, await resumable.owned(request, store, PROTOCOL)
 
@@ -286,10 +286,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     refused = _forbidden_fields(request, version, _V6_FORBIDDEN_ON_HEAD)
     if refused is not None:
         return refused
-    found = await _owned(request)
-    if isinstance(found, web.Response):
-        return found
-    _, resource = found
+    _, resource = await _owned(request)
     headers = _state_headers(version, request, resource)
     headers["Cache-Control"] = "no-store"
     return web.Response(status=204, headers=headers)
@@ -308,10 +305,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
     complete = fields.parse_boolean(request.headers.get("Upload-Complete"))
     if offset is None or complete is None:
         raise InvalidValueError("Upload-Offset (an Integer) and Upload-Complete are required")
-    found = await _owned(request)
-    if isinstance(found, web.Response):
-        return found
-    store, resource = found
+    store, resource = await _owned(request)
     outside = resumable.outside_prefix(request, resource.path)
     if outside is not None:
         return json_error(403, outside)
@@ -357,10 +351,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     refused = _forbidden_fields(request, version, _V6_FORBIDDEN_ON_DELETE)
     if refused is not None:
         return refused
-    found = await _owned(request)
-    if isinstance(found, web.Response):
-        return found
-    store, resource = found
+    store, resource = await _owned(request)
     await resumable.remove(store, resource)
     return web.Response(status=204, headers={INTEROP_HEADER: str(version)})
 
