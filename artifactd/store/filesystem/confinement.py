@@ -18,13 +18,45 @@ def resolve_inside(root: Path, path: str) -> str:
     NotFoundError (internal state is never reachable).
     """
     root_str = str(root)
-    real = os.path.realpath(os.path.join(root_str, path), strict=False)
-    if real != root_str and not real.startswith(root_str + os.sep):
-        raise InvalidPathError("path resolves outside the storage root")
+    real = _plain_join(root_str, path)
+    if real is None:
+        real = os.path.realpath(os.path.join(root_str, path), strict=False)
+        if real != root_str and not real.startswith(root_str + os.sep):
+            raise InvalidPathError("path resolves outside the storage root")
     internal = os.path.join(root_str, INTERNAL_DIR)
     if real == internal or real.startswith(internal + os.sep):
         raise NotFoundError(path)
     return real
+
+
+def _plain_join(root_str: str, path: str) -> str | None:
+    """`root_str/path` when no link lies on its way below the root, which is what
+    os.path.realpath would answer (the root is real already, so its own components, which
+    realpath would lstat one by one, need no look); None when a link or a `.`/`..` segment
+    needs realpath's full walk. Like realpath, the first component that cannot be looked at
+    (absent, below a file) ends the walk: nothing under it is a link."""
+    if not path:
+        return root_str
+    joined = root_str
+    names = path.split("/")
+    for depth, name in enumerate(names):
+        if name in _UNPLAIN_NAMES:
+            return None
+        joined = f"{joined}/{name}"
+        try:
+            mode = os.lstat(joined).st_mode
+        except OSError:
+            rest = names[depth + 1 :]
+            if any(n in _UNPLAIN_NAMES for n in rest):
+                return None
+            return "/".join([joined, *rest])
+        if stat.S_ISLNK(mode):
+            return None
+    return joined
+
+
+# Segments realpath gives a meaning (artifact paths are normalised and have none of them).
+_UNPLAIN_NAMES = frozenset({"", ".", ".."})
 
 
 def stat_inside(root: Path, path: str, plain_dirs: set[str]) -> os.stat_result:
