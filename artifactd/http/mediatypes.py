@@ -39,6 +39,10 @@ def guess_content_type(path: str) -> str:
     """The media type a client should receive for `path`."""
     name = path.rpartition("/")[2]
     dot = name.find(".")
+    if dot < 0 and ":" not in name:
+        # No extension and nothing mimetypes could read as a URL scheme (`data:`): what it
+        # would answer, without asking it (content-hash cache keys are such names).
+        return DEFAULT_CONTENT_TYPE
     if dot <= 0 or ":" in name:  # no extension, a leading dot, or what reads as a URL scheme
         return _guess_for_name.__wrapped__(name)
     # Otherwise the guess depends only on the extensions, after the first dot: every

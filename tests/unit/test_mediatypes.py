@@ -34,3 +34,16 @@ def test_the_cached_guess_is_the_mimetypes_guess_for_every_name(directory: str) 
         for name in names:
             assert guess_content_type(directory + name) == uncached(name), name
     assert guess_content_type("k/00/000001.bin") == guess_content_type("k/01/000002.bin")
+
+
+@pytest.mark.parametrize("name", ["p-1-123", "dir/e3b0c44298fc1c149afbf4c8996fb924", "Makefile"])
+def test_a_name_without_a_dot_or_a_colon_is_octet_stream_without_asking_mimetypes(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cache keys (content hashes) have no extension: their guess costs no table lookup."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("mimetypes asked")
+
+    monkeypatch.setattr(mediatypes._db, "guess_type", refuse)
+    assert guess_content_type(name) == DEFAULT_CONTENT_TYPE
