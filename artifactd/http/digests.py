@@ -102,12 +102,21 @@ def _field_values(headers: Mapping[str, str], name: str) -> list[str]:
     return [] if value is None else [value]
 
 
+# Every field `expected_sha256` reads.
+DIGEST_FIELDS = ("Repr-Digest", "Content-Digest", "Digest", "X-Checksum-Sha256")
+
+
 def expected_sha256(headers: Mapping[str, str]) -> str | None:
     """The lowercase hex SHA-256 the client announced for the content, or None.
 
     A malformed sha-256 entry, an unparseable Repr-/Content-Digest, or headers that disagree
     raise InvalidDigestError. Other algorithms are ignored.
     """
+    for name in DIGEST_FIELDS:
+        if name in headers:
+            break
+    else:
+        return None  # most uploads declare nothing: no field is split or parsed
     found: set[str] = set()
     for name in ("Repr-Digest", "Content-Digest"):
         # RFC 9110 §5.3: repeated lines of a list-based field combine with commas.
