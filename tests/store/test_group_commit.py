@@ -21,9 +21,11 @@ from artifactd.errors import (
     StorageFullError,
 )
 from artifactd.store.base import ArtifactInfo, Upload
-from artifactd.store.filesystem import FilesystemStore
+from artifactd.store.filesystem import FilesystemStore, groupcommit
+from artifactd.store.filesystem import upload as upload_module
 from artifactd.store.filesystem.commits import Answer, Write
 from artifactd.store.filesystem.groupcommit import GroupCommit
+from artifactd.store.filesystem.hops import in_thread
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.upload import UPLOAD_BATCH_BYTES, FileUpload
 
@@ -357,13 +359,17 @@ async def test_a_small_upload_takes_one_thread_hop_of_its_own(
     """Beginning an upload and buffering a small body touch no disk and no thread; its
     commit makes, writes, hashes and flushes the temp file in one hop before the batch."""
     hops: list[str] = []
-    to_thread = asyncio.to_thread
 
-    async def counted(func: Callable[..., object], /, *args: object) -> object:
+    def counted(func: Callable[..., object], /, *args: object) -> asyncio.Future[object]:
         hops.append(getattr(func, "__name__", ""))
-        return await to_thread(func, *args)
+        return in_thread(func, *args)
 
-    monkeypatch.setattr(asyncio, "to_thread", counted)
+    async def counted_to_thread(func: Callable[..., object], /, *args: object) -> object:
+        return await counted(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted_to_thread)
+    monkeypatch.setattr(upload_module, "in_thread", counted)
+    monkeypatch.setattr(groupcommit, "in_thread", counted)
     upload = await written(store, "small.bin", b"small body")
     assert hops == []
     assert temp_files(store) == []

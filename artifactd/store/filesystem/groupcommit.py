@@ -4,9 +4,9 @@ transaction and one fsync per directory instead of taking turns behind one fsync
 
 The batcher lives on the event loop (one per store, so one per process): `submit` queues an
 item and waits for its outcome; a single runner takes everything queued, runs its locked step
-in a worker thread, hands the flush and the answers (each item's own: one item's failure is
-not the others') to another, and starts over with what arrived meanwhile. Nothing waits for
-more items to come: a lone write goes at once, as a batch of one.
+in a worker thread (a hop: hops.py), hands the flush and the answers (each item's own: one
+item's failure is not the others') to another, and starts over with what arrived meanwhile.
+Nothing waits for more items to come: a lone write goes at once, as a batch of one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
+
+from artifactd.store.filesystem.hops import in_thread
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,7 +67,7 @@ class GroupCommit(Generic[T, R]):
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             try:
-                finish = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
+                finish = await in_thread(self._run_batch, [item for item, _ in batch])
             except asyncio.CancelledError:
                 _cancel(batch)  # the loop is shutting down
                 raise
@@ -82,7 +84,7 @@ class GroupCommit(Generic[T, R]):
         finish: Callable[[], Sequence[R | BaseException]],
     ) -> None:
         try:
-            outcomes = await asyncio.to_thread(finish)
+            outcomes = await in_thread(finish)
         except asyncio.CancelledError:
             _cancel(batch)
             raise

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from artifactd.errors import IsDirectoryError, StorageFullError
 from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.hops import in_thread
 from artifactd.store.tempfiles import create_locked
 from artifactd.store.uploads import UploadBase, write_all
 
@@ -104,7 +105,7 @@ class FileUpload(UploadBase):
 
     async def _in_thread(self, work: Callable[..., _T], *args: object) -> _T:
         """`work(*args)` in a worker thread, noted in `_working` until it ends."""
-        future = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        future = in_thread(work, *args)
         # Retrieved here, so a caller cancelled meanwhile leaves no "never retrieved" log.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._working = future
