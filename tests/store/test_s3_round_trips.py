@@ -1,0 +1,83 @@
+"""How many S3 requests one small request to artifactd costs, per S3 operation, against a
+real SeaweedFS: the numbers docs/storage-s3.md states ("Requests per operation")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artifactd.settings import Settings
+from artifactd.store.s3 import S3Store
+from artifactd.web.app import create_app
+from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket`
+    Seaweed,
+    open_s3_store,
+    s3_bucket_fixture,  # noqa: F401
+    seaweed_fixture,  # noqa: F401
+)
+from tests.web.conftest import Client, ClientFactory
+
+SMALL = b"x" * 4096
+
+
+class RequestCounter:
+    """Every S3 request a store sends, by operation name (botocore's `before-send` fires
+    once per HTTP request, retries included)."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.sent: Counter[str] = Counter()
+        self.lease_released = asyncio.Event()
+        self._lease_url = f"/{store.layout.lease_key}"
+        store.bucket.client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, event_name: str, request: Any, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        self.sent[operation] += 1
+        if operation == "DeleteObject" and request.url.endswith(self._lease_url):
+            self.lease_released.set()
+
+    def take(self) -> dict[str, int]:
+        """The counts since the last call."""
+        counts, self.sent = dict(self.sent), Counter()
+        return counts
+
+
+@pytest.fixture
+async def node(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+) -> AsyncIterator[tuple[Client, RequestCounter]]:
+    store = await open_s3_store(seaweed, s3_bucket)
+    counter = RequestCounter(store)
+    client = await aiohttp_client(create_app(Settings(root=tmp_path), store))
+    # The evictor's first pass runs at startup: its requests are nobody's upload.
+    await asyncio.wait_for(counter.lease_released.wait(), 30)
+    counter.take()
+    yield client, counter
+
+
+async def test_requests_per_small_put_delete_and_get(node: tuple[Client, RequestCounter]) -> None:
+    client, counter = node
+    response = await client.put("/files/ci/7/app.bin", data=SMALL)
+    assert response.status == 201, await response.text()
+    assert counter.take() == {"HeadObject": 3, "ListObjectsV2": 2, "PutObject": 1}
+
+    response = await client.put("/files/ci/7/app.bin", data=SMALL)  # the same bytes
+    assert response.status == 200, await response.text()
+    assert counter.take() == {"HeadObject": 3, "ListObjectsV2": 1}
+
+    response = await client.put("/files/ci/7/app.bin", data=SMALL + b"!")
+    assert response.status == 200, await response.text()
+    assert counter.take() == {"HeadObject": 3, "ListObjectsV2": 1, "PutObject": 1}
+
+    response = await client.get("/files/ci/7/app.bin")
+    assert (response.status, await response.read()) == (200, SMALL + b"!")
+    assert counter.take() == {"HeadObject": 1, "GetObject": 1}
+
+    response = await client.delete("/files/ci/7/app.bin")
+    assert response.status == 204, await response.text()
+    assert counter.take() == {"HeadObject": 1, "DeleteObject": 1}
