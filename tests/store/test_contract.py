@@ -189,6 +189,16 @@ async def test_directory_is_not_a_file(store: Store) -> None:
         await store.list_dir("absent")
 
 
+async def test_upload_onto_a_directory_is_refused_leaving_the_directory(store: Store) -> None:
+    # A backend may refuse in begin_upload or only at the commit (base.py).
+    await put(store, "d/e/f", b"x")
+    with pytest.raises(IsDirectoryError):
+        await put(store, "d/e", b"onto a directory")
+    assert await read_all(store, "d/e/f") == b"x"
+    with pytest.raises(IsDirectoryError):
+        await store.info("d/e")
+
+
 async def test_upload_under_a_file_conflicts(store: Store) -> None:
     await put(store, "f", b"x")
     upload = await store.begin_upload("f/child")

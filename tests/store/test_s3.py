@@ -17,6 +17,7 @@ import pytest
 
 from artifactd.errors import (
     ArtifactReplacedError,
+    ConflictError,
     DigestMismatchError,
     NotFoundError,
     PreconditionFailedError,
@@ -278,6 +279,40 @@ async def test_nodes_see_each_others_uploads_and_deletes_with_the_same_etag(
     with pytest.raises(NotFoundError):
         await node_a.open("ci/42/app.zip")
     await assert_nothing_at(node_a, "ci")
+
+
+def put_file_by_hand(seaweed: Seaweed, bucket: str, path: str) -> None:
+    """A file where a directory was, put the way another node would. (Not through a store:
+    SeaweedFS keeps an emptied directory, and refuses If-None-Match: * over it.)"""
+    seaweed.client.put_object(Bucket=bucket, Key=f"artifacts/{path}", Body=b"a file now")
+
+
+async def test_a_parent_this_node_deleted_under_is_checked_again(
+    node_a: S3Store, seaweed: Seaweed, s3_bucket: str
+) -> None:
+    await put(node_a, "d/x", b"x")  # node A now knows `d` for a directory...
+    await node_a.delete("d/x")  # ...until it empties it
+    put_file_by_hand(seaweed, s3_bucket, "d")
+    upload = await node_a.begin_upload("d/y")
+    await upload.write(b"y")
+    with pytest.raises(ConflictError):
+        await upload.commit()
+    await assert_nothing_at(node_a, "d/y")
+
+
+async def test_a_known_directory_is_trusted_only_for_a_few_seconds(
+    node_a: S3Store, node_b: S3Store, seaweed: Seaweed, s3_bucket: str
+) -> None:
+    await put(node_a, "e/x", b"x")
+    await node_b.delete("e/x")  # another node empties `e`, and a file is put there
+    put_file_by_hand(seaweed, s3_bucket, "e")
+    known = node_a.writes.directories
+    known.clock = lambda: time.monotonic() + known.trusted_seconds
+    upload = await node_a.begin_upload("e/y")
+    await upload.write(b"y")
+    with pytest.raises(ConflictError):
+        await upload.commit()
+    await assert_nothing_at(node_a, "e/y")
 
 
 async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b: S3Store) -> None:

@@ -225,6 +225,7 @@ class S3Store(Store):
                 markers.append(item["Key"])
         for key in markers:
             await self.bucket.delete_quietly(key)
+        self.writes.directories.removed(f"{path}/")  # the marker's path: `path` is gone too
         return True
 
     async def iter_artifacts(
@@ -257,8 +258,9 @@ class S3Store(Store):
         self, path: str, *, content_type: str | None = None, expires_at: float | None = None
     ) -> Upload:
         self.layout.key(path)  # NotFoundError for internal state, before any request
-        if not path or await self.objects.is_dir(path):
+        if not path:
             raise IsDirectoryError(path)
+        # No request here: whether a directory is at `path` is judged once, by the commit.
         return S3Upload(
             writes=self.writes,
             describe=self._info,
@@ -271,10 +273,13 @@ class S3Store(Store):
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
         for _ in range(COMMIT_ATTEMPTS):
-            meta, current, _ = await self.writes.current_for_write(path, require, self._info)
+            meta, current, _ = await self.writes.current_for_write(
+                path, require, self._info, creating=False
+            )
             if meta is None or current is None:
                 raise NotFoundError(path)
             if await self.writes.delete_version(meta):
+                self.writes.directories.removed(path)
                 self.access_log.pending.forget(path)
                 return current
         raise ConflictError(f"{path} kept changing; try again")
@@ -285,6 +290,7 @@ class S3Store(Store):
             return False
         if not await self.writes.delete_version(meta):
             return False
+        self.writes.directories.removed(info.path)
         self.access_log.pending.forget(info.path)
         return True
 

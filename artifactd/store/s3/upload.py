@@ -109,12 +109,14 @@ class S3Upload(UploadBase):
     ) -> tuple[ArtifactInfo, bool]:
         sha256 = self.hasher.hexdigest()
         check_digest(expected_sha256, sha256)
-        await self._writes.check_no_file_parent(self.path)
         created_at = time.time()
         record_written = False
         for _ in range(COMMIT_ATTEMPTS):
+            # The one judgement of "is a directory, or below a file" of this upload (none in
+            # begin_upload, as base.py allows): it stays one round trip before the write,
+            # the narrowest window S3 allows, as no request checks one key and writes another.
             meta, current, condition = await self._writes.current_for_write(
-                self.path, require, self._describe
+                self.path, require, self._describe, creating=True
             )
             if meta is not None and current is not None and self._holds_these_bytes(meta, sha256):
                 kept = await self._keep_current(meta, current, sha256)
@@ -136,6 +138,7 @@ class S3Upload(UploadBase):
                 if is_precondition_failed(exc) or is_missing(exc):
                     continue  # another writer got in between: judge its version instead
                 raise
+            self._writes.directories.committed(self.path)
             info = ArtifactInfo(
                 path=self.path,
                 size=self.size,
