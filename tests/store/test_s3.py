@@ -175,14 +175,57 @@ async def test_commit_judges_require_against_a_version_committed_meanwhile(
     slow = await node_a.begin_upload("race")
     await slow.write(b"slow")
     await put(node_b, "race", b"fast")
-
-    def if_none_match_star(current: ArtifactInfo | None) -> None:
-        if current is not None:
-            raise PreconditionFailedError("exists")
-
     with pytest.raises(PreconditionFailedError):
         await slow.commit(require=if_none_match_star)
     assert await read_all(node_a, "race") == b"fast"
+
+
+def if_none_match_star(current: ArtifactInfo | None) -> None:
+    if current is not None:
+        raise PreconditionFailedError("exists")
+
+
+async def test_what_a_head_saw_before_another_node_wrote_never_decides_a_commit(
+    node_a: S3Store, node_b: S3Store
+) -> None:
+    # Node A looks (nothing there, then version one) just before each commit, as a
+    # conditional PUT does before its body; node B writes in between. The commit may start
+    # from what A saw, but is judged on what is there.
+    with pytest.raises(NotFoundError):
+        await node_a.info("new")
+    await put(node_b, "new", b"B was first")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A")
+    with pytest.raises(PreconditionFailedError):
+        await upload.commit(require=if_none_match_star)
+    assert await read_all(node_b, "new") == b"B was first"
+
+    seen = await node_a.info("new")
+    await node_b.delete("new")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A again")
+    _, replaced = await upload.commit(require=if_none_match_star)  # refused by no guess
+    assert (replaced, await read_all(node_b, "new")) == (False, b"A again")
+
+    await node_a.info("new")
+    await node_b.delete("new")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A again")  # the bytes A saw there: kept by no guess either
+    _, replaced = await upload.commit()
+    assert (replaced, await read_all(node_b, "new")) == (False, b"A again")
+
+    seen = await node_a.info("new")
+    await put(node_b, "new", b"B replaced it")
+
+    def if_match_seen(current: ArtifactInfo | None) -> None:
+        if current is None or current.etag != seen.etag:
+            raise PreconditionFailedError("changed")
+
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A once more")
+    with pytest.raises(PreconditionFailedError):
+        await upload.commit(require=if_match_seen)
+    assert await read_all(node_a, "new") == b"B replaced it"
 
 
 async def test_stale_multipart_uploads_are_aborted_but_live_ones_kept(

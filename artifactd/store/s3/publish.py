@@ -18,10 +18,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from artifactd.errors import ConflictError, IsDirectoryError
+from artifactd.errors import ArtifactdError, ConflictError, IsDirectoryError
 from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.s3.bucket import ClientError, code, is_missing, is_precondition_failed
-from artifactd.store.s3.objects import ObjectMeta, Objects
+from artifactd.store.s3.objects import ObjectMeta, Objects, Seen
 
 log = logging.getLogger("artifactd.store.s3")
 
@@ -90,6 +90,18 @@ class KnownDirectories:
             self._seen.pop(parent, None)
 
 
+def judged(
+    path: str, meta: ObjectMeta | None, require: Requirement | None, describe: Describe
+) -> WriteTarget:
+    """`meta` (the object at `path`, or None) judged by `require`, with the write condition
+    that holds only while it stays there."""
+    current = None if meta is None or meta.is_expired() else describe(path, meta)
+    if require is not None:
+        require(current)
+    condition = {"IfMatch": f'"{meta.etag}"'} if meta else {"IfNoneMatch": "*"}
+    return meta, current, condition
+
+
 class ConditionalWrites:
     """The checks and conditional requests that commits (upload.py) and deletes share."""
 
@@ -128,11 +140,27 @@ class ConditionalWrites:
                 await self.check_creatable(path)
             elif await self.objects.is_dir(path):
                 raise IsDirectoryError(path)
-        current = None if meta is None or meta.is_expired() else describe(path, meta)
-        if require is not None:
-            require(current)
-        condition = {"IfMatch": f'"{meta.etag}"'} if meta else {"IfNoneMatch": "*"}
-        return meta, current, condition
+        return judged(path, meta, require, describe)
+
+    async def guess_for_write(
+        self, path: str, seen: Seen, require: Requirement | None, describe: Describe
+    ) -> WriteTarget | None:
+        """`current_for_write` of a commit, with what a recent HEAD saw (`Objects.seen`)
+        standing in for its own HEAD; None when `require` refuses that version.
+
+        Safe because the write this leads to is conditional on that very version (If-Match
+        on its ETag, If-None-Match: * when none): had the key changed since, the store
+        refuses the write (412) and the commit starts over with a HEAD of its own, as when
+        another node writes between a HEAD and a write. A guess never decides a refusal,
+        which no write would check: the caller looks again then (and when the guess would
+        keep the object as it is, writing nothing). The checks before a creation are made
+        now, as ever: they concern other keys, which no condition covers."""
+        if seen.meta is None:
+            await self.check_creatable(path)
+        try:
+            return judged(path, seen.meta, require, describe)
+        except ArtifactdError:
+            return None
 
     async def delete_version(self, meta: ObjectMeta) -> bool:
         """Delete the object if it still is `meta`'s version; False if it changed.

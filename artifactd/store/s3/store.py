@@ -280,6 +280,7 @@ class S3Store(Store):
                 raise NotFoundError(path)
             if await self.writes.delete_version(meta):
                 self.writes.directories.removed(path)
+                self.objects.forget_seen(meta.key)
                 self.access_log.pending.forget(path)
                 return current
         raise ConflictError(f"{path} kept changing; try again")
@@ -291,6 +292,7 @@ class S3Store(Store):
         if not await self.writes.delete_version(meta):
             return False
         self.writes.directories.removed(info.path)
+        self.objects.forget_seen(meta.key)
         self.access_log.pending.forget(info.path)
         return True
 

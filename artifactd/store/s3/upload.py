@@ -20,8 +20,9 @@ from artifactd.store.s3.objects import (
     META_TOKEN,
     Layout,
     ObjectMeta,
+    Seen,
 )
-from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites, Describe
+from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites, Describe, WriteTarget
 from artifactd.store.uploads import UploadBase, check_digest
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -111,13 +112,10 @@ class S3Upload(UploadBase):
         check_digest(expected_sha256, sha256)
         created_at = time.time()
         record_written = False
+        seen = self._writes.objects.seen(self.key)  # a guess for the first attempt only
         for _ in range(COMMIT_ATTEMPTS):
-            # The one judgement of "is a directory, or below a file" of this upload (none in
-            # begin_upload, as base.py allows): it stays one round trip before the write,
-            # the narrowest window S3 allows, as no request checks one key and writes another.
-            meta, current, condition = await self._writes.current_for_write(
-                self.path, require, self._describe, creating=True
-            )
+            meta, current, condition = await self._target(require, sha256, seen)
+            seen = None
             if meta is not None and current is not None and self._holds_these_bytes(meta, sha256):
                 kept = await self._keep_current(meta, current, sha256)
                 if kept is None:
@@ -139,6 +137,7 @@ class S3Upload(UploadBase):
                     continue  # another writer got in between: judge its version instead
                 raise
             self._writes.directories.committed(self.path)
+            self._writes.objects.forget_seen(self.key)
             info = ArtifactInfo(
                 path=self.path,
                 size=self.size,
@@ -152,6 +151,29 @@ class S3Upload(UploadBase):
             )
             return info, current is not None
         raise ConflictError(f"{self.path} kept changing during the upload; try again")
+
+    async def _target(
+        self, require: Requirement | None, sha256: str, seen: Seen | None
+    ) -> WriteTarget:
+        """The version this attempt replaces, judged, and the condition of its write.
+
+        What a HEAD of this node saw a moment ago (`seen`: the handler's look before the
+        body, a download) stands in for the commit's own HEAD when it leads to a write,
+        whose condition checks it (`guess_for_write`). The checks of "is a directory, or
+        below a file" are made here, once per upload (none in begin_upload, as base.py
+        allows), one round trip before the write: the narrowest window S3 allows, as no
+        request checks one key and writes another."""
+        if seen is not None:
+            guess = await self._writes.guess_for_write(self.path, seen, require, self._describe)
+            if guess is not None and not (
+                guess[0] is not None
+                and guess[1] is not None
+                and self._holds_these_bytes(guess[0], sha256)
+            ):
+                return guess
+        return await self._writes.current_for_write(
+            self.path, require, self._describe, creating=True
+        )
 
     def _holds_these_bytes(self, meta: ObjectMeta, sha256: str) -> bool:
         """Whether the current object already is this upload: same digest and content type,
