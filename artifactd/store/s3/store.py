@@ -24,6 +24,7 @@ from artifactd.errors import (
     StoreUnavailableError,
 )
 from artifactd.http.mediatypes import guess_content_type
+from artifactd.paths import is_internal
 from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,
@@ -166,6 +167,15 @@ class S3Store(Store):
 
     async def info(self, path: str) -> ArtifactInfo:
         return self._info(path, await self._live(path))
+
+    async def current(self, path: str) -> ArtifactInfo | None:
+        """One HEAD: whether a directory is at `path` is left to the upload's commit, which
+        judges it anyway (a listing saved per conditional PUT), and the HEAD stands in for
+        the commit's own (`Objects.seen`)."""
+        if not path or is_internal(path):
+            return None
+        meta = await self.objects.head(self.layout.key(path))
+        return None if meta is None or meta.is_expired() else self._info(path, meta)
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         dir_prefix = f"{self.layout.key(path)}/" if path else self.layout.prefix
