@@ -165,15 +165,16 @@ class S3Upload(UploadBase):
         request checks one key and writes another."""
         if seen is not None:
             guess = await self._writes.guess_for_write(self.path, seen, require, self._describe)
-            if guess is not None and not (
-                guess[0] is not None
-                and guess[1] is not None
-                and self._holds_these_bytes(guess[0], sha256)
-            ):
+            if guess is not None and not self._keeps(guess, sha256):
                 return guess
         return await self._writes.current_for_write(
             self.path, require, self._describe, creating=True
         )
+
+    def _keeps(self, target: WriteTarget, sha256: str) -> bool:
+        """Whether the commit keeps the version `target` found, writing nothing new."""
+        meta, current, _ = target
+        return meta is not None and current is not None and self._holds_these_bytes(meta, sha256)
 
     def _holds_these_bytes(self, meta: ObjectMeta, sha256: str) -> bool:
         """Whether the current object already is this upload: same digest and content type,
