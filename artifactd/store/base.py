@@ -47,7 +47,9 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
 - begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
   InvalidPathError, NotFoundError (internal state), StoreUnavailableError. A backend may
   leave all but the read-only root to the upload's first write to its storage (the
-  filesystem does: its temp file is made then), so `write` and `commit` raise them too.
+  filesystem does: its temp file is made then), or IsDirectoryError to the commit (S3
+  does: judged once, just before the publishing request), so `write` and `commit` raise
+  them too.
 - Upload.write: StorageFullError, StoreUnavailableError (and those of begin_upload above).
 - Upload.commit: DigestMismatchError, whatever `require` raises (PreconditionFailedError,
   ConflictError), ConflictError (a parent is a file, or the path kept changing),
