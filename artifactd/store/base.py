@@ -37,7 +37,7 @@ Failure: what a failure at each step leaves behind
 
 Exceptions (besides ValueError for using a finished upload or closed reader):
 - open, info: NotFoundError (absent or expired), IsDirectoryError, InvalidPathError (a
-  link leaving the root), StoreUnavailableError.
+  link leaving the root), StoreUnavailableError; current: those but NotFoundError.
 - ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
 - list_dir, list_dir_page: NotFoundError, NotDirectoryError, InvalidPathError,
   StoreUnavailableError.
@@ -47,7 +47,9 @@ Exceptions (besides ValueError for using a finished upload or closed reader):
 - begin_upload: IsDirectoryError, StorageFullError (disk full, read-only root),
   InvalidPathError, NotFoundError (internal state), StoreUnavailableError. A backend may
   leave all but the read-only root to the upload's first write to its storage (the
-  filesystem does: its temp file is made then), so `write` and `commit` raise them too.
+  filesystem does: its temp file is made then), or IsDirectoryError to the commit (S3
+  does: judged once, just before the publishing request), so `write` and `commit` raise
+  them too.
 - Upload.write: StorageFullError, StoreUnavailableError (and those of begin_upload above).
 - Upload.commit: DigestMismatchError, whatever `require` raises (PreconditionFailedError,
   ConflictError), ConflictError (a parent is a file, or the path kept changing),
@@ -69,7 +71,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from artifactd.errors import StorageFullError, StoreUnavailableError
+from artifactd.errors import NotFoundError, StorageFullError, StoreUnavailableError
 from artifactd.http.digests import etag_for_digest
 
 log = logging.getLogger("artifactd.store")
@@ -242,6 +244,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def info(self, path: str) -> ArtifactInfo:
         """Metadata of the current version (same errors as `open`)."""
+
+    async def current(self, path: str) -> ArtifactInfo | None:
+        """What a write of `path` would replace, for a look before an upload's body: `info`,
+        or None when absent or expired. A backend may answer None for a directory too, where
+        telling one apart costs a request more (S3: a listing): the upload's commit then
+        refuses it with IsDirectoryError."""
+        try:
+            return await self.info(path)
+        except NotFoundError:
+            return None
 
     @abc.abstractmethod
     async def list_dir(self, path: str) -> list[DirEntry]:

@@ -23,7 +23,6 @@ from artifactd.errors import (
     ConflictError,
     InvalidValueError,
     IsDirectoryError,
-    NotFoundError,
 )
 from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo
@@ -53,8 +52,8 @@ async def _entry_writable(request: web.Request) -> None:
     """An authorised upload of a hash already stored gets its 409 instead of `100
     Continue`, so the archive is never sent; then the declared length is judged."""
     path = buildcache.nx_path(request.match_info["hash"])
-    with contextlib.suppress(NotFoundError, IsDirectoryError):
-        write_once(await request.config_dict[STORE].info(path))
+    with contextlib.suppress(IsDirectoryError):
+        write_once(await request.config_dict[STORE].current(path))
     check_declared_length(request, request.config_dict[SETTINGS])
 
 

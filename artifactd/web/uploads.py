@@ -240,7 +240,8 @@ async def file_target(request: web.Request, path: str) -> WriteTarget:
     expires_at = expires_at_for(request, settings, path)
     requirement = write_requirement(request, settings)
     if may_refuse(request, settings, path):
-        requirement(await _current_or_none(request, path))  # fail fast; re-checked at commit
+        # Fail fast; judged again at the commit.
+        requirement(await request.config_dict[STORE].current(path))
     return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
 
 
@@ -324,7 +325,8 @@ async def post_files(request: web.Request) -> web.StreamResponse:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
             path = _part_path(dir_path, part.filename)
             if may_refuse(request, request.config_dict[SETTINGS], path):
-                requirement(await _current_or_none(request, path))  # fail fast; checked again
+                # Fail fast; judged again at the commit.
+                requirement(await request.config_dict[STORE].current(path))
             upload = await request.config_dict[STORE].begin_upload(
                 path,
                 content_type=stored_type(part.content_type),

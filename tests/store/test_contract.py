@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -187,6 +188,27 @@ async def test_directory_is_not_a_file(store: Store) -> None:
         await store.list_dir("d/e/f")
     with pytest.raises(NotFoundError):
         await store.list_dir("absent")
+
+
+async def test_upload_onto_a_directory_is_refused_leaving_the_directory(store: Store) -> None:
+    # A backend may refuse in begin_upload or only at the commit (base.py).
+    await put(store, "d/e/f", b"x")
+    with pytest.raises(IsDirectoryError):
+        await put(store, "d/e", b"onto a directory")
+    assert await read_all(store, "d/e/f") == b"x"
+    with pytest.raises(IsDirectoryError):
+        await store.info("d/e")
+
+
+async def test_current_is_info_or_none(store: Store) -> None:
+    await put(store, "cur/a", b"a")
+    assert await store.current("cur/a") == await store.info("cur/a")
+    assert await store.current("cur/absent") is None
+    await put(store, "cur/old", b"x", expires_at=time.time() - 1)
+    assert await store.current("cur/old") is None
+    # A backend may tell a directory apart, or leave that to the commit.
+    with contextlib.suppress(IsDirectoryError):
+        assert await store.current("cur") is None
 
 
 async def test_upload_under_a_file_conflicts(store: Store) -> None:

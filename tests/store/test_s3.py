@@ -17,6 +17,7 @@ import pytest
 
 from artifactd.errors import (
     ArtifactReplacedError,
+    ConflictError,
     DigestMismatchError,
     NotFoundError,
     PreconditionFailedError,
@@ -174,14 +175,58 @@ async def test_commit_judges_require_against_a_version_committed_meanwhile(
     slow = await node_a.begin_upload("race")
     await slow.write(b"slow")
     await put(node_b, "race", b"fast")
-
-    def if_none_match_star(current: ArtifactInfo | None) -> None:
-        if current is not None:
-            raise PreconditionFailedError("exists")
-
     with pytest.raises(PreconditionFailedError):
         await slow.commit(require=if_none_match_star)
     assert await read_all(node_a, "race") == b"fast"
+
+
+def if_none_match_star(current: ArtifactInfo | None) -> None:
+    if current is not None:
+        raise PreconditionFailedError("exists")
+
+
+async def test_what_a_head_saw_before_another_node_wrote_never_decides_a_commit(
+    node_a: S3Store, node_b: S3Store
+) -> None:
+    # Node A looks (nothing there, then version one) just before each commit, as a
+    # conditional PUT does before its body; node B writes in between. The commit starts
+    # from what A saw (trusted whatever the machine's load), but is judged on what is there.
+    node_a.objects.clock = lambda: 0.0
+    with pytest.raises(NotFoundError):
+        await node_a.info("new")
+    await put(node_b, "new", b"B was first")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A")
+    with pytest.raises(PreconditionFailedError):
+        await upload.commit(require=if_none_match_star)
+    assert await read_all(node_b, "new") == b"B was first"
+
+    seen = await node_a.info("new")
+    await node_b.delete("new")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A again")
+    _, replaced = await upload.commit(require=if_none_match_star)  # refused by no guess
+    assert (replaced, await read_all(node_b, "new")) == (False, b"A again")
+
+    await node_a.info("new")
+    await node_b.delete("new")
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A again")  # the bytes A saw there: kept by no guess either
+    _, replaced = await upload.commit()
+    assert (replaced, await read_all(node_b, "new")) == (False, b"A again")
+
+    seen = await node_a.info("new")
+    await put(node_b, "new", b"B replaced it")
+
+    def if_match_seen(current: ArtifactInfo | None) -> None:
+        if current is None or current.etag != seen.etag:
+            raise PreconditionFailedError("changed")
+
+    upload = await node_a.begin_upload("new")
+    await upload.write(b"A once more")
+    with pytest.raises(PreconditionFailedError):
+        await upload.commit(require=if_match_seen)
+    assert await read_all(node_a, "new") == b"B replaced it"
 
 
 async def test_stale_multipart_uploads_are_aborted_but_live_ones_kept(
@@ -278,6 +323,40 @@ async def test_nodes_see_each_others_uploads_and_deletes_with_the_same_etag(
     with pytest.raises(NotFoundError):
         await node_a.open("ci/42/app.zip")
     await assert_nothing_at(node_a, "ci")
+
+
+def put_file_by_hand(seaweed: Seaweed, bucket: str, path: str) -> None:
+    """A file where a directory was, put the way another node would. (Not through a store:
+    SeaweedFS keeps an emptied directory, and refuses If-None-Match: * over it.)"""
+    seaweed.client.put_object(Bucket=bucket, Key=f"artifacts/{path}", Body=b"a file now")
+
+
+async def test_a_parent_this_node_deleted_under_is_checked_again(
+    node_a: S3Store, seaweed: Seaweed, s3_bucket: str
+) -> None:
+    await put(node_a, "d/x", b"x")  # node A now knows `d` for a directory...
+    await node_a.delete("d/x")  # ...until it empties it
+    put_file_by_hand(seaweed, s3_bucket, "d")
+    upload = await node_a.begin_upload("d/y")
+    await upload.write(b"y")
+    with pytest.raises(ConflictError):
+        await upload.commit()
+    await assert_nothing_at(node_a, "d/y")
+
+
+async def test_a_known_directory_is_trusted_only_for_a_few_seconds(
+    node_a: S3Store, node_b: S3Store, seaweed: Seaweed, s3_bucket: str
+) -> None:
+    await put(node_a, "e/x", b"x")
+    await node_b.delete("e/x")  # another node empties `e`, and a file is put there
+    put_file_by_hand(seaweed, s3_bucket, "e")
+    known = node_a.writes.directories
+    known.clock = lambda: time.monotonic() + known.trusted_seconds
+    upload = await node_a.begin_upload("e/y")
+    await upload.write(b"y")
+    with pytest.raises(ConflictError):
+        await upload.commit()
+    await assert_nothing_at(node_a, "e/y")
 
 
 async def test_evict_spares_a_version_uploaded_meanwhile(node_a: S3Store, node_b: S3Store) -> None:

@@ -60,3 +60,18 @@ async def test_two_nodes_serve_one_bucket_with_the_same_etags_and_ranges(
     deleted = await b.delete("/files/ci/7/app.bin")
     assert deleted.status == 204
     assert (await a.get("/files/ci/7/app.bin")).status == 404
+
+
+async def test_a_put_onto_a_directory_is_refused_with_or_without_conditions(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+) -> None:
+    # The directory is judged by the commit only (Store.current does not list), after the
+    # body: still a 409, and the directory untouched.
+    a = await node(aiohttp_client, seaweed, s3_bucket, tmp_path / "a")
+    assert (await a.put("/files/ci/7/app.bin", data=b"x")).status == 201
+    for headers in ({}, {"If-None-Match": "*"}, {"Expect": "100-continue"}):
+        refused = await a.put("/files/ci/7", data=b"onto a directory", headers=headers)
+        assert refused.status == 409, await refused.text()
+        assert (await refused.json())["error"].startswith("path is a directory")
+    listing = await a.get("/files/ci/7/", headers={"Accept": "application/json"})
+    assert [e["name"] for e in (await listing.json())["entries"]] == ["app.bin"]

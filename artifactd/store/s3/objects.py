@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,6 +33,8 @@ META_SHA256 = "artifactd-sha256"
 META_CREATED = "artifactd-created"
 META_EXPIRES = "artifactd-expires"
 HEAD_CONCURRENCY = 16
+SEEN_TRUSTED_SECONDS = 2.0
+SEEN_KEPT = 1024
 LISTED_METADATA_KEPT = 100_000
 DIGESTS_KEPT = 100_000
 _GENERIC_TYPES = {"", "binary/octet-stream", "application/octet-stream"}
@@ -92,6 +94,13 @@ class ObjectMeta:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a HEAD of one key found a moment ago (`meta` None: nothing was there)."""
+
+    meta: ObjectMeta | None
+
+
 class Layout:
     """Maps artifact paths to keys and back, and names the internal state objects."""
 
@@ -133,7 +142,10 @@ class Objects:
 
     Metadata is never cached for a single path (each call is one HEAD, so a node sees
     another node's writes at once); listings reuse what HEAD said per (key, ETag,
-    Last-Modified, size), and digest records, being immutable, are cached for good.
+    Last-Modified, size), and digest records, being immutable, are cached for good. What
+    the last HEAD of a key found is kept for SEEN_TRUSTED_SECONDS, for one use only: the
+    guess a commit may make instead of its own HEAD (`seen`, publish.py says why that is
+    safe).
     """
 
     def __init__(self, bucket: Bucket, layout: Layout) -> None:
@@ -141,6 +153,8 @@ class Objects:
         self.layout = layout
         self._listed: OrderedDict[tuple[str, str, int, int], ObjectMeta] = OrderedDict()
         self._digests: OrderedDict[str, tuple[str, float] | None] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[float, ObjectMeta | None]] = OrderedDict()
+        self.clock: Callable[[], float] = time.monotonic
 
     async def head(self, key: str) -> ObjectMeta | None:
         """The current object at `key` (expired or not), or None."""
@@ -148,9 +162,23 @@ class Objects:
             head = await self.bucket.request("head_object", Key=key)
         except ClientError as exc:
             if is_missing(exc):
+                remember(self._seen, key, (self.clock(), None), SEEN_KEPT)
                 return None
             raise
-        return await self._meta_from_head(key, head)
+        meta = await self._meta_from_head(key, head)
+        remember(self._seen, key, (self.clock(), meta), SEEN_KEPT)
+        return meta
+
+    def seen(self, key: str) -> Seen | None:
+        """What a HEAD of `key` found less than SEEN_TRUSTED_SECONDS ago, if one did."""
+        found = self._seen.get(key)
+        if found is None or found[0] <= self.clock() - SEEN_TRUSTED_SECONDS:
+            return None
+        return Seen(found[1])
+
+    def forget_seen(self, key: str) -> None:
+        """This node just changed the object at `key`: what a HEAD found is out of date."""
+        self._seen.pop(key, None)
 
     async def _meta_from_head(self, key: str, head: dict[str, Any]) -> ObjectMeta:
         metadata: dict[str, str] = head.get("Metadata") or {}

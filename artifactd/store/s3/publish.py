@@ -4,22 +4,30 @@ The version now at the path is read (HEAD), judged by `require`, and the write t
 replaces or removes it carries If-Match on its ETag (If-None-Match: * when there is none).
 When another node got there first the write fails with 412 and the caller starts over
 with a fresh HEAD, at most COMMIT_ATTEMPTS times (docs/storage-s3.md).
+
+A commit that creates the key (nothing there) first checks that the path is no directory
+and that no parent is a file, in one round trip; parents under which this node committed
+a few seconds ago are not looked at again (`KnownDirectories`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 
-from artifactd.errors import ConflictError, IsDirectoryError
+from artifactd.errors import ArtifactdError, ConflictError, IsDirectoryError
 from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.s3.bucket import ClientError, code, is_missing, is_precondition_failed
-from artifactd.store.s3.objects import ObjectMeta, Objects
+from artifactd.store.s3.objects import ObjectMeta, Objects, Seen
 
 log = logging.getLogger("artifactd.store.s3")
 
 COMMIT_ATTEMPTS = 8  # conditional commits/deletes retried this often under contention
+DIRECTORIES_TRUSTED_SECONDS = 5.0
+DIRECTORIES_KEPT = 10_000
 
 # What `current_for_write` found: the object (expired or not), its info unless expired
 # (after `require` accepted it), and the write condition that holds only while it stays.
@@ -28,36 +36,131 @@ WriteTarget = tuple[ObjectMeta | None, ArtifactInfo | None, dict[str, str]]
 Describe = Callable[[str, ObjectMeta], ArtifactInfo]
 
 
+def parents_of(path: str) -> list[str]:
+    """`a`, `a/b` for `a/b/c`: the directories a key at `path` lies in."""
+    segments = path.split("/")
+    return ["/".join(segments[:i]) for i in range(1, len(segments))]
+
+
+class KnownDirectories:
+    """Paths under which this node committed an object less than `trusted_seconds` ago.
+
+    Such a path was a directory then (our key lay under it), and stays one while any key
+    does: artifactd creates no file where a directory is (the is-a-directory check before
+    every creation). For it to have become a file meanwhile, every key under it must have
+    been deleted and a file put there, all within those seconds, by another node (this
+    node's own commits and deletes update the set). That is a race between that node's
+    writes and this upload, and its outcome, a path that is both a file and a directory,
+    is one any two writers racing within one round trip can reach without the set: S3
+    cannot check one key and write another atomically. Both stay readable and nothing is
+    lost (`open` serves the file, listings show both), so a stale entry costs no more than
+    such a race does; the set only stretches its window from one round trip to a few
+    seconds, and saves a HEAD per parent for every upload into a busy directory."""
+
+    def __init__(
+        self,
+        trusted_seconds: float = DIRECTORIES_TRUSTED_SECONDS,
+        kept: int = DIRECTORIES_KEPT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.trusted_seconds = trusted_seconds
+        self.kept = kept
+        self.clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()  # path -> when, oldest first
+
+    def unknown(self, paths: list[str]) -> list[str]:
+        """Those of `paths` not known to be directories right now."""
+        oldest = self.clock() - self.trusted_seconds
+        return [p for p in paths if self._seen.get(p, oldest) <= oldest]
+
+    def committed(self, path: str) -> None:
+        """An object was just committed at `path`: its parents are directories, and
+        `path` itself is a file."""
+        now = self.clock()
+        self._seen.pop(path, None)
+        for parent in parents_of(path):
+            self._seen[parent] = now
+            self._seen.move_to_end(parent)
+        while len(self._seen) > self.kept:
+            self._seen.popitem(last=False)
+
+    def removed(self, path: str) -> None:
+        """The object at `path` was deleted: the directories it lay in may be empty now."""
+        for parent in parents_of(path):
+            self._seen.pop(parent, None)
+
+
+def judged(
+    path: str, meta: ObjectMeta | None, require: Requirement | None, describe: Describe
+) -> WriteTarget:
+    """`meta` (the object at `path`, or None) judged by `require`, with the write condition
+    that holds only while it stays there."""
+    current = None if meta is None or meta.is_expired() else describe(path, meta)
+    if require is not None:
+        require(current)
+    condition = {"IfMatch": f'"{meta.etag}"'} if meta else {"IfNoneMatch": "*"}
+    return meta, current, condition
+
+
 class ConditionalWrites:
     """The checks and conditional requests that commits (upload.py) and deletes share."""
 
     def __init__(self, objects: Objects) -> None:
         self.objects = objects
         self.bucket = objects.bucket
+        self.directories = KnownDirectories()
         self._conditional_delete = True
 
-    async def check_no_file_parent(self, path: str) -> None:
-        """ConflictError if an artifact sits where a parent directory of `path` would be."""
+    async def check_creatable(self, path: str) -> None:
+        """IsDirectoryError if keys lie under `path/`; ConflictError if an artifact sits
+        where a parent directory of `path` would be. One round trip: the listing and the
+        parents' HEADs go at once, and parents known to be directories are skipped."""
         layout = self.objects.layout
-        segments = path.split("/")
-        parents = ["/".join(segments[:i]) for i in range(1, len(segments))]
-        found = await asyncio.gather(*(self.objects.head(layout.key(p)) for p in parents))
+        parents = self.directories.unknown(parents_of(path))
+        is_dir, *found = await asyncio.gather(
+            self.objects.is_dir(path), *(self.objects.head(layout.key(p)) for p in parents)
+        )
+        if is_dir:
+            raise IsDirectoryError(path)
         if any(meta is not None for meta in found):
             raise ConflictError(f"a parent of {path} is a file")
 
     async def current_for_write(
-        self, path: str, require: Requirement | None, describe: Describe
+        self, path: str, require: Requirement | None, describe: Describe, *, creating: bool
     ) -> WriteTarget:
         """The object now at `path`, its info unless expired (after `require` accepted it),
-        and the write condition that holds only while it stays there."""
+        and the write condition that holds only while it stays there.
+
+        With nothing there, IsDirectoryError for a directory and, when `creating`, the
+        rest of `check_creatable`. An object there already lies in directories, so a
+        commit replacing it creates none and needs no check: only its HEAD."""
         meta = await self.objects.head(self.objects.layout.key(path))
-        if meta is None and await self.objects.is_dir(path):
-            raise IsDirectoryError(path)
-        current = None if meta is None or meta.is_expired() else describe(path, meta)
-        if require is not None:
-            require(current)
-        condition = {"IfMatch": f'"{meta.etag}"'} if meta else {"IfNoneMatch": "*"}
-        return meta, current, condition
+        if meta is None:
+            if creating:
+                await self.check_creatable(path)
+            elif await self.objects.is_dir(path):
+                raise IsDirectoryError(path)
+        return judged(path, meta, require, describe)
+
+    async def guess_for_write(
+        self, path: str, seen: Seen, require: Requirement | None, describe: Describe
+    ) -> WriteTarget | None:
+        """`current_for_write` of a commit, with what a recent HEAD saw (`Objects.seen`)
+        standing in for its own HEAD; None when `require` refuses that version.
+
+        Safe because the write this leads to is conditional on that very version (If-Match
+        on its ETag, If-None-Match: * when none): had the key changed since, the store
+        refuses the write (412) and the commit starts over with a HEAD of its own, as when
+        another node writes between a HEAD and a write. A guess never decides a refusal,
+        which no write would check: the caller looks again then (and when the guess would
+        keep the object as it is, writing nothing). The checks before a creation are made
+        now, as ever: they concern other keys, which no condition covers."""
+        if seen.meta is None:
+            await self.check_creatable(path)
+        try:
+            return judged(path, seen.meta, require, describe)
+        except ArtifactdError:
+            return None
 
     async def delete_version(self, meta: ObjectMeta) -> bool:
         """Delete the object if it still is `meta`'s version; False if it changed.

@@ -24,6 +24,7 @@ from artifactd.errors import (
     StoreUnavailableError,
 )
 from artifactd.http.mediatypes import guess_content_type
+from artifactd.paths import is_internal
 from artifactd.store.base import (
     ArtifactInfo,
     ArtifactReader,
@@ -167,6 +168,15 @@ class S3Store(Store):
     async def info(self, path: str) -> ArtifactInfo:
         return self._info(path, await self._live(path))
 
+    async def current(self, path: str) -> ArtifactInfo | None:
+        """One HEAD: whether a directory is at `path` is left to the upload's commit, which
+        judges it anyway (a listing saved per conditional PUT), and the HEAD stands in for
+        the commit's own (`Objects.seen`)."""
+        if not path or is_internal(path):
+            return None
+        meta = await self.objects.head(self.layout.key(path))
+        return None if meta is None or meta.is_expired() else self._info(path, meta)
+
     async def list_dir(self, path: str) -> list[DirEntry]:
         dir_prefix = f"{self.layout.key(path)}/" if path else self.layout.prefix
         dirs: list[DirEntry] = []
@@ -225,6 +235,7 @@ class S3Store(Store):
                 markers.append(item["Key"])
         for key in markers:
             await self.bucket.delete_quietly(key)
+        self.writes.directories.removed(f"{path}/")  # the marker's path: `path` is gone too
         return True
 
     async def iter_artifacts(
@@ -257,8 +268,9 @@ class S3Store(Store):
         self, path: str, *, content_type: str | None = None, expires_at: float | None = None
     ) -> Upload:
         self.layout.key(path)  # NotFoundError for internal state, before any request
-        if not path or await self.objects.is_dir(path):
+        if not path:
             raise IsDirectoryError(path)
+        # No request here: whether a directory is at `path` is judged once, by the commit.
         return S3Upload(
             writes=self.writes,
             describe=self._info,
@@ -271,10 +283,14 @@ class S3Store(Store):
 
     async def delete(self, path: str, *, require: Requirement | None = None) -> ArtifactInfo:
         for _ in range(COMMIT_ATTEMPTS):
-            meta, current, _ = await self.writes.current_for_write(path, require, self._info)
+            meta, current, _ = await self.writes.current_for_write(
+                path, require, self._info, creating=False
+            )
             if meta is None or current is None:
                 raise NotFoundError(path)
             if await self.writes.delete_version(meta):
+                self.writes.directories.removed(path)
+                self.objects.forget_seen(meta.key)
                 self.access_log.pending.forget(path)
                 return current
         raise ConflictError(f"{path} kept changing; try again")
@@ -285,6 +301,8 @@ class S3Store(Store):
             return False
         if not await self.writes.delete_version(meta):
             return False
+        self.writes.directories.removed(info.path)
+        self.objects.forget_seen(meta.key)
         self.access_log.pending.forget(info.path)
         return True
 

@@ -20,8 +20,9 @@ from artifactd.store.s3.objects import (
     META_TOKEN,
     Layout,
     ObjectMeta,
+    Seen,
 )
-from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites, Describe
+from artifactd.store.s3.publish import COMMIT_ATTEMPTS, ConditionalWrites, Describe, WriteTarget
 from artifactd.store.uploads import UploadBase, check_digest
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -109,13 +110,12 @@ class S3Upload(UploadBase):
     ) -> tuple[ArtifactInfo, bool]:
         sha256 = self.hasher.hexdigest()
         check_digest(expected_sha256, sha256)
-        await self._writes.check_no_file_parent(self.path)
         created_at = time.time()
         record_written = False
+        seen = self._writes.objects.seen(self.key)  # a guess for the first attempt only
         for _ in range(COMMIT_ATTEMPTS):
-            meta, current, condition = await self._writes.current_for_write(
-                self.path, require, self._describe
-            )
+            meta, current, condition = await self._target(require, sha256, seen)
+            seen = None
             if meta is not None and current is not None and self._holds_these_bytes(meta, sha256):
                 kept = await self._keep_current(meta, current, sha256)
                 if kept is None:
@@ -136,6 +136,8 @@ class S3Upload(UploadBase):
                 if is_precondition_failed(exc) or is_missing(exc):
                     continue  # another writer got in between: judge its version instead
                 raise
+            self._writes.directories.committed(self.path)
+            self._writes.objects.forget_seen(self.key)
             info = ArtifactInfo(
                 path=self.path,
                 size=self.size,
@@ -149,6 +151,30 @@ class S3Upload(UploadBase):
             )
             return info, current is not None
         raise ConflictError(f"{self.path} kept changing during the upload; try again")
+
+    async def _target(
+        self, require: Requirement | None, sha256: str, seen: Seen | None
+    ) -> WriteTarget:
+        """The version this attempt replaces, judged, and the condition of its write.
+
+        What a HEAD of this node saw a moment ago (`seen`: the handler's look before the
+        body, a download) stands in for the commit's own HEAD when it leads to a write,
+        whose condition checks it (`guess_for_write`). The checks of "is a directory, or
+        below a file" are made here, once per upload (none in begin_upload, as base.py
+        allows), one round trip before the write: the narrowest window S3 allows, as no
+        request checks one key and writes another."""
+        if seen is not None:
+            guess = await self._writes.guess_for_write(self.path, seen, require, self._describe)
+            if guess is not None and not self._keeps(guess, sha256):
+                return guess
+        return await self._writes.current_for_write(
+            self.path, require, self._describe, creating=True
+        )
+
+    def _keeps(self, target: WriteTarget, sha256: str) -> bool:
+        """Whether the commit keeps the version `target` found, writing nothing new."""
+        meta, current, _ = target
+        return meta is not None and current is not None and self._holds_these_bytes(meta, sha256)
 
     def _holds_these_bytes(self, meta: ObjectMeta, sha256: str) -> bool:
         """Whether the current object already is this upload: same digest and content type,
