@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import HttpVersion11, hdrs, web
 
 from artifactd.errors import ArtifactdError
+from artifactd.store.kinds import check_creatable
 from artifactd.web.errors import ExpectHandler, error_for_domain, json_error
-from artifactd.web.keys import SETTINGS
+from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.metrics import count_unhandled
 from artifactd.web.middlewares import framing_error
 from artifactd.web.security import check_upload_allowed
@@ -52,7 +53,13 @@ def expect_handler_checking(check: Callable[[web.Request], Awaitable[object]]) -
 
 
 async def _files_write_target(request: web.Request) -> None:
-    await (put_target(request) if request.method == hdrs.METH_PUT else form_target(request))
+    if request.method != hdrs.METH_PUT:
+        await form_target(request)
+        return
+    target = await put_target(request)
+    # A PUT onto a directory, or below a file, is 409 (SPEC "Build caches": sent instead of
+    # `100 Continue`). Without `Expect` the commit alone judges it: no look before the body.
+    await check_creatable(request.config_dict[STORE], target.path)
 
 
 async def _declared_length(request: web.Request) -> None:

@@ -17,6 +17,7 @@ from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket
     s3_bucket_fixture,  # noqa: F401
     seaweed_fixture,  # noqa: F401
 )
+from tests.web.test_expect_continue import expect_exchange
 
 ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
 
@@ -75,3 +76,6 @@ async def test_a_put_onto_a_directory_is_refused_with_or_without_conditions(
         assert (await refused.json())["error"].startswith("path is a directory")
     listing = await a.get("/files/ci/7/", headers={"Accept": "application/json"})
     assert [e["name"] for e in (await listing.json())["entries"]] == ["app.bin"]
+    # With `Expect: 100-continue` both 409s come before the body (SPEC "Build caches").
+    assert await expect_exchange(a, "PUT", "/files/ci/7") == b"409"
+    assert await expect_exchange(a, "PUT", "/files/ci/7/app.bin/below") == b"409"

@@ -99,6 +99,8 @@ async def test_an_admitted_request_is_counted_once(
             False, "PUT", "/files/x", "X-Checksum-Sha256: zz\r\n", b"400", id="bad-digest"
         ),
         pytest.param(False, "PUT", "/files/a/%2e%2e/x", "", b"400", id="bad-path"),
+        pytest.param(False, "PUT", "/files/dir", "", b"409", id="onto-a-directory"),
+        pytest.param(False, "PUT", "/files/data.bin/x", "", b"409", id="below-a-file"),
         pytest.param(False, "POST", "/files/up/", "", b"400", id="form-without-type"),
         pytest.param(
             False,
@@ -122,6 +124,7 @@ async def test_what_the_handler_would_refuse_is_refused_before_the_body(
 ) -> None:
     """SPEC "Build caches": the final refusal is sent instead of `100 Continue`."""
     await store_bytes(fs_store, "data.bin", b"stored")
+    await store_bytes(fs_store, "dir/inside.bin", b"inside")
     client = await aiohttp_client(
         create_app(Settings(root=storage_root, immutable=immutable), fs_store)
     )

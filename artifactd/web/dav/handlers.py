@@ -8,8 +8,6 @@ precondition element clients look for.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import hdrs, web
 
 from artifactd.errors import (
@@ -24,6 +22,7 @@ from artifactd.http.digests import etag_for_digest
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.paths import parent_and_name
 from artifactd.store.base import ArtifactInfo, DirEntry, Store
+from artifactd.store.kinds import Kind, kind_of
 from artifactd.web.dav import headers
 from artifactd.web.dav.properties import (
     MAX_BODY_BYTES,
@@ -44,7 +43,6 @@ from artifactd.web.files import directory_url, file_url, requested_path
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.uploads import body_chunks, check_mutable, delete_file
 
-Kind = Literal["file", "dir"] | None
 XML = "application/xml"
 # What each kind of resource answers (OPTIONS' Allow, and MKCOL's 405).
 ALLOW: dict[Kind, str] = {
@@ -53,19 +51,6 @@ ALLOW: dict[Kind, str] = {
     None: "OPTIONS, PUT, MKCOL",
 }
 ROOT_ALLOW = "OPTIONS, GET, HEAD, POST, PROPFIND"
-
-
-async def kind_of(store: Store, path: str) -> Kind:
-    """Whether `path` is a file, a directory, or nothing (expired files are nothing)."""
-    if not path:
-        return "dir"
-    try:
-        await store.info(path)
-    except IsDirectoryError:
-        return "dir"
-    except NotFoundError:
-        return None
-    return "file"
 
 
 async def options(request: web.Request) -> web.Response:
