@@ -40,6 +40,8 @@ def mix_targets(url: str, kind: str) -> dict[str, MixTarget]:
         }
     if kind == "nginx":
         return {"cache_mix_rps": MixTarget(base, "/dav/mix/", "files")}
+    if kind == "floor":  # its own directory of the shared data dir: data/mix/
+        return {"cache_mix_rps": MixTarget(base, "/files/mix/", "files")}
     if kind == "ducktors":
         return {
             "cache_mix_turbo_rps": MixTarget(
