@@ -96,7 +96,7 @@ SERVER_TITLES = {
     "aiohttp-asyncio": "aiohttp FileResponse (asyncio)",
     "nginx": "nginx",
     REFERENCE: "artifactd-ref (--compare-src)",
-    FLOOR: "aiohttp floor (bytes in memory)",
+    FLOOR: "aiohttp floor",
     LOW_LEVEL_FLOOR: "aiohttp low-level floor (no Application)",
     FLOOR_NO_FSYNC: "aiohttp floor, PUT without fsync",
     DUCKTORS: "ducktors' turborepo-remote-cache (local storage)",

@@ -444,6 +444,14 @@ def test_the_floors_take_the_small_object_workloads(
         )
         clients.validate_wrk(result, body_size=KEY_SIZE, status=200, checked=True)
         assert clients.http_request(floor.files_url("keys/00/missing.bin"))[0] == 404
+        # a key replaced (a new inode): its new bytes, with validators built afresh
+        _, before, _ = clients.http_request(floor.files_url(key_name(1)))
+        replacement = storage_root / "replacement.tmp"
+        replacement.write_bytes(b"r" * KEY_SIZE)
+        os.replace(replacement, storage_root / key_name(1))
+        status, after, body = clients.http_request(floor.files_url(key_name(1)))
+        assert (status, body) == (200, b"r" * KEY_SIZE)
+        assert after["etag"] != before["etag"]
         assert clients.http_request(floor.files_url("keys/../small.bin"))[0] == 404
 
         (target,) = mix_targets(floor.url, floor.kind).values()
