@@ -497,3 +497,25 @@ def test_the_harness_prints_the_floors_beside_the_small_object_targets(tmp_path:
     for key in ("random_keys_nginx", "cache_mix_nginx"):
         assert "aiohttp floor " in rows[key]["detail"] and rows[key]["ceiling"] > 0
     assert "aiohttp floor (durable PUT)" in done.stdout
+
+
+def test_the_floor_knows_every_key_s_headers_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As artifactd has each key's row before it starts, the floor builds each file's
+    headers at startup: a timed read of a key costs its syscalls, not their formatting."""
+    from bench import baseline_floor
+
+    for name in ("FILES", "DISK_HEADERS"):
+        monkeypatch.setattr(baseline_floor, name, {})
+    monkeypatch.setattr(baseline_floor, "PUTS", [])
+    (tmp_path / "small.bin").write_bytes(b"s" * KiB)
+    create_keys(tmp_path, 20)
+    baseline_floor.load_files(tmp_path)
+    assert set(baseline_floor.FILES) == {"small.bin"}  # in memory: the test files only
+    assert set(baseline_floor.DISK_HEADERS) == {key_name(i) for i in range(20)}
+    built = baseline_floor.DISK_HEADERS[key_name(3)][1]
+    answer = baseline_floor.from_disk(key_name(3), head=False)
+    assert answer.body == (tmp_path / key_name(3)).read_bytes()
+    assert answer.headers["ETag"] == built["ETag"]
+    assert baseline_floor.DISK_HEADERS[key_name(3)][1] is built  # not built again
