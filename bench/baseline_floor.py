@@ -179,6 +179,7 @@ async def store(request: web.BaseRequest, path: str) -> web.Response:
         puts.executor, puts.store_sync, path, body
     )
     FILES.pop(path, None)  # a test file replaced: served from disk from now on
+    disk_headers(path, stored.info)  # recorded as it is stored, as artifactd records its row
     return web.json_response(
         {"path": stored.path, "size": stored.size, "sha256": stored.sha256},
         status=201,

@@ -38,6 +38,7 @@ class Stored:
     path: str
     size: int
     sha256: str
+    info: os.stat_result  # the stored file's, for its headers (the floor's index)
 
 
 class DurablePuts:
@@ -83,6 +84,7 @@ class DurablePuts:
                 view = view[os.write(fd, view) :]
             if self.fsync:
                 os.fsync(fd)
+            info = os.fstat(fd)  # the rename keeps inode and mtime
         except BaseException:
             os.close(fd)
             temp.unlink(missing_ok=True)
@@ -93,4 +95,4 @@ class DurablePuts:
         if self.fsync:
             syncer = self.syncer(directory)
             syncer.wait_durable(syncer.renamed())
-        return Stored(rel, len(body), digest)
+        return Stored(rel, len(body), digest, info)

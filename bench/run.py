@@ -92,7 +92,7 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 if server.kind != "ducktors":
                     prime(server, files)
                 if "cache-mix" in cfg.phases and name in (PHASE_SERVERS["cache-mix"] or ()):
-                    for target in mix_targets(server.url, server.kind).values():
+                    for target in mix_targets(server.url, server.kind, server.name).values():
                         store_objects(target, cfg.scale.mix_objects)
             except BaseException:
                 server.stop()  # not left running when it cannot take part

@@ -6,6 +6,7 @@ measures, the tests only check that what it measures is right).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -14,6 +15,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -519,3 +522,16 @@ def test_the_floor_knows_every_key_s_headers_from_its_start(
     assert answer.body == (tmp_path / key_name(3)).read_bytes()
     assert answer.headers["ETag"] == built["ETag"]
     assert baseline_floor.DISK_HEADERS[key_name(3)][1] is built  # not built again
+    # a PUT records the headers of what it stored, as artifactd records its row
+    body = b"p" * 100
+
+    class Content:
+        async def read(self) -> bytes:
+            return body
+
+    request = cast(Any, SimpleNamespace(content=Content()))
+    stored = asyncio.run(baseline_floor.store(request, "mix/new.bin"))
+    assert stored.status == 201 and (tmp_path / "mix" / "new.bin").read_bytes() == body
+    on_disk = os.stat(tmp_path / "mix" / "new.bin")
+    identity = (on_disk.st_ino, on_disk.st_mtime_ns, on_disk.st_size)
+    assert baseline_floor.DISK_HEADERS["mix/new.bin"][0] == identity
