@@ -304,6 +304,7 @@ class Bench(KeyWorkloads):
                 "server_cpu_busy": timing.server_cpu / result.seconds,
                 "client_cpu_busy": result.client_cpu_seconds / result.seconds,
                 "server_cpu_ms_per_request": 1000 * timing.server_cpu / max(1, result.requests),
+                "server_cpu_us_per_request": 1e6 * timing.server_cpu / max(1, result.requests),
                 "checked_statuses": check.statuses,
             },
         )

@@ -271,6 +271,14 @@ def test_targets_read_ratios_from_the_medians() -> None:
     results.add("random_keys_rps", FLOOR, 6000.0)
     keys = {row["key"]: row for row in evaluate_targets(results)}["random_keys_nginx"]
     assert "aiohttp floor 0.60× nginx" in keys["detail"]
+    assert "server CPU per request" not in keys["detail"]
+    # and, where the phase recorded it, the server CPU per request, median over the runs
+    for server, values in (("artifactd", (90.0, 80.0, 85.0)), (FLOOR, (50.0,))):
+        for value in values:
+            results.detail("random_keys", server, {"server_cpu_us_per_request": value})
+    keys = {row["key"]: row for row in evaluate_targets(results)}["random_keys_nginx"]
+    assert keys["detail"].endswith("; server CPU per request (µs): artifactd 85, floor 50")
+    assert (keys["cpu_us"], keys["ceiling_cpu_us"]) == (85.0, 50.0)
     results.add("upload_gbps", "artifactd", 0.4)
     results.upload_ceilings = {"disk write+fsync": 0.3, "sha256 on one core": 1.4}
     upload = {row["key"]: row for row in evaluate_targets(results)}["upload"]
