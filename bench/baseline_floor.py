@@ -1,19 +1,28 @@
-"""The aiohttp floor for `make bench`: the least an aiohttp server can do per download while
+"""The aiohttp floor for `make bench`: the least an aiohttp server can do per request while
 answering what artifactd must answer (SPEC: request id, response time, nosniff, validators,
 digests, one access-log line per request).
 
-    python -m bench.baseline_floor --root DIR [--port 0] [--low-level]
+    python -m bench.baseline_floor --root DIR [--port 0] [--low-level] [--no-fsync]
 
-Every file up to 256 KiB under DIR is read into memory at startup, with its headers built
-once; larger files are read per request with one `pread`. `GET /files/<path>` answers a
-`web.Response` with those bytes, or a 206 for one `bytes=a-b` range; one middleware adds the
-per-request headers; the access log is a text line per request on stderr. No metrics, no
-auth, no preconditions, no path safety beyond a dictionary lookup: it is a ceiling for
-artifactd on the same stack (uvloop, aiohttp's router and response), not a server.
+Every file up to 256 KiB directly in DIR (the bench's test files) is read into memory at
+startup, with its headers built once; larger ones are read per request with one `pread`.
+`GET /files/<path>` answers a `web.Response` with those bytes, or a 206 for one `bytes=a-b`
+range. Any other path (the random keys, the cache mix's objects, what was PUT) is the real
+file under DIR, opened, fstat'ed and read on the event loop, no worker thread: a server of
+100,000 keys or more cannot hold them all in memory, so reading each from the page cache is
+the least it does (artifactd opens its cold reads on the loop too); its validators come from
+fstat and a stand-in digest (artifactd reads the stored one from its index), built for every
+file at startup (and for each new version when first read) and kept in memory. `PUT
+/files/<path>` stores the body durably (bench/floor_put.py) and answers 201 with a small
+JSON body, as artifactd does. One middleware adds the per-request headers; the access log is
+a text line per request on stderr. No metrics, no auth, no preconditions, no metadata, no
+path safety beyond refusing `.` and `..` segments: it is a ceiling for artifactd on the same
+stack (uvloop, aiohttp's router and response), not a server.
 
 `--low-level` (server `aiohttp-lowlevel`) answers the same from aiohttp's low-level
 `web.Server`, below the Application's router, middlewares and signals, as artifactd's hot
 path does: the ceiling for anything built on aiohttp that still sends what artifactd must.
+`--no-fsync` (server `aiohttp-floor-nofsync`) PUTs without any fsync, as nginx's WebDAV does.
 Both write their access-log lines once per event-loop turn, as artifactd does.
 Prints `listening on http://127.0.0.1:PORT/` once the socket listens; stops on SIGTERM.
 """
@@ -27,6 +36,7 @@ import hashlib
 import itertools
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +48,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bench.baseline_fileresponse import serve
+from bench.floor_put import DurablePuts
 
 INLINE_BYTES = 256 * 1024
 RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{1,18})")
@@ -50,8 +61,8 @@ class File:
     """One file: its bytes when small, else an open descriptor; headers built once."""
 
     def __init__(self, path: Path) -> None:
-        stat = path.stat()
-        self.size = stat.st_size
+        info = path.stat()
+        self.size = info.st_size
         self.data: bytes | None = None
         self.fd: int | None = None
         if self.size <= INLINE_BYTES:
@@ -59,15 +70,8 @@ class File:
             digest = hashlib.sha256(self.data).digest()
         else:  # not hashed: a stand-in digest gives headers of the same length
             self.fd = os.open(path, os.O_RDONLY)
-            digest = hashlib.sha256(f"{path}:{stat.st_mtime_ns}".encode()).digest()
-        self.headers = {
-            "Content-Type": "application/octet-stream",
-            "ETag": f'"{digest.hex()[:32]}"',
-            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
-            "Accept-Ranges": "bytes",
-            "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
-            "X-Checksum-Sha256": digest.hex(),
-        }
+            digest = stand_in_digest(str(path), info.st_mtime_ns)
+        self.headers = file_headers(digest, info.st_mtime)
 
     def read(self, offset: int, length: int) -> bytes:
         if self.data is not None:
@@ -76,7 +80,31 @@ class File:
         return os.pread(self.fd, length, offset)
 
 
-FILES: dict[str, File] = {}
+def stand_in_digest(path: str, mtime_ns: int) -> bytes:
+    """A digest-shaped value for a file not hashed here (headers of the same length)."""
+    return hashlib.sha256(f"{path}:{mtime_ns}".encode()).digest()
+
+
+def file_headers(digest: bytes, mtime: float) -> dict[str, str]:
+    return {
+        "Content-Type": "application/octet-stream",
+        "ETag": f'"{digest.hex()[:32]}"',
+        "Last-Modified": formatdate(mtime, usegmt=True),
+        "Accept-Ranges": "bytes",
+        "Repr-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
+        "X-Checksum-Sha256": digest.hex(),
+    }
+
+
+FILES: dict[str, File] = {}  # the test files directly in the root, by name
+ROOT = Path()
+PUTS: list[DurablePuts] = []  # the one store of PUT bodies, once main has made it
+# The headers of each file below the root, by path, with the identity (inode, mtime, size)
+# they were built for: validators kept in memory as artifactd's read index keeps its rows
+# (about 1 KiB per file here: ~100 MiB for 100,000 keys), built at startup for the files
+# there and on first read for those PUT since, so a read from disk costs its syscalls, not
+# the formatting of a date and a digest.
+DISK_HEADERS: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -86,7 +114,7 @@ async def get_file(request: web.Request) -> web.Response:
 def answer(request: web.BaseRequest, path: str) -> web.Response:
     found = FILES.get(path)
     if found is None:
-        raise web.HTTPNotFound()
+        return from_disk(path, head=request.method == "HEAD")
     header = request.headers.get("Range")
     match = RANGE.fullmatch(header) if header else None
     if match is None:
@@ -101,6 +129,66 @@ def answer(request: web.BaseRequest, path: str) -> web.Response:
     )
     response.headers["Content-Range"] = f"bytes {start}-{end}/{found.size}"
     return response
+
+
+def confined(path: str) -> bool:
+    """No empty, `.` or `..` segment: the path stays under the root."""
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def from_disk(path: str, head: bool) -> web.Response:
+    """The real file at `path` under the root, read on the event loop (open, fstat, one
+    pread, close: microseconds for a file in the page cache, cheaper than a thread hop)."""
+    if not confined(path):
+        raise web.HTTPNotFound()
+    try:
+        fd = os.open(f"{ROOT}/{path}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise web.HTTPNotFound() from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise web.HTTPNotFound()
+        data = b"" if head else os.pread(fd, info.st_size, 0)
+    finally:
+        os.close(fd)
+    headers = disk_headers(path, info)
+    if head:
+        return web.Response(headers={**headers, "Content-Length": str(info.st_size)})
+    return web.Response(body=data, headers=headers)
+
+
+def disk_headers(path: str, info: os.stat_result) -> dict[str, str]:
+    """The headers of this version of the file at `path`, built once (DISK_HEADERS)."""
+    identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+    known = DISK_HEADERS.get(path)
+    if known is not None and known[0] == identity:
+        return known[1]
+    headers = file_headers(stand_in_digest(path, info.st_mtime_ns), info.st_mtime)
+    DISK_HEADERS[path] = (identity, headers)
+    return headers
+
+
+async def store(request: web.BaseRequest, path: str) -> web.Response:
+    """PUT: the body, made durable in one worker-thread hop (bench/floor_put.py), then 201."""
+    if not confined(path):
+        raise web.HTTPBadRequest()
+    body = await request.content.read()  # bounded by what the bench sends (1 MiB at most)
+    puts = PUTS[0]
+    stored = await asyncio.get_running_loop().run_in_executor(
+        puts.executor, puts.store_sync, path, body
+    )
+    FILES.pop(path, None)  # a test file replaced: served from disk from now on
+    disk_headers(path, stored.info)  # recorded as it is stored, as artifactd records its row
+    return web.json_response(
+        {"path": stored.path, "size": stored.size, "sha256": stored.sha256},
+        status=201,
+        headers={"ETag": f'"{stored.sha256[:32]}"', "Location": f"/files/{path}"},
+    )
+
+
+async def put_file(request: web.Request) -> web.Response:
+    return await store(request, request.match_info["path"])
 
 
 @web.middleware
@@ -128,8 +216,12 @@ async def low_level_handler(request: web.BaseRequest) -> web.StreamResponse:
     raw = request.rel_url.raw_path
     if not raw.startswith("/files/"):
         raise web.HTTPNotFound()
+    path = raw[len("/files/") :]
     try:
-        response = answer(request, raw[len("/files/") :])
+        if request.method == "PUT":
+            response = await store(request, path)
+        else:
+            response = answer(request, path)
     except web.HTTPException as exc:
         response = web.Response(status=exc.status, text=exc.text)
     add_common_headers(response, request_id, started)
@@ -160,16 +252,27 @@ class AccessLog(AbstractAccessLogger):
         return True
 
 
-def load_files(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
+def load_files(root: Path, *, fsync: bool = True) -> None:
+    """The test files directly in `root` into memory, the headers of every file below it
+    (the random keys, as artifactd has their rows before it starts); PUTs under `root`."""
+    global ROOT
+    ROOT = root
+    PUTS[:] = [DurablePuts(root, fsync=fsync)]
+    for path in sorted(root.iterdir()):
         if path.is_file():
-            FILES[path.relative_to(root).as_posix()] = File(path)
+            FILES[path.name] = File(path)
+    for directory, _, names in os.walk(root):
+        if directory != str(root):
+            for name in names:
+                full = os.path.join(directory, name)
+                disk_headers(os.path.relpath(full, root), os.stat(full, follow_symlinks=False))
 
 
-def create_app(root: Path) -> web.Application:
-    load_files(root)
+def create_app(root: Path, *, fsync: bool = True) -> web.Application:
+    load_files(root, fsync=fsync)
     app = web.Application(middlewares=[common_headers])
     app.router.add_get("/files/{path:.*}", get_file)
+    app.router.add_put("/files/{path:.*}", put_file)
     return app
 
 
@@ -179,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--low-level", action="store_true", help="no Application: web.Server")
+    parser.add_argument("--no-fsync", action="store_true", help="PUTs without fsync, as nginx")
     args = parser.parse_args(argv)
     if args.low_level:
-        load_files(args.root.resolve())
+        load_files(args.root.resolve(), fsync=not args.no_fsync)
 
         async def serve_low_level() -> None:  # web.Server wants the running loop
             # The access logger is the Server's own option: a ServerRunner, unlike an
@@ -191,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.run(serve_low_level())
     else:
-        app = create_app(args.root.resolve())
+        app = create_app(args.root.resolve(), fsync=not args.no_fsync)
         uvloop.run(serve(app, args.host, args.port, access_log_class=AccessLog))
     return 0
 

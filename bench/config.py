@@ -39,11 +39,14 @@ SCALES: dict[str, Scale] = {
 }
 
 # "aiohttp-floor" (bench/baseline_floor.py) is no file server: a ceiling for artifactd's
-# per-request cost on aiohttp, it runs the 4 KiB and range workloads only. "aiohttp-lowlevel"
-# is the same below aiohttp's Application (a low-level web.Server), as artifactd's hot path.
+# per-request cost on aiohttp, it runs the 4 KiB, range and small-object workloads (its PUT
+# durable, bench/floor_put.py). "aiohttp-lowlevel" is the same below aiohttp's Application (a
+# low-level web.Server), as artifactd's hot path. "aiohttp-floor-nofsync" is the first with
+# PUTs that never fsync, as nginx's: small uploads only.
 FLOOR = "aiohttp-floor"
 LOW_LEVEL_FLOOR = "aiohttp-lowlevel"
 FLOORS = (FLOOR, LOW_LEVEL_FLOOR)
+FLOOR_NO_FSYNC = "aiohttp-floor-nofsync"
 # ducktors' turborepo-remote-cache (npm, local storage): the cache-mix workload only.
 DUCKTORS = "ducktors"
 ALL_SERVERS = (
@@ -53,9 +56,18 @@ ALL_SERVERS = (
     "aiohttp-asyncio",
     "nginx",
     *FLOORS,
+    FLOOR_NO_FSYNC,
     DUCKTORS,
 )
-DEFAULT_SERVERS = ("artifactd", "artifactd-asyncio", "aiohttp", "nginx", *FLOORS, DUCKTORS)
+DEFAULT_SERVERS = (
+    "artifactd",
+    "artifactd-asyncio",
+    "aiohttp",
+    "nginx",
+    *FLOORS,
+    FLOOR_NO_FSYNC,
+    DUCKTORS,
+)
 # With --compare-src: artifactd (uvloop, default config) from another checkout.
 REFERENCE = "artifactd-ref"
 ARTIFACTD_SERVERS = ("artifactd", "artifactd-asyncio", REFERENCE)
@@ -84,8 +96,9 @@ SERVER_TITLES = {
     "aiohttp-asyncio": "aiohttp FileResponse (asyncio)",
     "nginx": "nginx",
     REFERENCE: "artifactd-ref (--compare-src)",
-    FLOOR: "aiohttp floor (bytes in memory)",
+    FLOOR: "aiohttp floor",
     LOW_LEVEL_FLOOR: "aiohttp low-level floor (no Application)",
+    FLOOR_NO_FSYNC: "aiohttp floor, PUT without fsync",
     DUCKTORS: "ducktors' turborepo-remote-cache (local storage)",
 }
 
@@ -144,7 +157,7 @@ class Config:
 
 
 FILE_SERVERS = (
-    *(name for name in ALL_SERVERS if name not in FLOORS and name != DUCKTORS),
+    *(name for name in ALL_SERVERS if name not in (*FLOORS, FLOOR_NO_FSYNC, DUCKTORS)),
     REFERENCE,
 )
 PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
@@ -155,9 +168,10 @@ PHASE_SERVERS: dict[str, tuple[str, ...] | None] = {
     "slow": FILE_SERVERS,
     "growth": ("artifactd", REFERENCE),
     "upload": ARTIFACTD_SERVERS,
-    "uploads-small": (*ARTIFACTD_SERVERS, "nginx"),  # nginx: WebDAV PUT (nginx.conf.template)
-    "random-keys": ("artifactd", REFERENCE, "nginx"),
-    "cache-mix": ("artifactd", REFERENCE, "nginx", DUCKTORS),
+    # nginx: WebDAV PUT (nginx.conf.template)
+    "uploads-small": (*ARTIFACTD_SERVERS, "nginx", *FLOORS, FLOOR_NO_FSYNC),
+    "random-keys": ("artifactd", REFERENCE, "nginx", *FLOORS),
+    "cache-mix": ("artifactd", REFERENCE, "nginx", DUCKTORS, *FLOORS),
 }
 # Metrics of phases whose name does not prefix their keys.
 PHASE_METRICS = {"uploads-small": ("put_4k_rps", "put_64k_rps")}

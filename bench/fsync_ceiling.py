@@ -31,7 +31,7 @@ class Ceiling:
     files_per_second: float
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -39,7 +39,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class _DirSyncer:
+class DirSyncer:
     """One directory fsync covers every rename done before it started (group commit)."""
 
     def __init__(self, directory: Path) -> None:
@@ -62,7 +62,7 @@ class _DirSyncer:
                     covered = self._renamed
                     self._cond.release()
                     try:
-                        _fsync_dir(self.directory)
+                        fsync_dir(self.directory)
                     finally:
                         self._cond.acquire()
                         self._busy = False
@@ -79,7 +79,7 @@ def measure(directory: Path, mode: str, threads: int, seconds: float, size: int)
     staging = directory / f"{mode}-{threads}.tmp"
     staging.mkdir()
     payload = os.urandom(size)
-    syncer = _DirSyncer(target)
+    syncer = DirSyncer(target)
     counts = [0] * threads
     deadline = time.monotonic() + seconds
 
@@ -95,7 +95,7 @@ def measure(directory: Path, mode: str, threads: int, seconds: float, size: int)
                 os.close(fd)
             os.rename(tmp, target / f"{index}-{n}")
             if mode == "each":
-                _fsync_dir(target)
+                fsync_dir(target)
             else:
                 syncer.wait_durable(syncer.renamed())
             n += 1

@@ -26,7 +26,10 @@ This module only wires the run together: config (scales, servers, metrics, optio
 (the test files), keys and mix (the small objects), servers and clients (what runs and what
 drives it; mixclient the cache mix's own), workloads and keyloads (one timed phase each), run
 (the interleaved rounds), machine and noise (pinning, core use, other processes), results
-(samples), targets (verdicts), report (tables, notes, JSON).
+(samples), targets (verdicts), report (tables, notes, JSON). The servers it measures beside
+artifactd: baseline_fileresponse (aiohttp's FileResponse), baseline_floor with floor_put
+(the aiohttp floors: measured ceilings, their PUT durable), nginx.conf.template; and
+fsync_ceiling, this disk's durable small-file rate.
 """
 
 from __future__ import annotations

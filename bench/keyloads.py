@@ -30,8 +30,8 @@ CONNECTIONS = 16
 MIX_STATUSES = {"200", "201", "202", "204", "404"}
 
 
-def mix_targets(url: str, kind: str) -> dict[str, MixTarget]:
-    """metric -> where a server of `kind` at `url` takes the cache mix."""
+def mix_targets(url: str, kind: str, name: str = "") -> dict[str, MixTarget]:
+    """metric -> where a server of `kind` at `url` (named `name`) takes the cache mix."""
     base = base_of(url)
     if kind == "artifactd":
         return {
@@ -40,6 +40,9 @@ def mix_targets(url: str, kind: str) -> dict[str, MixTarget]:
         }
     if kind == "nginx":
         return {"cache_mix_rps": MixTarget(base, "/dav/mix/", "files")}
+    if kind == "floor":  # each floor its own directory of the data dir they share
+        prefix = f"/files/mix-{name}/" if name else "/files/mix/"
+        return {"cache_mix_rps": MixTarget(base, prefix, "files")}
     if kind == "ducktors":
         return {
             "cache_mix_turbo_rps": MixTarget(
@@ -146,7 +149,7 @@ class KeyWorkloads:
 
     def cache_mix(self, server: Server) -> None:
         scale = self.cfg.scale
-        for metric, target in mix_targets(server.url, server.kind).items():
+        for metric, target in mix_targets(server.url, server.kind, server.name).items():
             validate_mix(run_mix(target, scale.mix_objects, scale.wrk_warmup, seed=2))
             with self.timed(server) as timing:
                 result = run_mix(target, scale.mix_objects, scale.wrk_duration)

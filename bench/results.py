@@ -33,6 +33,12 @@ class Results:
     def detail(self, phase: str, server: str, data: dict[str, Any]) -> None:
         self.details.setdefault(phase, {}).setdefault(server, []).append(data)
 
+    def detail_median(self, phase: str, server: str, key: str) -> float | None:
+        """The median of one number of a phase's details over a server's runs."""
+        runs = self.details.get(phase, {}).get(server, [])
+        values = [float(run[key]) for run in runs if run.get(key) is not None]
+        return statistics.median(values) if values else None
+
     def median(self, metric: str, server: str) -> float | None:
         values = self.samples.get(metric, {}).get(server)
         return statistics.median(values) if values else None

@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.clients import BenchError
 from bench.config import (
     DUCKTORS,
+    FLOOR_NO_FSYNC,
     FLOORS,
     LOW_LEVEL_FLOOR,
     METRICS,
@@ -54,9 +55,15 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
                 server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
-            elif name in FLOORS:
-                low_level = name == LOW_LEVEL_FLOOR
-                server = start_floor(name, files.data_dir, workdir, cfg.server_cpu, low_level)
+            elif name in (*FLOORS, FLOOR_NO_FSYNC):
+                server = start_floor(
+                    name,
+                    files.data_dir,
+                    workdir,
+                    cfg.server_cpu,
+                    low_level=name == LOW_LEVEL_FLOOR,
+                    fsync=name != FLOOR_NO_FSYNC,
+                )
             elif name.startswith("aiohttp"):
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 server = start_fileresponse(name, files.data_dir, workdir, cfg.server_cpu, loop)
@@ -85,7 +92,7 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 if server.kind != "ducktors":
                     prime(server, files)
                 if "cache-mix" in cfg.phases and name in (PHASE_SERVERS["cache-mix"] or ()):
-                    for target in mix_targets(server.url, server.kind).values():
+                    for target in mix_targets(server.url, server.kind, server.name).values():
                         store_objects(target, cfg.scale.mix_objects)
             except BaseException:
                 server.stop()  # not left running when it cannot take part

@@ -291,18 +291,27 @@ def start_fileresponse(
 
 
 def start_floor(
-    name: str, root: Path, workdir: Path, cpu: int | None, low_level: bool = False
+    name: str,
+    root: Path,
+    workdir: Path,
+    cpu: int | None,
+    low_level: bool = False,
+    fsync: bool = True,
 ) -> Server:
-    """bench/baseline_floor.py: aiohttp answering bytes held in memory (a ceiling); with
-    `low_level`, from a low-level web.Server instead of an Application."""
+    """bench/baseline_floor.py: aiohttp answering bytes held in memory or read on the loop,
+    storing PUTs durably (a ceiling); with `low_level`, from a low-level web.Server instead
+    of an Application; without `fsync`, PUTs as nginx writes them."""
     cmd = [sys.executable, "-m", "bench.baseline_floor", "--root", str(root), "--port", "0"]
     if low_level:
         cmd.append("--low-level")
+    if not fsync:
+        cmd.append("--no-fsync")
     path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
     shape = "web.Server, no Application" if low_level else "one middleware"
+    put = "durable PUT" if fsync else "PUT without fsync"
     return _start_announcing(
         name,
-        f"aiohttp floor: bytes in memory, {shape}, access log, uvloop",
+        f"aiohttp floor: bytes in memory or read on the loop, {put}, {shape}, access log, uvloop",
         "floor",
         cmd,
         workdir / f"{name}.log",

@@ -9,6 +9,7 @@ from bench.config import (
     BASELINES,
     DUCKTORS,
     FLOOR,
+    FLOOR_NO_FSYNC,
     LOW_LEVEL_FLOOR,
     METRIC_BY_KEY,
     fmt,
@@ -140,6 +141,52 @@ TARGETS = (
 )
 
 
+CPU_PER_REQUEST = "server_cpu_us_per_request"  # in the small-object phases' details
+# The floors whose ratio to a target's baseline is printed beside it: row key, server, label.
+FLOOR_COLUMNS = (
+    ("ceiling", FLOOR, "aiohttp floor"),
+    ("low_level_ceiling", LOW_LEVEL_FLOOR, "low-level"),
+    ("no_fsync_ceiling", FLOOR_NO_FSYNC, "without fsync"),
+)
+
+
+def floors_text(
+    results: Results, target: Target, row: dict[str, Any], server: str = "artifactd"
+) -> str:
+    """The aiohttp floors' ratios to the target's baseline (measured ceilings for artifactd
+    on aiohttp), set in `row`; for the PUT targets with their rates, the floor's PUT being
+    durable as artifactd's (bench/floor_put.py). Where the phase records it, the server CPU
+    per request of artifactd and of each floor too: on a shared machine req/s also
+    measures how much of its core each server was left, CPU per request does not."""
+    assert target.baseline is not None
+    metric = METRIC_BY_KEY[target.metric]
+    put = target.metric.startswith("put_")
+    phase = target.metric.removesuffix("_rps")
+    parts, cpu = [], []
+    own_cpu = results.detail_median(phase, server, CPU_PER_REQUEST)
+    for key, floor, label in FLOOR_COLUMNS:
+        ratio = results.ratio(target.metric, floor, target.baseline)
+        if ratio is None:
+            continue
+        row[key] = ratio
+        ratio_text = f"{fmt_ratio(ratio)} {target.baseline}"
+        if put:
+            label = "aiohttp floor (durable PUT)" if floor == FLOOR else label
+            rate = fmt(results.median(target.metric, floor), metric)
+            parts.append(f"{label} {rate} {metric.unit} = {ratio_text}")
+        else:
+            parts.append(f"{label} {ratio_text}")
+        floor_cpu = results.detail_median(phase, floor, CPU_PER_REQUEST)
+        if floor_cpu is not None and own_cpu is not None:
+            row[f"{key}_cpu_us"] = floor_cpu
+            cpu.append(f"{label.removeprefix('aiohttp ')} {floor_cpu:,.0f}")
+    text = "; " + ", ".join(parts) if parts else ""
+    if cpu:
+        row["cpu_us"] = own_cpu
+        text += f"; server CPU per request (µs): {server} {own_cpu:,.0f}, " + ", ".join(cpu)
+    return text
+
+
 def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for target in TARGETS:
@@ -172,20 +219,16 @@ def evaluate_targets(results: Results, server: str = "artifactd") -> list[dict[s
                 f"{fmt(value, metric)} vs {fmt(base, metric)} {metric.unit} "
                 f"({BASELINES.get(target.baseline, target.baseline)})"
             )
-            ceiling = results.ratio(target.metric, FLOOR, target.baseline)
-            if ceiling is not None:
-                row["ceiling"] = ceiling
-                detail += f"; aiohttp floor {fmt_ratio(ceiling)}"
-            low_level = results.ratio(target.metric, LOW_LEVEL_FLOOR, target.baseline)
-            if low_level is not None:
-                row["low_level_ceiling"] = low_level
-                detail += f", low-level {fmt_ratio(low_level)}"
+            detail += floors_text(results, target, row, server)
             if target.metric.startswith("put_") and results.durable_files_per_s:
                 row["durable_files_per_s"] = results.durable_files_per_s
                 detail += (
                     f"; this disk makes {results.durable_files_per_s:,.0f} new files/s durable "
                     "(bench/fsync_ceiling.py, 16 writers)"
                 )
+                if base:
+                    row["durable_files_ratio"] = results.durable_files_per_s / base
+                    detail += f" = {fmt_ratio(row['durable_files_ratio'])} {target.baseline}"
         else:
             base, compared = None, value
             detail = f"{fmt(value, metric)} {metric.unit}"
