@@ -130,9 +130,31 @@ async def test_what_the_loop_may_not_open_goes_to_the_thread(
     async with serving(Settings(root=root), hot=True) as served:
         assert (await get(served, "k/link.bin"))[:2] == (200, KEYS[target])
         assert (await get(served, "k/fifo.bin"))[0] == 404  # never hangs
-        assert (await get(served, "k/missing.bin"))[0] == 404
         assert (await get(served, "k"))[0] == 200  # the directory's listing
-    assert threads == ["k/link.bin", "k/fifo.bin", "k/missing.bin", "k"]
+    assert threads == ["k/link.bin", "k/fifo.bin", "k"]
+
+
+async def test_a_miss_is_answered_on_the_loop_when_the_open_proves_it(
+    root: Path, threads: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ENOENT (or ENOTDIR) with no link on the way proves the miss: no thread. Through a
+    link, the thread judges it (a link leaving the root is refused there, not a 404)."""
+    outside = tmp_path_factory.mktemp("outside")
+    os.symlink(outside, root / "k" / "out")
+    os.symlink(root / "k" / "00", root / "k" / "in")
+    async with serving(Settings(root=root), hot=True) as served:
+        assert (await get(served, "k/missing.bin"))[0] == 404
+        assert (await get(served, "k/no/such/dir.bin"))[0] == 404
+        assert (await get(served, "k/00/0000.bin/below.bin"))[0] == 404  # ENOTDIR
+        assert (await get(served, "k/missing.bin", "HEAD"))[0] == 404
+        assert threads == []
+        (root / "k" / "placed.bin").write_bytes(b"placed by hand")
+        assert (await get(served, "k/placed.bin"))[:2] == (200, b"placed by hand")
+        assert threads == ["k/placed.bin"]  # a file there now: digested in the thread
+        threads.clear()
+        assert (await get(served, "k/in/missing.bin"))[0] == 404
+        assert (await get(served, "k/out/missing.bin"))[0] == 400
+    assert threads == ["k/in/missing.bin", "k/out/missing.bin"]
 
 
 async def loaded_store(served: Served) -> FilesystemStore:

@@ -18,7 +18,7 @@ def resolve_inside(root: Path, path: str) -> str:
     NotFoundError (internal state is never reachable).
     """
     root_str = str(root)
-    real = _plain_join(root_str, path)
+    real = plain_join(root_str, path)
     if real is None:
         real = os.path.realpath(os.path.join(root_str, path), strict=False)
         if real != root_str and not real.startswith(root_str + os.sep):
@@ -29,7 +29,7 @@ def resolve_inside(root: Path, path: str) -> str:
     return real
 
 
-def _plain_join(root_str: str, path: str) -> str | None:
+def plain_join(root_str: str, path: str) -> str | None:
     """`root_str/path` when no link lies on its way below the root, which is what
     os.path.realpath would answer (the root is real already, so its own components, which
     realpath would lstat one by one, need no look); None when a link or a `.`/`..` segment

@@ -34,8 +34,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from artifactd.errors import NotFoundError
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, ArtifactReader
+from artifactd.store.filesystem.confinement import plain_join
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.readindex import ReadIndex
@@ -95,11 +97,14 @@ def open_regular(root_fd: int, root_dev: int, path: str) -> tuple[int, os.stat_r
     """An open descriptor of the regular file at `path` (relative to the root's open
     descriptor: openat, no walk of the root's own components, 0.7 µs less per open) and
     its fstat, on the loop; None (nothing left open) for anything else or any failure: the
-    worker thread's open then says why."""
+    worker thread's open then says why. FileNotFoundError or NotADirectoryError when no
+    file is there (`LoopOpener.open` judges whether that proves a miss)."""
     try:
         fd = os.open(path, _OPEN_FLAGS, dir_fd=root_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
     except OSError:
-        return None  # absent, a symlink, out of descriptors
+        return None  # a symlink (ELOOP), out of descriptors
     try:
         st = os.fstat(fd)
     except OSError:
@@ -128,6 +133,7 @@ class LoopOpener:
         *,
         load: bool,
     ) -> None:
+        self._root_str = str(root)  # real already (resolve_inside's premise)
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._root_dev = os.fstat(self._root_fd).st_dev
         self._hot = hot
@@ -154,12 +160,19 @@ class LoopOpener:
         it validates: a change racing them shows as a newer generation."""
         return self._rows.value if self._rows is not None else 0
 
-    def open(self, path: str, *, use_index: bool) -> ArtifactReader | None:
+    def open(self, path: str, *, use_index: bool, judge_absent: bool) -> ArtifactReader | None:
         """The version at `path` opened on the loop, if the metadata database records it
-        exactly (from the read index when it holds it at this row generation, else SQLite)."""
+        exactly (from the read index when it holds it at this row generation, else SQLite).
+        With `judge_absent`, NotFoundError when the open proves nothing is there (see
+        `_proven_absent`); without, None then, as for anything else it may not decide."""
         generation = self._hot.current_generation()  # before opening, as the thread does
         rows = self.row_generation()
-        opened = open_regular(self._root_fd, self._root_dev, path)
+        try:
+            opened = open_regular(self._root_fd, self._root_dev, path)
+        except (FileNotFoundError, NotADirectoryError):
+            if judge_absent and self._proven_absent(path):
+                raise NotFoundError(path) from None
+            return None
         if opened is None:
             return None
         fd, st = opened
@@ -184,6 +197,15 @@ class LoopOpener:
             return FileReader(fd, info)
         os.close(fd)
         return MemoryReader(data, info)
+
+    def _proven_absent(self, path: str) -> bool:
+        """After the open failed with ENOENT or ENOTDIR: whether the thread's open would
+        answer NotFoundError too. It would unless a link lies on the way (the openat
+        followed it; the thread's `resolve_inside` may refuse it as leaving the root), so
+        the path's components are looked at without following any (`plain_join`: an lstat
+        each, up to the first absent one, about 1 µs apiece). A file placed by hand is never
+        missed: ENOENT says that no file was there when the open looked."""
+        return plain_join(self._root_str, path) is not None
 
     def note(self, st: os.stat_result, info: ArtifactInfo, generation: int) -> None:
         """What the worker thread's open learnt of a version, for the next cold read."""

@@ -136,7 +136,10 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
     # -- reading ---------------------------------------------------------------------------
 
     async def open(self, path: str) -> ArtifactReader:
-        reader = self.open_now(path)
+        # A miss proven on the loop raises here: no thread hop for an absent key.
+        reader = self._open_hot(path) or self._open_recorded_now(
+            path, use_index=True, judge_absent=True
+        )
         if reader is not None:
             return reader
         return await asyncio.to_thread(self._open_sync, path)
@@ -144,7 +147,9 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
     def open_now(self, path: str) -> ArtifactReader | None:
         """From the hot cache (no syscall for small files), else a recorded version opened
         on the loop (loopopen.py): no worker thread either way."""
-        return self._open_hot(path) or self._open_recorded_now(path, use_index=True)
+        return self._open_hot(path) or self._open_recorded_now(
+            path, use_index=True, judge_absent=False
+        )
 
     def _open_hot(self, path: str) -> ArtifactReader | None:
         checked_out = self.hot.checkout(path)
@@ -155,14 +160,18 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             return FileReader(fd, entry.info)
         return None if entry.data is None else MemoryReader(entry.data, entry.info)
 
-    def _open_recorded_now(self, path: str, *, use_index: bool) -> ArtifactReader | None:
+    def _open_recorded_now(
+        self, path: str, *, use_index: bool, judge_absent: bool
+    ) -> ArtifactReader | None:
         if self.db.read_only:
             return None  # rows may be missing there (not recorded): the thread hashes
-        return self.loop_open.open(path, use_index=use_index)
+        return self.loop_open.open(path, use_index=use_index, judge_absent=judge_absent)
 
     async def info(self, path: str) -> ArtifactInfo:
         # Not from the read index, which does not keep last access times.
-        reader = self._open_hot(path) or self._open_recorded_now(path, use_index=False)
+        reader = self._open_hot(path) or self._open_recorded_now(
+            path, use_index=False, judge_absent=True
+        )
         if reader is None:
             reader = await asyncio.to_thread(self._open_sync, path)
         async with reader:
