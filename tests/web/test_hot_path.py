@@ -206,7 +206,8 @@ async def test_a_failing_store_is_reported_by_the_application(
     def out_of_descriptors(self: FilesystemStore, path: str) -> None:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(FilesystemStore, "open_now", out_of_descriptors)
+    # The loop's first step, for the hot path's open_now and the Application's open alike.
+    monkeypatch.setattr(FilesystemStore, "_open_hot", out_of_descriptors)
     async with serving(Settings(root=root), hot=True) as hot, aiohttp.ClientSession() as s:
         async with s.get(hot.url + "/files/small.bin") as response:
             assert response.status == 500
