@@ -4,7 +4,7 @@ aiohttp's Application (routing, one coroutine per middleware, the response signa
 large share of a small download's time (docs/performance.md, "Optimisations"). This module
 answers, in front of it, the requests its middlewares would pass through untouched, in
 three steps: eligible? → plan → send. Eligible is a GET of `/files/<path>` without a query,
-a body or `Expect`, on a server whose access policy lets such reads through unchecked,
+a body (`Content-Length: 0` is none) or `Expect`, on a server whose access policy lets such reads through unchecked,
 for an artifact the store can open without waiting. The plan is `plan_download`'s, the
 one the Application executes; the hot path answers when the plan's body is ready at once
 (`at_once`: a small body, a single range in the page cache, a 304, a 416).
@@ -51,11 +51,13 @@ class HotPath:
         ):
             headers = request.headers
             # Expect and a body need the Application: its Expect handler, and the errors
-            # middleware's checks of a body's framing.
+            # middleware's checks of a body's framing. `Content-Length: 0` frames no body
+            # (RFC 9110 §8.6: a valid length; the framing check passes it) and many clients
+            # send it on every request, the cache mix's included: answered here.
             if not (
                 hdrs.EXPECT in headers
                 or hdrs.TRANSFER_ENCODING in headers
-                or hdrs.CONTENT_LENGTH in headers
+                or headers.get(hdrs.CONTENT_LENGTH, "0") != "0"
             ):
                 answer = await self._answer(request)
                 if answer is not None:
