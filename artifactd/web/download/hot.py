@@ -4,11 +4,11 @@ aiohttp's Application (routing, one coroutine per middleware, the response signa
 large share of a small download's time (docs/performance.md, "Optimisations"). This module
 answers, in front of it, the requests its middlewares would pass through untouched, in
 three steps: eligible? → plan → send. Eligible is a GET of `/files/<path>` without a query,
-a body (`Content-Length: 0` is none) or `Expect`, on a server whose access policy lets such reads through unchecked,
-for an artifact the store can open without waiting. The plan is `plan_download`'s, the
-one the Application executes; the hot path answers when the plan's body is ready at once
-(`at_once`: a small body, a single range in the page cache, a 304, a 416).
-Anything else, including any request that would end in another error, goes to the
+a body (`Content-Length: 0` is none) or `Expect`, on a server whose access policy lets such
+reads through unchecked, for an artifact the store can open without waiting. The plan is
+`plan_download`'s, the one the Application executes; the hot path answers when the plan's
+body is ready at once (`at_once`: a small body, a single range in the page cache, a 304, a
+416). Anything else, including any request that would end in another error, goes to the
 Application unchanged. The bookkeeping (request id, clock, common headers, metrics) is
 `pipeline`'s, the same calls the Application's middlewares make.
 """
