@@ -70,7 +70,13 @@ MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
     ("GET", "/files/small.bin?wait=1", {}, False),
     ("GET", "/files/./small.bin", {}, True),  # the dot segment is dropped
     ("GET", "/files/%73mall.bin", {}, True),
-    ("HEAD", "/files/small.bin", {}, False),
+    ("HEAD", "/files/small.bin", {}, True),
+    ("HEAD", "/files/small.bin", {"Range": "bytes=10-19"}, True),
+    ("HEAD", "/files/small.bin", {"Range": "bytes=0-1,5-6"}, False),  # multipart
+    ("HEAD", "/files/small.bin", {"If-None-Match": "ETAG"}, True),  # 304
+    ("HEAD", "/files/big/large.bin", {}, True),  # no body to send: any size
+    ("HEAD", "/files/notes.txt", {"Accept-Encoding": "gzip"}, False),
+    ("HEAD", "/files/missing.bin", {}, False),
     ("GET", "/files/big/large.bin", {}, False),  # above the inline size: sendfile
     ("GET", "/files/big/large.bin", {"Range": "bytes=1000-70999"}, True),  # page cache
     ("GET", "/files/big/", {}, False),

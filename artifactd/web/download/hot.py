@@ -3,12 +3,13 @@
 aiohttp's Application (routing, one coroutine per middleware, the response signal) is a
 large share of a small download's time (docs/performance.md, "Optimisations"). This module
 answers, in front of it, the requests its middlewares would pass through untouched, in
-three steps: eligible? → plan → send. Eligible is a GET of `/files/<path>` without a query,
-a body (`Content-Length: 0` is none) or `Expect`, on a server whose access policy lets such
-reads through unchecked, for an artifact the store can open without waiting. The plan is
-`plan_download`'s, the one the Application executes; the hot path answers when the plan's
-body is ready at once (`at_once`: a small body, a single range in the page cache, a 304, a
-416). Anything else, including any request that would end in another error, goes to the
+three steps: eligible? → plan → send. Eligible is a GET or HEAD of `/files/<path>` without
+a query, a body (`Content-Length: 0` is none) or `Expect`, on a server whose access policy
+lets such reads through unchecked, for an artifact the store can open without waiting. The
+plan is `plan_download`'s, the one the Application executes; the hot path answers when the
+plan's body is ready at once (`at_once`: a small body, a single range in the page cache, a
+304, a 416). Anything else, including any request that would end in another error, goes to
+the
 Application unchanged. The bookkeeping (request id, clock, common headers, metrics) is
 `pipeline`'s, the same calls the Application's middlewares make.
 """
@@ -44,8 +45,9 @@ class HotPath:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         url = request.rel_url
+        method = request.method
         if (
-            request.method == hdrs.METH_GET
+            (method == hdrs.METH_GET or method == hdrs.METH_HEAD)
             and url.raw_path.startswith(FILES_PREFIX)
             and not url.raw_query_string
         ):
@@ -83,7 +85,7 @@ class HotPath:
             if variant.gzip:
                 return None  # compressed: streamed by the Application
             plan = plan_download(
-                hdrs.METH_GET,
+                request.method,
                 request.headers,
                 info,
                 max_ranges=self._max_ranges,

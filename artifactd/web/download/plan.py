@@ -115,9 +115,14 @@ class DownloadPlan(NamedTuple):
     @property
     def at_once(self) -> bool:
         """Whether the answer is ready at once, one Response without waiting (the hot
-        path's question): a 304, or an inline body (or a 416's JSON)."""
+        path's question): a 304, an inline body (or a 416's JSON), or a HEAD's headers
+        (but a multipart one's, whose length counts its framing)."""
         body = self.body
-        return body is _NONE or body is _INLINE
+        return (
+            body is _NONE
+            or body is _INLINE
+            or (body is _HEADERS and self.content_type is None and self.content_length is not None)
+        )
 
     def response_headers(self) -> CIMultiDict[str]:
         """Every header the plan puts on its answer (for tests and the curious; the

@@ -34,8 +34,8 @@ _FAILED = BodySource.FAILED
 def respond_now(
     plan: DownloadPlan, reader: ArtifactReader, *, zero_copy: bool
 ) -> web.Response | None:
-    """The answer when it is ready without waiting (a 304, a 416, a small body in memory or
-    in the page cache): one Response, headers and body in a single write. None: it has to
+    """The answer when it is ready without waiting (a 304, a 416, a HEAD, a small body in
+    memory or in the page cache): one Response, headers and body in a single write. None: it has to
     be sent (`send_plan`). Raises PreconditionFailedError for a 412."""
     body = plan.body
     if body is _INLINE:
@@ -55,6 +55,14 @@ def respond_now(
         return response
     if body is _NONE:
         return web.Response(status=plan.status, headers=plan.headers)
+    if body is _HEADERS and plan.content_type is None and plan.content_length is not None:
+        # A HEAD: the GET's headers, Content-Length included (RFC 9110 §9.3.2, §8.6), which
+        # a Response keeps for a HEAD when set (it would count its empty body otherwise).
+        response = web.Response(status=plan.status, headers=plan.headers)
+        response.headers[hdrs.CONTENT_LENGTH] = str(plan.content_length)
+        if plan.content_range is not None:
+            response.headers[hdrs.CONTENT_RANGE] = plan.content_range
+        return response
     if body is _FAILED:
         raise PreconditionFailedError("the artifact does not match the request's conditions")
     return None
