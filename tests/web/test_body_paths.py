@@ -131,9 +131,9 @@ CASES: dict[str, Case] = {
     "name with a space, a range": Case(
         "GET", "/files/a%20b.bin", {"Range": "bytes=0-3"}, 206, DATA[:4], "span", True
     ),
-    "HEAD": Case("HEAD", "/files/data.bin", {}, 200, b"", "nothing", False),
+    "HEAD": Case("HEAD", "/files/data.bin", {}, 200, b"", "nothing", True),
     "HEAD of a range": Case(
-        "HEAD", "/files/data.bin", {"Range": "bytes=0-9"}, 206, b"", "nothing", False
+        "HEAD", "/files/data.bin", {"Range": "bytes=0-9"}, 206, b"", "nothing", True
     ),
     "gzip on the fly": Case(
         "GET", "/files/notes.txt", {"Accept-Encoding": "gzip"}, 200, None, "gzip", False
