@@ -238,7 +238,8 @@ class Store(abc.ABC):
 
     def open_now(self, path: str) -> ArtifactReader | None:
         """`open`, if it can be done without waiting (the version is in memory or already
-        open); None means "use `open`", which also gives the reason for a miss."""
+        open); None means "use `open`", which also gives the reason for a miss. May raise
+        NotFoundError when it proves the miss without waiting (nothing is there)."""
         return None
 
     @abc.abstractmethod

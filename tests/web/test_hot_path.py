@@ -76,7 +76,7 @@ MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
     ("HEAD", "/files/small.bin", {"If-None-Match": "ETAG"}, True),  # 304
     ("HEAD", "/files/big/large.bin", {}, True),  # no body to send: any size
     ("HEAD", "/files/notes.txt", {"Accept-Encoding": "gzip"}, False),
-    ("HEAD", "/files/missing.bin", {}, False),
+    ("HEAD", "/files/missing.bin", {}, True),  # 404
     ("GET", "/files/big/large.bin", {}, False),  # above the inline size: sendfile
     ("GET", "/files/big/large.bin", {"Range": "bytes=1000-70999"}, True),  # page cache
     ("GET", "/files/big/", {}, False),
@@ -84,7 +84,9 @@ MATRIX: list[tuple[str, str, dict[str, str], bool]] = [
     ("GET", "/files/notes.txt", {}, True),  # compressible, but gzip not accepted
     ("GET", "/files/notes.txt", {"Accept-Encoding": "gzip"}, False),
     ("GET", "/files/brief.txt", {"Accept-Encoding": "gzip"}, True),  # too short to compress
-    ("GET", "/files/missing.bin", {}, False),
+    ("GET", "/files/missing.bin", {}, True),  # 404: nothing there, no link on the way
+    ("GET", "/files/no/such/dir.bin", {}, True),
+    ("GET", "/files/small.bin/below.bin", {}, True),  # below a file (ENOTDIR)
     ("GET", "/files/.artifactd/metadata.db", {}, False),
     ("GET", "/files/a/../small.bin", {}, False),  # 400
     ("GET", "/files/a%2F..%2Fsmall.bin", {}, False),

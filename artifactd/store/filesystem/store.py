@@ -136,19 +136,17 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
     # -- reading ---------------------------------------------------------------------------
 
     async def open(self, path: str) -> ArtifactReader:
-        # A miss proven on the loop raises here: no thread hop for an absent key.
-        reader = self._open_hot(path) or self._open_recorded_now(
-            path, use_index=True, judge_absent=True
-        )
+        reader = self.open_now(path)
         if reader is not None:
             return reader
         return await asyncio.to_thread(self._open_sync, path)
 
     def open_now(self, path: str) -> ArtifactReader | None:
         """From the hot cache (no syscall for small files), else a recorded version opened
-        on the loop (loopopen.py): no worker thread either way."""
+        on the loop (loopopen.py): no worker thread either way. A miss the loop's open
+        proves raises NotFoundError here: no thread hop for an absent key either."""
         return self._open_hot(path) or self._open_recorded_now(
-            path, use_index=True, judge_absent=False
+            path, use_index=True, judge_absent=True
         )
 
     def _open_hot(self, path: str) -> ArtifactReader | None:

@@ -8,10 +8,10 @@ a query, a body (`Content-Length: 0` is none) or `Expect`, on a server whose acc
 lets such reads through unchecked, for an artifact the store can open without waiting. The
 plan is `plan_download`'s, the one the Application executes; the hot path answers when the
 plan's body is ready at once (`at_once`: a small body, a single range in the page cache, a
-304, a 416). Anything else, including any request that would end in another error, goes to
-the
-Application unchanged. The bookkeeping (request id, clock, common headers, metrics) is
-`pipeline`'s, the same calls the Application's middlewares make.
+304, a 416), or a 404 for a miss the store proves at once. Anything else, including any
+request that would end in another error, goes to the Application unchanged. The bookkeeping
+(request id, clock, common headers, metrics) is `pipeline`'s, the same calls the
+Application's middlewares make.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from artifactd.errors import ArtifactdError
+from artifactd.errors import ArtifactdError, NotFoundError
 from artifactd.web.download.gzip import choose_variant
 from artifactd.web.download.plan import plan_download
 from artifactd.web.download.send import respond_now
+from artifactd.web.errors import error_for_domain
 from artifactd.web.files import FILES_PREFIX, record_read, requested_path
 from artifactd.web.keys import SETTINGS, STORE
 from artifactd.web.pipeline import FILES_ROUTE_LABEL, PIPELINE, begin_new_request
@@ -74,6 +75,12 @@ class HotPath:
             return None  # 400/404 with its JSON body: the errors middleware's work
         try:
             reader = None if is_directory else self._store.open_now(path)
+        except NotFoundError as exc:
+            # A miss proven without waiting: the errors middleware's 404, from its table.
+            begin_new_request(request)
+            missing = error_for_domain(exc, request)
+            self._pipeline.finish(request, missing, FILES_ROUTE_LABEL)
+            return missing
         except OSError:
             return None  # e.g. out of descriptors: the Application's open reports it as JSON
         if reader is None:
