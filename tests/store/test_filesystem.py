@@ -184,7 +184,7 @@ async def test_hot_large_file_reader_is_pinned_to_its_version(
     await store.close()
 
 
-async def test_open_now_serves_what_open_cached_until_any_process_writes(
+async def test_open_now_serves_what_open_cached_until_any_process_changes_a_version(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hotcache, "SMALL_FILE_BYTES", 10)
@@ -206,9 +206,13 @@ async def test_open_now_serves_what_open_cached_until_any_process_writes(
     upload = await other_process.begin_upload("unrelated")
     await upload.write(b"x")
     await upload.commit()
-    assert store.hot.checkout("small") is None  # any commit on the root: look again
+    assert store.hot.checkout("small") is not None  # a new key changes no version held
+    upload = await other_process.begin_upload("large")
+    await upload.write(b"M" * 100)  # replaced by another process
+    await upload.commit()
+    assert store.hot.checkout("small") is None  # a version changed: look again
     assert store.hot.checkout("large") is None
-    for path, data in (("small", b"tiny"), ("large", b"L" * 100)):
+    for path, data in (("small", b"tiny"), ("large", b"M" * 100)):
         reader = store.open_now(path)  # recorded: opened again on the loop
         assert reader is not None
         async with reader:

@@ -20,6 +20,7 @@ import pytest
 from artifactd.http.digests import etag_for_digest
 from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore, hotcache
+from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.store import FilesystemStore as StoreClass
 from artifactd.web.keys import STORE
 from tests.web.conftest import store_bytes
@@ -202,7 +203,7 @@ async def test_the_read_index_outlives_commits_of_new_versions_elsewhere(
     root: Path, other: FilesystemStore, threads: list[str]
 ) -> None:
     """New keys and identical re-uploads (no new expiry) change no row the index holds:
-    its entries stay good, where the hot cache's write generation moved on."""
+    its entries stay good, and so do the hot cache's (the same row generation)."""
     async with serving(Settings(root=root), hot=True) as served:
         store = await loaded_store(served)
         before = store.hot.current_generation()
@@ -210,7 +211,7 @@ async def test_the_read_index_outlives_commits_of_new_versions_elsewhere(
             await store_bytes(other, f"k/new/{i}.bin", os.urandom(4096))
         path, data = next(iter(KEYS.items()))
         await store_bytes(other, path, data)  # kept, with its row as it was
-        assert store.hot.current_generation() != before
+        assert store.hot.current_generation() == before
         store.hot.clear()
         with store.loop_open.lookup._lock:  # SQLite unusable from the loop meanwhile
             for path, data in KEYS.items():
@@ -298,3 +299,46 @@ async def test_an_inode_back_at_its_path_after_a_removal_by_hand_retires_the_ent
         status, body, etag = await get(served, path)
         assert (status, body) == (200, new)
         assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())
+
+
+async def test_new_keys_stored_elsewhere_leave_the_hot_cache_hot(
+    root: Path, other: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache's PUTs are new keys: they change no version another process holds, so its
+    hot entries stay (before, every commit made them all cold)."""
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 3600.0)  # only the generations tell
+    opened: list[str] = []
+    loop_open = LoopOpener.open
+
+    def counted(self: LoopOpener, path: str, **kwargs: bool) -> object:
+        opened.append(path)
+        return loop_open(self, path, **kwargs)
+
+    monkeypatch.setattr(LoopOpener, "open", counted)
+    hot_key = next(iter(KEYS))
+    async with serving(Settings(root=root), hot=True) as served:
+        for _ in range(2):  # a second read makes a key hot
+            assert (await get(served, hot_key))[:2] == (200, KEYS[hot_key])
+        opened.clear()
+        await store_bytes(other, "k/new/one.bin", b"a new key")
+        assert (await get(served, hot_key))[:2] == (200, KEYS[hot_key])
+        assert opened == []  # from the hot cache
+        assert (await get(served, "k/new/one.bin"))[:2] == (200, b"a new key")
+
+
+async def test_a_key_deleted_by_hand_then_stored_elsewhere_is_seen_at_once(
+    root: Path, other: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its row is left (until reconciliation), so the new version is not a new key: the
+    hot entry of the old one must go, though no file was there to replace."""
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 3600.0)
+    key = next(iter(KEYS))
+    async with serving(Settings(root=root), hot=True) as served:
+        for _ in range(2):
+            assert (await get(served, key))[:2] == (200, KEYS[key])
+        store = await loaded_store(served)
+        assert store.hot.checkout(key) is not None  # hot
+        with open(root / key, "rb"):  # held open: its inode cannot come back at once
+            (root / key).unlink()
+            await store_bytes(other, key, b"stored again")
+            assert (await get(served, key))[:2] == (200, b"stored again")

@@ -228,9 +228,10 @@ class BatchedWrites(LockedWrites):
             current,
             upload,
             [d.parent for d in made],
-            # A row left for this inode (its file deleted by hand, or replaced with its row
-            # not yet forgotten): the read index may hold it, and the inode comes back.
-            changes_row=current is not None or self.db.find(upload.path, st.st_ino) is not None,
+            # A row left for this path (its file deleted by hand, or replaced with its row
+            # not yet forgotten): the read index may hold it if the inode comes back, and a
+            # hot cache may hold the version it describes (both trust the row generation).
+            changes_row=current is not None or self.db.has_path(upload.path),
         )
 
     def _judge_keep(

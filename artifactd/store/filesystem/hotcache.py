@@ -2,9 +2,11 @@
 
 Small files are kept whole in memory; larger ones keep an open descriptor of the version
 (a reader gets a duplicate, so the version stays pinned while it reads). An entry is
-trusted while the root's write generation is unchanged — every commit, delete and eviction
-by any process on the root bumps it — and for at most `HOT_TTL_SECONDS`, which bounds how
-long a file changed by hand (outside artifactd) can be served in its previous version.
+trusted while the root's row generation is unchanged — every replacement, delete,
+eviction, new expiry, and commit onto a path that still has a row, by any process on the
+root, bumps it; a commit of a new key changes no version an entry holds and does not
+(readindex.py has the same rule) — and for at most `HOT_TTL_SECONDS`, which bounds how long
+a file changed by hand (outside artifactd) can be served in its previous version.
 """
 
 from __future__ import annotations

@@ -116,6 +116,14 @@ class MetadataDB(IndexQueries):
         )
         return rows[0] if rows else None
 
+    def has_path(self, path: str) -> bool:
+        """Whether any version of `path` has a row (the primary key's prefix: one lookup)."""
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT 1 FROM versions WHERE path = ? LIMIT 1", (path,)
+            ).fetchone()
+        return found is not None
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """Hold the connection for a write; a full disk raises StorageFullError (nothing

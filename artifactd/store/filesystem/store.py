@@ -82,7 +82,6 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             if not self.read_only or generation_file.exists()
             else None
         )
-        self.hot = HotCache(self._generation)
         # Bumped only when a recorded version's row changes or goes while a file may keep its
         # inode (readindex.py): the read index's rule, coarse only where it must be.
         row_generation_file = self.state_dir / "row-generation"
@@ -91,6 +90,10 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             if not self.read_only or row_generation_file.exists()
             else None
         )
+        # The hot cache trusts the row generation too: every change that can make an entry
+        # wrong bumps it (a replacement, a delete, an eviction, a new expiry, a commit onto
+        # a path that still has a row), and a cache's steady PUTs of new keys do not.
+        self.hot = HotCache(self._row_generation)
         self.loop_open = LoopOpener(
             self.root,
             self.state_dir / "metadata.db",

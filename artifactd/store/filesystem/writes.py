@@ -191,8 +191,9 @@ class LockedWrites:
         return None if info.is_expired() else info
 
     def _bump_generation(self) -> None:
-        """Called under the write lock after any change: every process's hot cache drops
-        what it holds (see hotcache.py)."""
+        """Called under the write lock after any change. Read by no cache of this version
+        (the hot cache trusts the row generation); still bumped for a process of an earlier
+        version serving the same root, whose hot cache trusts this one."""
         if self._generation is not None:
             self._generation.bump()
 
