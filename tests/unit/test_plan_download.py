@@ -16,6 +16,7 @@ from artifactd.web.download.plan import (
     BodySource,
     DownloadPlan,
     plan_download,
+    representation,
 )
 
 SHA = "ab" * 32
@@ -450,3 +451,18 @@ def test_a_precompressed_sibling_is_named_after_the_artifact() -> None:
         path="a b.txt",
     )
     assert planned.headers["Content-Disposition"].endswith("filename*=UTF-8''a%20b.txt")
+
+
+def test_plain_gets_of_new_versions_leave_the_conditional_answers_cache_alone() -> None:
+    """A cache's reads are mostly plain GETs of random keys, each read once: their plans
+    are cached on their own, so they neither pay a second cache's lookup nor push out the
+    representations that conditional and range requests of hot versions reuse."""
+    hot = ArtifactInfo("hot.bin", 10, "text/plain", MODIFIED_AT, 0.0, sha256=SHA)
+    plan_download("GET", {"Range": "bytes=0-1"}, hot, max_ranges=16, zero_copy=True)
+    before = representation.cache_info()
+    for i in range(2000):
+        key = ArtifactInfo(f"k/{i}.bin", 10, "text/plain", MODIFIED_AT, 0.0, sha256=SHA)
+        assert plan_download("GET", {}, key, max_ranges=16, zero_copy=True).status == 200
+    assert representation.cache_info().currsize == before.currsize
+    plan_download("GET", {"Range": "bytes=0-1"}, hot, max_ranges=16, zero_copy=True)
+    assert representation.cache_info().hits == before.hits + 1

@@ -22,6 +22,7 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.store import FilesystemStore as StoreClass
+from artifactd.store.readers import MemoryReader
 from artifactd.web.keys import STORE
 from tests.web.conftest import store_bytes
 from tests.web.serving import Served, serving
@@ -342,3 +343,33 @@ async def test_a_key_deleted_by_hand_then_stored_elsewhere_is_seen_at_once(
             (root / key).unlink()
             await store_bytes(other, key, b"stored again")
             assert (await get(served, key))[:2] == (200, b"stored again")
+
+
+async def test_only_a_key_read_again_soon_is_copied_into_the_hot_cache(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random key among many, read again long after, is not worth a hot-cache copy (and
+    the eviction of another entry); one read again while an entry would be trusted is."""
+    monkeypatch.setattr(hotcache, "HOT_TTL_SECONDS", 0.2)
+    store = await FilesystemStore.create(root)
+    try:
+        late, soon, once = list(KEYS)[:3]
+
+        async def read(path: str) -> bool:
+            """Whether the read came from (or went into) the hot cache."""
+            reader = store.open_now(path)
+            assert reader is not None
+            await reader.aclose()
+            await store.record_access(path)
+            return isinstance(reader, MemoryReader)
+
+        assert not await read(late)
+        await asyncio.sleep(0.3)
+        assert not await read(soon)
+        assert not await read(once)
+        assert await read(soon)  # read again within HOT_TTL_SECONDS: copied
+        assert not await read(late)  # read again after it: not copied
+        assert store.hot.checkout(late) is None
+        assert store.hot.checkout(soon) is not None
+    finally:
+        await store.close()

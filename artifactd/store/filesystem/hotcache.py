@@ -31,6 +31,15 @@ MAX_OPEN_FDS = 256
 _COUNTER = struct.Struct("<Q")
 
 
+def worth_keeping(last_read: float | None, now: float) -> bool:
+    """Whether a version opened cold is worth a hot-cache entry (a copy of its bytes or a
+    descriptor, and the eviction of another entry): only if it was read before (`last_read`,
+    the previous read's time) within HOT_TTL_SECONDS, so that it is likely to be read again
+    while the entry is trusted. A random key among many, read again minutes later, never
+    pays for the copy; a key read every second or more often does."""
+    return last_read is not None and now - last_read <= HOT_TTL_SECONDS
+
+
 class GenerationCounter:
     """A 64-bit counter in a shared memory map: readable without a syscall by every process
     on the root; bumped under the store's write lock."""

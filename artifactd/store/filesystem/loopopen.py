@@ -12,8 +12,8 @@ directory, a FIFO, a symlink at the last component, a version changed or placed 
 
 `LoopOpener` does it for the store: the row comes from the read index in memory
 (readindex.py) when it holds this version at the current row generation, else from SQLite,
-one indexed read; a key read again since the last access-time flush goes into the hot cache
-(hotcache.py). It never waits: the
+one indexed read; a key read again soon after its previous read (`worth_keeping`) goes into
+the hot cache (hotcache.py). It never waits: the
 connection has no busy timeout (a WAL reader waits for no writer; SQLITE_BUSY, as during
 recovery, falls back to the thread) and its lock is taken without blocking. What it may
 cost the loop is a page-cache miss of the directory entry or of the database's index page:
@@ -31,6 +31,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from artifactd.errors import NotFoundError
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.store.filesystem.confinement import plain_join
-from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache
+from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache, worth_keeping
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.readindex import ReadIndex
 from artifactd.store.readers import FileReader, MemoryReader
@@ -188,9 +189,7 @@ class LoopOpener:
         if info.is_expired():
             os.close(fd)
             return None  # the thread's open answers NotFoundError
-        if self._accessed.get(path) is None:
-            # Read once since the last flush of access times: a random key, most likely,
-            # not worth a hot-cache entry (and the eviction of another) yet.
+        if not worth_keeping(self._accessed.get(path), time.time()):
             return FileReader(fd, info)
         data = self._hot.remember_now(path, info, fd, generation)
         if data is None:
