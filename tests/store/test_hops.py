@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 
 import pytest
 
@@ -56,14 +57,17 @@ async def test_threads_are_bounded_and_reused() -> None:
         names.add(threading.get_ident())
         gate.wait(5)
 
-    waiting = [pool.run(step) for _ in range(10)]
-    await asyncio.sleep(0.05)
-    gate.set()
-    await asyncio.gather(*waiting)
-    assert len(names) == 3
-    again = await asyncio.gather(*(pool.run(threading.get_ident) for _ in range(10)))
-    assert set(again) <= names
-    pool.stop()
+    try:
+        waiting = [pool.run(step) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(*waiting)
+        assert len(names) == 3
+        again = await asyncio.gather(*(pool.run(threading.get_ident) for _ in range(10)))
+        assert set(again) <= names
+    finally:
+        gate.set()
+        pool.stop()  # its threads are not daemons: a failed test must not keep them
 
 
 async def test_steps_of_many_loops_each_answer_on_their_own() -> None:
@@ -75,3 +79,20 @@ async def test_steps_of_many_loops_each_answer_on_their_own() -> None:
 
 async def _one_hop() -> int:
     return await in_thread(lambda: 7)
+
+
+async def test_an_idle_thread_keeps_nothing_of_its_last_step() -> None:
+    # An idle thread holding its last outcome kept an upload (and its cycles) alive until
+    # that thread's next hop.
+    class Outcome:
+        pass
+
+    pool = HopPool(max_threads=1)
+    try:
+        outcome = await pool.run(Outcome)
+        gone = weakref.ref(outcome)
+        del outcome
+        await asyncio.sleep(0.05)  # the thread is back waiting for work
+        assert gone() is None
+    finally:
+        pool.stop()

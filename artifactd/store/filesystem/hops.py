@@ -74,7 +74,10 @@ class HopPool:
                 _deliver(future, None, exc)
             else:
                 _deliver(future, result, None)
-            del item, future, function, args  # no reference to the last work while idle
+                del result
+            # No reference to the last work or its outcome while idle: an idle thread would
+            # keep them (and any cycle through them) alive until its next hop.
+            del item, future, function, args
             with self._lock:
                 self._idle += 1
 
