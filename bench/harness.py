@@ -28,8 +28,9 @@ drives it; mixclient the cache mix's own), workloads and keyloads (one timed pha
 (the interleaved rounds), machine and noise (pinning, core use, other processes), results
 (samples), targets (verdicts), report (tables, notes, JSON). The servers it measures beside
 artifactd: baseline_fileresponse (aiohttp's FileResponse), baseline_floor with floor_put
-(the aiohttp floors: measured ceilings, their PUT durable), nginx.conf.template; and
-fsync_ceiling, this disk's durable small-file rate.
+(the aiohttp floors: measured ceilings, their PUT durable), nginx.conf.template, ducktors
+(ducktors' turborepo-remote-cache, started); and fsync_ceiling, this disk's durable small-file
+rate.
 """
 
 from __future__ import annotations

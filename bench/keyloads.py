@@ -21,10 +21,11 @@ from typing import Any
 from bench import clients
 from bench.clients import BenchError, WrkResult
 from bench.config import REPO, Config
+from bench.ducktors import DUCKTORS_TOKEN
 from bench.keys import KEY_SIZE, key_name
 from bench.mix import TURBO_QUERY, MixTarget, base_of
 from bench.results import Results
-from bench.servers import DUCKTORS_TOKEN, Server
+from bench.servers import Server
 
 CONNECTIONS = 16
 MIX_STATUSES = {"200", "201", "202", "204", "404"}

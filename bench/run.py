@@ -21,6 +21,7 @@ from bench.config import (
     Config,
     fmt,
 )
+from bench.ducktors import find_ducktors, start_ducktors
 from bench.files import TestFiles, link_root
 from bench.keyloads import mix_targets
 from bench.keys import link_keys, record_keys
@@ -28,10 +29,8 @@ from bench.mix import store_objects
 from bench.results import Results
 from bench.servers import (
     Server,
-    find_ducktors,
     find_tool,
     start_artifactd,
-    start_ducktors,
     start_fileresponse,
     start_floor,
     start_nginx,

@@ -21,6 +21,7 @@ from typing import Any, cast
 import pytest
 
 from bench import clients, noise, servers
+from bench import ducktors as ducktors_server
 from bench.clients import SlowConfig
 from bench.config import FLOOR, FLOOR_NO_FSYNC, FLOORS, LOW_LEVEL_FLOOR
 from bench.floor_put import DurablePuts
@@ -352,9 +353,9 @@ def mix_servers(root: Path, workdir: Path) -> Iterator[servers.Server]:
     if nginx is not None:
         (root / "dav").mkdir(parents=True)
         yield servers.start_nginx("nginx", nginx, root, workdir, cpu=None)
-    ducktors = servers.find_ducktors()
+    ducktors = ducktors_server.find_ducktors()
     if ducktors is not None:
-        yield servers.start_ducktors("ducktors", ducktors, workdir, cpu=None)
+        yield ducktors_server.start_ducktors("ducktors", ducktors, workdir, cpu=None)
 
 
 def test_the_cache_mix_is_answered_byte_exact_by_every_server(
