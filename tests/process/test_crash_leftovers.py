@@ -47,17 +47,21 @@ def test_temp_files_of_a_killed_server_are_gone_when_the_next_one_is_ready(
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(KILL_AFTER_CREATING)
     dying = ServerProcess(root, env={"PYTHONPATH": str(hooks)})
-    # More than a batch (UPLOAD_BATCH_BYTES): the temp file is made when the first arrives.
-    upload = start_upload(dying, "starting.bin", os.urandom(2 * 1024 * 1024))
-    dying.proc.wait(10)
-    dying.kill()
+    try:  # a failure here must not leave the server running
+        # More than a batch (UPLOAD_BATCH_BYTES): the temp file is made when the first arrives.
+        upload = start_upload(dying, "starting.bin", os.urandom(2 * 1024 * 1024))
+        dying.proc.wait(10)
+    finally:
+        dying.kill()
     upload.close()
     assert temp_files(root) != []
     # Killed while an upload's body streams in.
     server = ServerProcess(root)
-    upload = start_upload(server, "streaming.bin", os.urandom(2 * 1024 * 1024))
-    eventually(lambda: any(name.startswith("upload-") for name in temp_files(root)))
-    server.kill()
+    try:
+        upload = start_upload(server, "streaming.bin", os.urandom(2 * 1024 * 1024))
+        eventually(lambda: any(name.startswith("upload-") for name in temp_files(root)))
+    finally:
+        server.kill()
     upload.close()
 
     restarted = ServerProcess(root)
