@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.fsync_ceiling import DirSyncer, fsync_dir
+from artifactd.store.filesystem.upload import fsync_dir
+from bench.fsync_ceiling import DirSyncer
 
 # Enough threads that every connection of the uploads-small workload (wrk -c16) and of the
 # cache mix (16 connections) has its fsync in flight at once, as in fsync_ceiling's 16 writers.

@@ -23,20 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from artifactd.store.filesystem.upload import fsync_dir
+
 
 @dataclass
 class Ceiling:
     mode: str
     threads: int
     files_per_second: float
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DirSyncer:
