@@ -155,17 +155,24 @@ class Bucket:
             await self.request("delete_object", Key=key, **condition)
 
     async def list_pages(
-        self, prefix: str, *, delimiter: str | None = None
+        self, prefix: str, *, delimiter: str | None = None, start_after: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every ListObjectsV2 page for `prefix`."""
+        """Every ListObjectsV2 page for `prefix`, from the first key after `start_after`.
+
+        StartAfter goes with the first request only: the continuation token carries the
+        position from then on (ListObjectsV2: "StartAfter ... Amazon S3 starts listing after
+        this specified key"; a ContinuationToken says where the previous page ended)."""
         params: dict[str, Any] = {"Prefix": prefix}
         if delimiter:
             params["Delimiter"] = delimiter
+        if start_after:
+            params["StartAfter"] = start_after
         while True:
             page = await self.request("list_objects_v2", **params)
             yield page
             if not page.get("IsTruncated"):
                 return
+            params.pop("StartAfter", None)
             params["ContinuationToken"] = page["NextContinuationToken"]
 
 

@@ -242,10 +242,16 @@ class Objects:
 
         return list(await asyncio.gather(*(describe(item) for item in contents)))
 
-    async def iterate(self, prefix: str = "") -> AsyncIterator[tuple[str, ObjectMeta]]:
-        """Every artifact object whose path starts with `prefix`, expired ones included, in
-        path order (S3 lists keys in UTF-8 byte order, which is code point order)."""
-        async for page in self.bucket.list_pages(self.layout.prefix + prefix):
+    async def iterate(
+        self, prefix: str = "", *, after: str | None = None
+    ) -> AsyncIterator[tuple[str, ObjectMeta]]:
+        """Every artifact object whose path starts with `prefix` (and sorts after `after`),
+        expired ones included, in path order (S3 lists keys in UTF-8 byte order, which is
+        code point order). The listing itself starts after `after`: a page of the API
+        deep in a large bucket lists and describes only what follows its cursor."""
+        start_after = None if after is None else self.layout.prefix + after
+        pages = self.bucket.list_pages(self.layout.prefix + prefix, start_after=start_after)
+        async for page in pages:
             listed = [
                 (path, item)
                 for item in page.get("Contents", [])

@@ -243,9 +243,7 @@ class S3Store(Store):
     ) -> AsyncIterator[ArtifactInfo]:
         await self.access_log.load()
         now = time.time()
-        async for path, meta in self.objects.iterate(prefix):
-            if after is not None and path <= after:
-                continue  # the bucket's listing still starts at the prefix
+        async for path, meta in self.objects.iterate(prefix, after=after):
             if include_expired or not meta.is_expired(now):
                 yield self._info(path, meta)
 
