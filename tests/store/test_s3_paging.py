@@ -55,4 +55,3 @@ async def test_a_page_after_a_cursor_lists_and_describes_only_what_follows(
         assert (seen.listed, seen.heads) == (5, 5)
     finally:
         await reader.close()
-
