@@ -97,3 +97,26 @@ async def test_requests_per_small_put_delete_and_get(node: tuple[Client, Request
     response = await client.delete("/files/ci/7/app.bin")
     assert response.status == 204, await response.text()
     assert counter.take() == {"HeadObject": 1, "DeleteObject": 1}
+
+
+async def test_requests_per_put_of_a_file_where_a_directory_was(
+    node: tuple[Client, RequestCounter],
+) -> None:
+    client, counter = node
+    assert (await client.put("/files/out/x", data=SMALL)).status == 201
+    assert (await client.delete("/files/out/x")).status == 204
+    counter.take()
+    response = await client.put("/files/out", data=SMALL)
+    assert response.status == 201, await response.text()
+    # The HEAD of `out` made when `out/x` was created (a parent then) stands in for the
+    # first attempt's: the listing finds nothing under `out/`, and SeaweedFS, which keeps
+    # the emptied directory `out`, refuses the creation (412). The second attempt looks
+    # again (HEAD, listing), lists the leftover to remove it (ListObjectsV2, DeleteObject
+    # `out/`), and creates the key.
+    assert counter.take() == {
+        "HeadObject": 1,
+        "ListObjectsV2": 3,
+        "PutObject": 2,
+        "DeleteObject": 1,
+    }
+    assert (await client.get("/files/out")).status == 200

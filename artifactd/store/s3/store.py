@@ -224,19 +224,15 @@ class S3Store(Store):
         return True
 
     async def remove_dir(self, path: str) -> bool:
-        """The directory markers under `path` deleted, if no other key lies there."""
+        """The directories under `path` and `path` itself removed (their marker objects,
+        or the empty directories SeaweedFS keeps), if no other key lies there."""
         if not path or await self.objects.head(self.layout.key(path)) is not None:
             return False
-        markers: list[str] = []
         async for page in self.bucket.list_pages(f"{self.layout.key(path)}/"):
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):
-                    return False
-                markers.append(item["Key"])
-        for key in markers:
-            await self.bucket.delete_quietly(key)
+            if any(not item["Key"].endswith("/") for item in page.get("Contents", [])):
+                return False
         self.writes.directories.removed(f"{path}/")  # the marker's path: `path` is gone too
-        return True
+        return await self.writes.remove_empty_directories(path)
 
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
