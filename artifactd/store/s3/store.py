@@ -142,19 +142,26 @@ class S3Store(Store):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _live(self, path: str) -> ObjectMeta:
-        """The current, unexpired object at `path`; NotFoundError or IsDirectoryError."""
+    async def _live(self, path: str, *, tell_directory: bool = True) -> ObjectMeta:
+        """The current, unexpired object at `path`; NotFoundError, or IsDirectoryError when
+        `tell_directory` (which costs a listing per miss)."""
         if not path:
-            raise IsDirectoryError(path)
+            raise IsDirectoryError(path) if tell_directory else NotFoundError(path)
         meta = await self.objects.head(self.layout.key(path))
         if meta is None or meta.is_expired():
-            if meta is None and await self.objects.is_dir(path):
+            if meta is None and tell_directory and await self.objects.is_dir(path):
                 raise IsDirectoryError(path)
             raise NotFoundError(path)
         return meta
 
     async def open(self, path: str) -> ArtifactReader:
-        meta = await self._live(path)
+        return await self._open(path, await self._live(path))
+
+    async def open_file(self, path: str) -> ArtifactReader:
+        """One HEAD per miss: no listing to tell a directory apart."""
+        return await self._open(path, await self._live(path, tell_directory=False))
+
+    async def _open(self, path: str, meta: ObjectMeta) -> ArtifactReader:
         info = self._info(path, meta)
         if self.cache is None:
             return S3Reader(self.bucket, meta, info)
@@ -167,6 +174,9 @@ class S3Store(Store):
 
     async def info(self, path: str) -> ArtifactInfo:
         return self._info(path, await self._live(path))
+
+    async def file_info(self, path: str) -> ArtifactInfo:
+        return self._info(path, await self._live(path, tell_directory=False))
 
     async def current(self, path: str) -> ArtifactInfo | None:
         """One HEAD: whether a directory is at `path` is left to the upload's commit, which
