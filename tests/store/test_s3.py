@@ -349,6 +349,13 @@ async def test_a_file_is_put_where_a_directory_was(node_a: S3Store, node_b: S3St
         ("s", "file"),
         ("y", "file"),
     ]
+    # A multipart upload's CompleteMultipartUpload is refused the same way.
+    await put(node_a, "big/x", b"x")
+    await node_a.delete("big/x")
+    data = bytes(range(256)) * (MIN_PART_BYTES // 256 + 1)
+    info = await put(node_a, "big", data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(node_b, "big") == data
 
 
 async def test_a_directory_a_versioned_seaweedfs_bucket_keeps_is_a_prompt_409(
