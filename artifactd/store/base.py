@@ -37,7 +37,8 @@ Failure: what a failure at each step leaves behind
 
 Exceptions (besides ValueError for using a finished upload or closed reader):
 - open, info: NotFoundError (absent or expired), IsDirectoryError, InvalidPathError (a
-  link leaving the root), StoreUnavailableError; current: those but NotFoundError.
+  link leaving the root), StoreUnavailableError; current: those but NotFoundError;
+  open_file, file_info: those but IsDirectoryError.
 - ArtifactReader.read: ArtifactReplacedError, StoreUnavailableError, OSError.
 - list_dir, list_dir_page: NotFoundError, NotDirectoryError, InvalidPathError,
   StoreUnavailableError.
@@ -71,7 +72,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from artifactd.errors import NotFoundError, StorageFullError, StoreUnavailableError
+from artifactd.errors import (
+    IsDirectoryError,
+    NotFoundError,
+    StorageFullError,
+    StoreUnavailableError,
+)
 from artifactd.http.digests import etag_for_digest
 
 log = logging.getLogger("artifactd.store")
@@ -245,6 +251,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def info(self, path: str) -> ArtifactInfo:
         """Metadata of the current version (same errors as `open`)."""
+
+    async def open_file(self, path: str) -> ArtifactReader:
+        """`open` for callers that answer a directory at `path` as they answer a miss (a
+        build cache's entry, a `.gz` sibling): NotFoundError for both, which spares a
+        backend telling them apart where that costs a request more (S3: a listing)."""
+        try:
+            return await self.open(path)
+        except IsDirectoryError:
+            raise NotFoundError(path) from None
+
+    async def file_info(self, path: str) -> ArtifactInfo:
+        """`info` as `open_file` is `open`: NotFoundError for a directory too."""
+        try:
+            return await self.info(path)
+        except IsDirectoryError:
+            raise NotFoundError(path) from None
 
     async def current(self, path: str) -> ArtifactInfo | None:
         """What a write of `path` would replace, for a look before an upload's body: `info`,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import hdrs, web
 
-from artifactd.errors import InvalidPathError, IsDirectoryError, NotFoundError
+from artifactd.errors import InvalidPathError, NotFoundError
 from artifactd.metrics import CacheKind, CacheResult
 from artifactd.store.base import ArtifactReader
 from artifactd.web.download.send import send_artifact
@@ -109,11 +109,11 @@ async def send_entry(
     store = request.config_dict[STORE]
     is_get = request.method == hdrs.METH_GET
     try:
-        reader = await store.open(path)
-    except (NotFoundError, IsDirectoryError):
+        reader = await store.open_file(path)  # a directory there is a miss too
+    except NotFoundError:
         if is_get:
             count(request, kind, "miss")
-        raise NotFoundError(path) from None
+        raise
     async with reader:
         await record_read(request, store, path)
         if is_get:

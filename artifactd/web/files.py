@@ -107,8 +107,8 @@ async def send_compressed(
     gzip_static), else compressed on the fly (`gzip_source` decides)."""
     settings = request.app[SETTINGS]
     try:
-        sibling: ArtifactReader | None = await request.app[STORE].open(path + ".gz")
-    except (NotFoundError, IsDirectoryError, InvalidPathError):
+        sibling: ArtifactReader | None = await request.app[STORE].open_file(path + ".gz")
+    except (NotFoundError, InvalidPathError):
         sibling = None
     try:
         source = gzip_source(request.version, reader.info, sibling.info if sibling else None)

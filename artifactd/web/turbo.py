@@ -25,7 +25,7 @@ import re
 from aiohttp import web
 
 from artifactd.durations import parse_decimal
-from artifactd.errors import InvalidValueError, IsDirectoryError, NotFoundError
+from artifactd.errors import InvalidValueError, NotFoundError
 from artifactd.http.digests import expected_sha256
 from artifactd.store.base import ArtifactInfo, ArtifactReader
 from artifactd.web import buildcache
@@ -192,8 +192,8 @@ async def query_artifacts(request: web.Request) -> web.Response:
     found: dict[str, object] = {}
     for artifact_hash in hashes:
         try:
-            info = await store.info(buildcache.turbo_path(team, artifact_hash))
-        except (NotFoundError, IsDirectoryError):
+            info = await store.file_info(buildcache.turbo_path(team, artifact_hash))
+        except NotFoundError:
             found[artifact_hash] = None
             continue
         duration, tag = artifact_metadata(info)

@@ -211,6 +211,19 @@ async def test_current_is_info_or_none(store: Store) -> None:
         assert await store.current("cur") is None
 
 
+async def test_open_file_answers_a_directory_as_a_miss(store: Store) -> None:
+    info, _ = await put(store, "of/a/b", b"b")
+    async with await store.open_file("of/a/b") as reader:
+        assert (reader.info.etag, await reader.read(0, 10)) == (info.etag, b"b")
+    assert (await store.file_info("of/a/b")).etag == info.etag
+    await put(store, "of/old", b"x", expires_at=time.time() - 1)
+    for path in ("of/a", "of", "of/absent", "of/old", ""):
+        with pytest.raises(NotFoundError):
+            await store.open_file(path)
+        with pytest.raises(NotFoundError):
+            await store.file_info(path)
+
+
 async def test_upload_under_a_file_conflicts(store: Store) -> None:
     await put(store, "f", b"x")
     upload = await store.begin_upload("f/child")

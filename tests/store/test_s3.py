@@ -19,6 +19,7 @@ from artifactd.errors import (
     ArtifactReplacedError,
     ConflictError,
     DigestMismatchError,
+    IsDirectoryError,
     NotFoundError,
     PreconditionFailedError,
     StoreUnavailableError,
@@ -31,6 +32,7 @@ from tests.seaweed import (  # the fixtures register as `seaweed` and `s3_bucket
     aws_environment,
     open_s3_store,
     s3_bucket_fixture,  # noqa: F401
+    s3_versioned_bucket_fixture,  # noqa: F401
     seaweed_fixture,  # noqa: F401
 )
 from tests.store.assertions import assert_nothing_at
@@ -325,18 +327,84 @@ async def test_nodes_see_each_others_uploads_and_deletes_with_the_same_etag(
     await assert_nothing_at(node_a, "ci")
 
 
-def put_file_by_hand(seaweed: Seaweed, bucket: str, path: str) -> None:
-    """A file where a directory was, put the way another node would. (Not through a store:
-    SeaweedFS keeps an emptied directory, and refuses If-None-Match: * over it.)"""
-    seaweed.client.put_object(Bucket=bucket, Key=f"artifacts/{path}", Body=b"a file now")
+async def test_a_file_is_put_where_a_directory_was(node_a: S3Store, node_b: S3Store) -> None:
+    # SeaweedFS keeps an emptied directory (`d`; `e` and `e/s`; `f/s`) after the last key
+    # under it goes, and refuses If-None-Match: * over it: the commit removes the leftovers.
+    await put(node_a, "d/x", b"x")
+    await node_a.delete("d/x")
+    for path in ("e/s/x", "f/s/x"):
+        await put(node_a, path, b"x")
+        await node_b.delete(path)
+    await put(node_a, "f/y", b"y")
+    for store, path in ((node_a, "d"), (node_a, "e"), (node_b, "f/s")):
+        info = await put(store, path, f"a file at {path}".encode())
+        assert await read_all(node_b, path) == f"a file at {path}".encode()
+        assert (await node_a.info(path)).etag == info.etag
+    assert [(e.name, e.type) for e in await node_b.list_dir("")] == [
+        ("f", "dir"),
+        ("d", "file"),
+        ("e", "file"),
+    ]
+    assert [(e.name, e.type) for e in await node_b.list_dir("f")] == [
+        ("s", "file"),
+        ("y", "file"),
+    ]
+    # A multipart upload's CompleteMultipartUpload is refused the same way.
+    await put(node_a, "big/x", b"x")
+    await node_a.delete("big/x")
+    data = bytes(range(256)) * (MIN_PART_BYTES // 256 + 1)
+    info = await put(node_a, "big", data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(node_b, "big") == data
+
+
+async def test_a_directory_a_versioned_seaweedfs_bucket_keeps_is_a_prompt_409(
+    seaweed: Seaweed, s3_versioned_bucket: str
+) -> None:
+    # The old versions of `d/x` stay in the directory `d`, which SeaweedFS then cannot
+    # remove: a conflict after one try at removing it, not after every attempt.
+    store = await open_s3_store(seaweed, s3_versioned_bucket)
+    try:
+        await put(store, "d/x", b"x")
+        await store.delete("d/x")
+        sent: list[str] = []
+        store.bucket.client.meta.events.register(
+            "before-send.s3", lambda event_name, **_: sent.append(event_name.rsplit(".")[-1])
+        )
+        with pytest.raises(ConflictError, match="keeps a directory"):
+            await put(store, "d", b"a file")
+        assert sent.count("PutObject") == 2 and sent.count("DeleteObject") == 1
+    finally:
+        await store.close()
+
+
+async def test_a_key_written_under_a_leftover_directory_meanwhile_is_kept(
+    node_a: S3Store, node_b: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await put(node_a, "d/x", b"x")
+    await node_a.delete("d/x")
+    request = node_a.bucket.request
+
+    async def another_node_writes_under_d(operation: str, **params: Any) -> dict[str, Any]:
+        if operation == "delete_object" and params["Key"] == "artifacts/d/":
+            # Between the commit's look (nothing under `d/`) and its removal of the leftover.
+            await put(node_b, "d/y", b"y")
+        return await request(operation, **params)
+
+    monkeypatch.setattr(node_a.bucket, "request", another_node_writes_under_d)
+    upload = await node_a.begin_upload("d")
+    await upload.write(b"a file")
+    with pytest.raises(IsDirectoryError):
+        await upload.commit()
+    assert await read_all(node_a, "d/y") == b"y"
 
 
 async def test_a_parent_this_node_deleted_under_is_checked_again(
-    node_a: S3Store, seaweed: Seaweed, s3_bucket: str
+    node_a: S3Store, node_b: S3Store
 ) -> None:
     await put(node_a, "d/x", b"x")  # node A now knows `d` for a directory...
     await node_a.delete("d/x")  # ...until it empties it
-    put_file_by_hand(seaweed, s3_bucket, "d")
+    await put(node_b, "d", b"a file now")
     upload = await node_a.begin_upload("d/y")
     await upload.write(b"y")
     with pytest.raises(ConflictError):
@@ -345,11 +413,11 @@ async def test_a_parent_this_node_deleted_under_is_checked_again(
 
 
 async def test_a_known_directory_is_trusted_only_for_a_few_seconds(
-    node_a: S3Store, node_b: S3Store, seaweed: Seaweed, s3_bucket: str
+    node_a: S3Store, node_b: S3Store
 ) -> None:
     await put(node_a, "e/x", b"x")
     await node_b.delete("e/x")  # another node empties `e`, and a file is put there
-    put_file_by_hand(seaweed, s3_bucket, "e")
+    await put(node_b, "e", b"a file now")
     known = node_a.writes.directories
     known.clock = lambda: time.monotonic() + known.trusted_seconds
     upload = await node_a.begin_upload("e/y")

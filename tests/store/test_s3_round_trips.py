@@ -97,3 +97,55 @@ async def test_requests_per_small_put_delete_and_get(node: tuple[Client, Request
     response = await client.delete("/files/ci/7/app.bin")
     assert response.status == 204, await response.text()
     assert counter.take() == {"HeadObject": 1, "DeleteObject": 1}
+
+
+async def test_requests_per_put_of_a_file_where_a_directory_was(
+    node: tuple[Client, RequestCounter],
+) -> None:
+    client, counter = node
+    assert (await client.put("/files/out/x", data=SMALL)).status == 201
+    assert (await client.delete("/files/out/x")).status == 204
+    counter.take()
+    response = await client.put("/files/out", data=SMALL)
+    assert response.status == 201, await response.text()
+    # The HEAD of `out` made when `out/x` was created (a parent then) stands in for the
+    # first attempt's: the listing finds nothing under `out/`, and SeaweedFS, which keeps
+    # the emptied directory `out`, refuses the creation (412). The second attempt looks
+    # again (HEAD, listing), lists the leftover to remove it (ListObjectsV2, DeleteObject
+    # `out/`), and creates the key.
+    assert counter.take() == {
+        "HeadObject": 1,
+        "ListObjectsV2": 3,
+        "PutObject": 2,
+        "DeleteObject": 1,
+    }
+    assert (await client.get("/files/out")).status == 200
+
+
+async def test_requests_per_miss(node: tuple[Client, RequestCounter]) -> None:
+    client, counter = node
+    assert (await client.put("/files/ccache/ab/entry", data=SMALL)).status == 201
+    counter.take()
+    # Under /files/ a directory answers 301 (to its listing), a miss 404: the listing
+    # tells them apart.
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, "/files/ccache/ab/absent", allow_redirects=False)
+        assert response.status == 404
+        assert counter.take() == {"HeadObject": 1, "ListObjectsV2": 1}
+    assert (await client.get("/files/ccache/ab", allow_redirects=False)).status == 301
+    counter.take()
+    # The build caches' own APIs answer 404 for a directory too: one HEAD per miss.
+    turbo = "/turbo/v8/artifacts/0123456789abcdef"
+    for method, url in (("GET", turbo), ("HEAD", turbo), ("GET", "/nx/v1/cache/12345")):
+        response = await client.request(method, url)
+        assert response.status == 404, await response.text()
+        assert counter.take() == {"HeadObject": 1}
+    response = await client.post("/turbo/v8/artifacts", json={"hashes": ["0123456789abcdef"]})
+    assert (response.status, await response.json()) == (200, {"0123456789abcdef": None})
+    assert counter.take() == {"HeadObject": 1}
+    # A compressible file asked for gzip: its `.gz` sibling is looked for with one HEAD.
+    assert (await client.put("/files/logs/build.log", data=b"log line\n" * 500)).status == 201
+    counter.take()
+    response = await client.get("/files/logs/build.log", headers={"Accept-Encoding": "gzip"})
+    assert (response.status, response.headers.get("Content-Encoding")) == (200, "gzip")
+    assert counter.take() == {"HeadObject": 2, "GetObject": 1}

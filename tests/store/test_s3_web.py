@@ -79,3 +79,28 @@ async def test_a_put_onto_a_directory_is_refused_with_or_without_conditions(
     # With `Expect: 100-continue` both 409s come before the body (SPEC "Build caches").
     assert await expect_exchange(a, "PUT", "/files/ci/7") == b"409"
     assert await expect_exchange(a, "PUT", "/files/ci/7/app.bin/below") == b"409"
+
+
+async def test_a_file_is_put_where_a_directory_was_deleted(
+    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+) -> None:
+    # A CI job stores `out/x`, deletes it, and later stores `out` as a file; or deletes or
+    # moves a whole directory (WebDAV's DELETE, MOVE) and puts a file at its path.
+    a = await node(aiohttp_client, seaweed, s3_bucket, tmp_path / "a")
+    assert (await a.put("/files/out/x", data=b"x")).status == 201
+    assert (await a.delete("/files/out/x")).status == 204
+    for path in ("tree/x", "tree/sub/y", "tree/sub/deeper/z"):
+        assert (await a.put(f"/files/{path}", data=b"x")).status == 201
+    assert (await a.delete("/files/tree")).status == 204
+    assert (await a.put("/files/mv/sub/x", data=b"x")).status == 201
+    moved = await a.request("MOVE", "/files/mv", headers={"Destination": "/files/moved"})
+    assert moved.status == 201
+    listing = await a.get("/files/", headers={"Accept": "application/json"})
+    # The collection's DELETE and MOVE removed the directories SeaweedFS keeps (a plain
+    # DELETE leaves `out` listed until SeaweedFS drops it, minutes later).
+    assert [e["name"] for e in (await listing.json())["entries"] if e["name"] != "out"] == ["moved"]
+    for path in ("out", "tree", "mv"):
+        put = await a.put(f"/files/{path}", data=f"the file {path}".encode())
+        assert put.status == 201, await put.text()
+        got = await a.get(f"/files/{path}")
+        assert (got.status, await got.read()) == (200, f"the file {path}".encode())

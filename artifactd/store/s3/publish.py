@@ -7,7 +7,9 @@ with a fresh HEAD, at most COMMIT_ATTEMPTS times (docs/storage-s3.md).
 
 A commit that creates the key (nothing there) first checks that the path is no directory
 and that no parent is a file, in one round trip; parents under which this node committed
-a few seconds ago are not looked at again (`KnownDirectories`).
+a few seconds ago are not looked at again (`KnownDirectories`). A creation the store refuses
+though nothing is there removes the empty directories SeaweedFS keeps at the path
+(`remove_empty_directories`) and tries once more.
 """
 
 from __future__ import annotations
@@ -161,6 +163,40 @@ class ConditionalWrites:
             return judged(path, seen.meta, require, describe)
         except ArtifactdError:
             return None
+
+    async def remove_empty_directories(self, path: str) -> bool:
+        """Remove `path` and the directories below it that hold no key, deepest first, as
+        the store keeps them: True if no key was met under `path/` (so none is left).
+
+        SeaweedFS keeps a directory after the last key under it is deleted (its filer
+        removes emptied folders only later, in `weed/filer/empty_folder_cleanup/
+        empty_folder_cleaner.go`), lists it as a common prefix, and refuses If-None-Match: *
+        on its key (`validateConditionalHeaders` in `weed/s3api/s3api_object_handlers_put.go`
+        finds the directory entry), so a file cannot be created where a directory was.
+        DeleteObject of `<dir>/` removes it (`deleteDirectoryMarker` in
+        `weed/s3api/s3api_directory_marker.go`): the filer delete is not recursive, and a
+        directory a key was written into meanwhile is only demoted to an implicit one,
+        its keys kept (`deleteObjectEntry` in `weed/s3api/filer_util.go`). On stores with
+        no directories (AWS S3, MinIO) it is a harmless 204 for an absent key, or deletes
+        the empty marker object an S3 console or MKCOL made there. `<dir>/` is never an
+        artifact's key (`Layout.path_of`), so on any store this removes no bytes: at worst
+        a marker made in the round trip between the listing and the delete."""
+        return await self._remove_empty_prefix(f"{self.objects.layout.key(path)}/")
+
+    async def _remove_empty_prefix(self, dir_prefix: str) -> bool:
+        """`remove_empty_directories` by key prefix (`<key>/`), one listing per directory,
+        one directory at a time: such leftovers are rare, and may be many."""
+        below: list[str] = []
+        async for page in self.bucket.list_pages(dir_prefix, delimiter="/"):
+            if any(item["Key"] != dir_prefix for item in page.get("Contents", [])):
+                return False
+            below += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+        for prefix in below:  # each longer than dir_prefix: the walk ends
+            if not await self._remove_empty_prefix(prefix):
+                return False
+        # A failed delete shows again as the creation's 412, which then answers 409.
+        await self.bucket.delete_quietly(dir_prefix)
+        return True
 
     async def delete_version(self, meta: ObjectMeta) -> bool:
         """Delete the object if it still is `meta`'s version; False if it changed.

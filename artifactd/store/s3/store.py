@@ -142,19 +142,26 @@ class S3Store(Store):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _live(self, path: str) -> ObjectMeta:
-        """The current, unexpired object at `path`; NotFoundError or IsDirectoryError."""
+    async def _live(self, path: str, *, tell_directory: bool = True) -> ObjectMeta:
+        """The current, unexpired object at `path`; NotFoundError, or IsDirectoryError when
+        `tell_directory` (which costs a listing per miss)."""
         if not path:
-            raise IsDirectoryError(path)
+            raise IsDirectoryError(path) if tell_directory else NotFoundError(path)
         meta = await self.objects.head(self.layout.key(path))
         if meta is None or meta.is_expired():
-            if meta is None and await self.objects.is_dir(path):
+            if meta is None and tell_directory and await self.objects.is_dir(path):
                 raise IsDirectoryError(path)
             raise NotFoundError(path)
         return meta
 
     async def open(self, path: str) -> ArtifactReader:
-        meta = await self._live(path)
+        return await self._open(path, await self._live(path))
+
+    async def open_file(self, path: str) -> ArtifactReader:
+        """One HEAD per miss: no listing to tell a directory apart."""
+        return await self._open(path, await self._live(path, tell_directory=False))
+
+    async def _open(self, path: str, meta: ObjectMeta) -> ArtifactReader:
         info = self._info(path, meta)
         if self.cache is None:
             return S3Reader(self.bucket, meta, info)
@@ -167,6 +174,9 @@ class S3Store(Store):
 
     async def info(self, path: str) -> ArtifactInfo:
         return self._info(path, await self._live(path))
+
+    async def file_info(self, path: str) -> ArtifactInfo:
+        return self._info(path, await self._live(path, tell_directory=False))
 
     async def current(self, path: str) -> ArtifactInfo | None:
         """One HEAD: whether a directory is at `path` is left to the upload's commit, which
@@ -224,19 +234,15 @@ class S3Store(Store):
         return True
 
     async def remove_dir(self, path: str) -> bool:
-        """The directory markers under `path` deleted, if no other key lies there."""
+        """The directories under `path` and `path` itself removed (their marker objects,
+        or the empty directories SeaweedFS keeps), if no other key lies there."""
         if not path or await self.objects.head(self.layout.key(path)) is not None:
             return False
-        markers: list[str] = []
         async for page in self.bucket.list_pages(f"{self.layout.key(path)}/"):
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):
-                    return False
-                markers.append(item["Key"])
-        for key in markers:
-            await self.bucket.delete_quietly(key)
+            if any(not item["Key"].endswith("/") for item in page.get("Contents", [])):
+                return False
         self.writes.directories.removed(f"{path}/")  # the marker's path: `path` is gone too
-        return True
+        return await self.writes.remove_empty_directories(path)
 
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False, after: str | None = None

@@ -113,9 +113,17 @@ class S3Upload(UploadBase):
         created_at = time.time()
         record_written = False
         seen = self._writes.objects.seen(self.key)  # a guess for the first attempt only
+        creation_refused = leftovers_removed = False
         for _ in range(COMMIT_ATTEMPTS):
             meta, current, condition = await self._target(require, sha256, seen)
             seen = None
+            if meta is None and creation_refused:
+                # The store refused to create the key, yet still shows nothing there nor
+                # under it: a directory it keeps after its last key went (SeaweedFS).
+                if leftovers_removed:
+                    raise ConflictError(f"the object store keeps a directory at {self.path}")
+                await self._writes.remove_empty_directories(self.path)
+                leftovers_removed = True
             if meta is not None and current is not None and self._holds_these_bytes(meta, sha256):
                 kept = await self._keep_current(meta, current, sha256)
                 if kept is None:
@@ -134,6 +142,7 @@ class S3Upload(UploadBase):
                 s3_etag = (await self._send(sha256, created_at, condition)).strip('"')
             except ClientError as exc:
                 if is_precondition_failed(exc) or is_missing(exc):
+                    creation_refused = meta is None and is_precondition_failed(exc)
                     continue  # another writer got in between: judge its version instead
                 raise
             self._writes.directories.committed(self.path)
