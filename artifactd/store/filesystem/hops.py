@@ -8,7 +8,8 @@ and the asyncio future chained to it. Here a hop is a loop future, a queue put, 
 `call_soon_threadsafe` when the work is done: about 4 µs (docs/performance.md, "Durable
 small uploads").
 
-Like the default executor: at most `MAX_THREADS` threads, started as work finds none idle;
+At most `MAX_THREADS` threads, started as work finds none idle (see there for why more than
+the default executor's);
 not daemons, so a step already running finishes before the interpreter exits (they are told
 to stop first, as `concurrent.futures` does). A cancelled caller does not stop its step: it
 runs to its end and its outcome is dropped.
@@ -26,8 +27,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# What asyncio's default executor allows (ThreadPoolExecutor's default max_workers).
-MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
+# Every step of this pool waits on the disk: an upload's write and fsync, a batch's durable
+# metadata transaction, its directory fsyncs. The disk absorbs many flushes at once, so the
+# bound is on flushes in flight, not on cores: with the default executor's cpu_count + 4
+# (6 threads on 2 cores) `bench/fsync_ceiling.py` made 2,210 new 4 KiB files durable per
+# second with 6 writers against 6,176 with 16 and 4,877 with 32, and 16 concurrent PUTs
+# waited for a thread (docs/performance.md, "Durable small uploads"). 32 leaves every
+# connection of a `-c16` load, and a batch's two steps, a thread of their own. Threads start
+# only when work finds none idle, so a quiet server has few; CPU-bound work (hashing a large
+# upload's batch) releases the GIL and the kernel shares the cores among them.
+MAX_THREADS = 32
 
 _Work = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
 
