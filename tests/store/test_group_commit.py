@@ -472,3 +472,15 @@ async def test_a_delete_cancelled_while_queued_is_withdrawn(store: FilesystemSto
     await blocker
     assert held.sizes == [1]
     assert await read(store, "stays.bin") == b"x"
+
+
+async def test_a_batch_answering_too_few_outcomes_still_wakes_every_writer() -> None:
+    # A waiting writer holds a worker thread: one left asleep would never come back.
+    def run_batch(items: Sequence[int]) -> Callable[[], list[int | BaseException]]:
+        return lambda: []
+
+    commits: GroupCommit[int, int] = GroupCommit(run_batch)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(commits.submit(item) for item in range(5)), return_exceptions=True), 5
+    )
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)

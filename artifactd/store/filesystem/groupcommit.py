@@ -149,6 +149,8 @@ class GroupCommit(Generic[T, R]):
         else:
             try:
                 outcomes = finish()
+                if len(outcomes) != len(batch):  # every writer must be woken, whatever
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} writes")
             except BaseException as exc:
                 outcomes = [exc] * len(batch)
         for ticket, outcome in zip(batch, outcomes, strict=True):
