@@ -353,11 +353,12 @@ async def test_a_delete_is_flushed_before_it_returns(
     assert not (store.root / "e").exists()
 
 
-async def test_a_small_upload_takes_one_thread_hop_of_its_own(
+async def test_a_small_upload_takes_one_thread_hop_in_all(
     store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Beginning an upload and buffering a small body touch no disk and no thread; its
-    commit makes, writes, hashes and flushes the temp file in one hop before the batch."""
+    commit makes, writes, hashes and flushes the temp file and then joins its batch in one
+    hop (the batch runs in the threads of its writers: no hop of its own)."""
     hops: list[str] = []
 
     def counted(func: Callable[..., object], /, *args: object) -> asyncio.Future[object]:
@@ -374,8 +375,7 @@ async def test_a_small_upload_takes_one_thread_hop_of_its_own(
     assert hops == []
     assert temp_files(store) == []
     await upload.commit()
-    own = [name for name in hops if name not in ("_write_batch_sync", "<lambda>")]
-    assert own == ["_prepare_sync"]
+    assert hops == ["_commit_sync"]
     assert await read(store, "small.bin") == b"small body"
     assert temp_files(store) == []
 
@@ -428,3 +428,59 @@ async def test_an_abort_waits_for_a_cancelled_write_still_in_its_thread(
     await asyncio.wait_for(aborting, 10)
     assert seen == [0]
     assert temp_files(store) == []
+
+
+async def test_a_batch_that_fails_fails_its_writers_and_the_next_batch_still_runs() -> None:
+    """The batches run in their writers' threads: a locked step that raises answers each of
+    its writers with the error and still hands the writes queued meanwhile to the next."""
+    gate = threading.Event()
+    sizes: list[int] = []
+
+    def run_batch(items: Sequence[int]) -> Callable[[], list[int | BaseException]]:
+        sizes.append(len(items))
+        if items[0] == 0:
+            gate.wait(10)  # the rest queue meanwhile
+            raise OSError("the first batch fails")
+        return lambda: [item * 10 for item in items]
+
+    commits: GroupCommit[int, int] = GroupCommit(run_batch)
+    first = asyncio.ensure_future(commits.submit(0))
+    while not sizes:
+        await asyncio.sleep(0.005)
+    rest = [asyncio.ensure_future(commits.submit(item)) for item in range(1, 21)]
+    while len(commits._queue) < 20:
+        await asyncio.sleep(0.005)
+    gate.set()
+    with pytest.raises(OSError):
+        await first
+    assert await asyncio.gather(*rest) == [item * 10 for item in range(1, 21)]
+    assert sizes == [1, 20]
+
+
+async def test_a_delete_cancelled_while_queued_is_withdrawn(store: FilesystemStore) -> None:
+    await (await written(store, "stays.bin", b"x")).commit()
+    held = HeldBatches(store)
+    first = await written(store, "first.bin", b"first")
+    blocker = asyncio.ensure_future(first.commit())
+    await asyncio.sleep(0.05)
+    task = asyncio.ensure_future(store.delete("stays.bin"))
+    await queued(store, 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    held.gate.set()
+    await blocker
+    assert held.sizes == [1]
+    assert await read(store, "stays.bin") == b"x"
+
+
+async def test_a_batch_answering_too_few_outcomes_still_wakes_every_writer() -> None:
+    # A waiting writer holds a worker thread: one left asleep would never come back.
+    def run_batch(items: Sequence[int]) -> Callable[[], list[int | BaseException]]:
+        return lambda: []
+
+    commits: GroupCommit[int, int] = GroupCommit(run_batch)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(commits.submit(item) for item in range(5)), return_exceptions=True), 5
+    )
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)

@@ -96,3 +96,19 @@ async def test_an_idle_thread_keeps_nothing_of_its_last_step() -> None:
         assert gone() is None
     finally:
         pool.stop()
+
+
+@pytest.mark.allow_blocking
+async def test_sixteen_flushes_are_in_flight_at_once() -> None:
+    # Each step waits on the disk (an fsync): 16 concurrent uploads must all have their flush
+    # in flight together, as the disk absorbs them at once; the default executor's
+    # cpu_count + 4 threads queued them behind one another. Here each step waits until all
+    # 16 are running.
+    pool = HopPool()
+    together = threading.Barrier(16, timeout=5)
+    try:
+        arrivals = await asyncio.gather(*(pool.run(together.wait) for _ in range(16)))
+        assert sorted(arrivals) == list(range(16))
+    finally:
+        together.abort()
+        pool.stop()

@@ -79,6 +79,9 @@ class _Step:
     made_in: list[Path] = field(default_factory=list)  # parents of directories made for it
     # Whether the step changes a row the read index may hold for an inode at its path.
     changes_row: bool = False
+    # The version as judged (without an access time): the answer, unless an access was
+    # noted meanwhile.
+    judged: ArtifactInfo | None = None
     directory: Path = field(init=False)  # whose entry it changes
 
     def __post_init__(self) -> None:
@@ -91,6 +94,8 @@ class _Step:
         assert self.st is not None and self.row is not None and self.upload is not None
         if self.kind == "keep":
             self.upload.kept_current = True
+        if accessed is None and self.judged is not None:
+            return self.judged, self.current is not None
         info = info_from_row(self.path, self.st, self.row, accessed)
         return info, self.current is not None
 
@@ -196,7 +201,7 @@ class BatchedWrites(LockedWrites):
         if item.require is not None:
             item.require(current)
         try:
-            made = _make_parents(Path(os_path).parent)
+            made = _make_parents(os.path.dirname(os_path))
         except (FileExistsError, NotADirectoryError) as exc:
             raise ConflictError(f"a parent of {upload.path} is a file") from exc
         except OSError as exc:
@@ -217,7 +222,7 @@ class BatchedWrites(LockedWrites):
             now,
             origin="upload",
         )
-        planned[upload.path] = info_from_row(upload.path, st, row, None)
+        judged = planned[upload.path] = info_from_row(upload.path, st, row, None)
         return _Step(
             index,
             upload.path,
@@ -232,6 +237,7 @@ class BatchedWrites(LockedWrites):
             # not yet forgotten): the read index may hold it if the inode comes back, and a
             # hot cache may hold the version it describes (both trust the row generation).
             changes_row=current is not None or self.db.has_path(upload.path),
+            judged=judged,
         )
 
     def _judge_keep(
@@ -256,8 +262,9 @@ class BatchedWrites(LockedWrites):
         if row is None or not row.matches(st.st_ino, st.st_size, st.st_mtime_ns):
             return None
         kept = replace(row, expires_at=upload.expires_at)
-        planned[upload.path] = info_from_row(upload.path, st, kept, None)
+        judged = planned[upload.path] = info_from_row(upload.path, st, kept, None)
         step = _Step(index, upload.path, os_path, "keep", kept, st, current, upload)
+        step.judged = judged
         step.changes_row = kept.expires_at != row.expires_at
         return step
 
@@ -355,9 +362,12 @@ def _flush(upload: FileUpload) -> os.stat_result:
     return os.fstat(fd)
 
 
-def _make_parents(directory: Path) -> list[Path]:
+def _make_parents(path: str) -> list[Path]:
     """`mkdir -p`, returning the directories it made, topmost first (each one's entry is in
     its parent, which must be flushed too)."""
+    if os.path.isdir(path):
+        return []  # the usual case, without a Path
+    directory = Path(path)
     missing: list[Path] = []
     while not directory.is_dir() and directory != directory.parent:
         missing.append(directory)

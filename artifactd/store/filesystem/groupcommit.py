@@ -2,18 +2,25 @@
 as the next batch, so many uploads share one hold of the write lock, one metadata
 transaction and one fsync per directory instead of taking turns behind one fsync each.
 
-The batcher lives on the event loop (one per store, so one per process): `submit` queues an
-item and waits for its outcome; a single runner takes everything queued, runs its locked step
-in a worker thread (a hop: hops.py), hands the flush and the answers (each item's own: one
-item's failure is not the others') to another, and starts over with what arrived meanwhile.
-Nothing waits for more items to come: a lone write goes at once, as a batch of one.
+The batcher lives in the worker threads (hops.py), not on the event loop: an upload's own
+thread hop flushes its bytes and then joins the queue (`commit_sync`), so a small upload
+costs the loop one hop in all and the batch none (each batch cost the loop two hops, two
+tasks and a future per write, about a tenth of a 4 KiB PUT's loop time:
+docs/performance.md, "Durable small uploads"). The first thread to find no batch running
+leads: it takes everything queued, runs the batch's locked step, hands whatever queued
+meanwhile to the first of those waiting (who leads the next batch, while this one is made
+durable), runs its own batch's flush, and wakes each of its writers with its own outcome
+(one item's failure is not the others'). Nothing waits for more items to come: a lone
+write goes at once, as a batch of one. A leader is always one of the threads whose writes
+it runs, so the writers waiting can never starve the pool of a thread to lead them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from artifactd.store.filesystem.hops import in_thread
 
@@ -23,9 +30,34 @@ R = TypeVar("R")
 # Bounds a batch (and so the time its first waiter waits for the rest).
 MAX_BATCH = 256
 
+_NEW, _QUEUED, _TAKEN, _WITHDRAWN = range(4)
+
+
+class Withdrawn(Exception):
+    """What `commit_sync` raises for a ticket its caller withdrew before its batch."""
+
+
+class Ticket(Generic[T, R]):
+    """One write's place in the batches: made on the loop, filled by a worker thread."""
+
+    __slots__ = ("batch", "item", "outcome", "state", "wake")
+
+    def __init__(self) -> None:
+        self.state = _NEW
+        self.item: T | None = None
+        self.outcome: R | BaseException | None = None
+        self.batch: list[Ticket[T, R]] | None = None  # handed to it to lead
+        self.wake = threading.Lock()  # held until its thread may go on (a lead or an outcome)
+        self.wake.acquire()
+
+    def result(self) -> R:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return cast(R, self.outcome)
+
 
 class GroupCommit(Generic[T, R]):
-    """Runs batches of submitted items in two steps, each in a worker thread:
+    """Runs batches of submitted items in two steps, in the threads of their writers:
     `run_batch(items)` (under the write lock, one batch at a time) returns `finish`, which
     makes the batch durable (outside the lock) and returns, in order, each item's result or
     the exception that item fails with. The next batch starts as soon as `run_batch` is
@@ -38,76 +70,106 @@ class GroupCommit(Generic[T, R]):
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
-        self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._runner: asyncio.Task[None] | None = None
-        self._finishing: set[asyncio.Task[None]] = set()  # batches being flushed
+        self._lock = threading.Lock()
+        self._queue: list[Ticket[T, R]] = []
+        self._leading = False  # a batch is in its locked step
 
     async def submit(self, item: T) -> R:
-        """The item's result once its batch is done. Cancelled while still queued, the item
-        is dropped (nothing done); cancelled once its batch started, it waits for the batch
-        (whose outcome stands) and then gives up: a commit is never left half-done by a
-        client that went away."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        entry = (item, future)
-        self._queue.append(entry)
-        if self._runner is None or self._runner.done():
-            self._runner = loop.create_task(self._run())
+        """The item's result once its batch is done (one thread hop). Cancelled while still
+        queued, the item is dropped (nothing done); cancelled once its batch started, it
+        waits for the batch (whose outcome stands) and then gives up: a commit is never
+        left half-done by a client that went away."""
+        ticket: Ticket[T, R] = Ticket()
+        return await self.outcome(ticket, in_thread(self.commit_sync, ticket, item))
+
+    async def outcome(self, ticket: Ticket[T, R], step: asyncio.Future[R]) -> R:
+        """The outcome of `step`, a thread hop that ends in `commit_sync(ticket, ...)`,
+        cancelled as `submit` describes."""
         try:
-            return await asyncio.shield(future)
+            return await asyncio.shield(step)
         except asyncio.CancelledError:
-            if any(queued is entry for queued in self._queue):
-                self._queue.remove(entry)
-                raise
-            await _settled(future)
+            if self.withdraw(ticket):
+                step.add_done_callback(_retrieve)  # its Withdrawn is nobody's news
+            else:
+                await _settled(step)
             raise
 
-    async def _run(self) -> None:
-        while self._queue:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-            try:
-                finish = await in_thread(self._run_batch, [item for item, _ in batch])
-            except asyncio.CancelledError:
-                _cancel(batch)  # the loop is shutting down
-                raise
-            except Exception as exc:
-                _answer(batch, [exc] * len(batch))
-                continue
-            task = asyncio.get_running_loop().create_task(self._finish(batch, finish))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+    def withdraw(self, ticket: Ticket[T, R]) -> bool:
+        """Drop `ticket` if no batch took it yet (its thread then gets Withdrawn): True if
+        so, False if a batch has it (its outcome stands)."""
+        with self._lock:
+            if ticket.state == _TAKEN:
+                return False
+            queued = ticket.state == _QUEUED
+            ticket.state = _WITHDRAWN
+            if queued:
+                self._queue.remove(ticket)
+                ticket.outcome = Withdrawn()
+                ticket.wake.release()
+            return True
 
-    async def _finish(
-        self,
-        batch: list[tuple[T, asyncio.Future[R]]],
-        finish: Callable[[], Sequence[R | BaseException]],
-    ) -> None:
+    def commit_sync(self, ticket: Ticket[T, R], item: T) -> R:
+        """In a worker thread: `item`'s result once its batch is done (see the module's
+        docstring); Withdrawn if its caller withdrew it first."""
+        with self._lock:
+            if ticket.state == _WITHDRAWN:
+                raise Withdrawn()
+            ticket.item, ticket.state = item, _QUEUED
+            self._queue.append(ticket)
+            batch = None if self._leading else self._take()
+        if batch is None:
+            ticket.wake.acquire()  # an outcome, or a batch to lead
+            batch, ticket.batch = ticket.batch, None
+            if batch is None:
+                return ticket.result()
+        self._lead(batch)
+        return ticket.result()
+
+    def _take(self) -> list[Ticket[T, R]]:
+        """Under `_lock`: the next batch, taken (no longer withdrawable)."""
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        for taken in batch:
+            taken.state = _TAKEN
+        self._leading = True
+        return batch
+
+    def _lead(self, batch: list[Ticket[T, R]]) -> None:
+        finish: Callable[[], Sequence[R | BaseException]] | None = None
+        error: BaseException | None = None
         try:
-            outcomes = await in_thread(finish)
-        except asyncio.CancelledError:
-            _cancel(batch)
-            raise
-        except Exception as exc:
-            outcomes = [exc] * len(batch)
-        _answer(batch, outcomes)
-
-
-def _answer(
-    batch: list[tuple[T, asyncio.Future[R]]], outcomes: Sequence[R | BaseException]
-) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
+            finish = self._run_batch([cast(T, ticket.item) for ticket in batch])
+        except BaseException as exc:  # each writer gets it, as an executor hands it on
+            error = exc
+        finally:
+            self._hand_on()
+        outcomes: Sequence[R | BaseException]
+        if finish is None:
+            outcomes = [cast(BaseException, error)] * len(batch)
         else:
-            future.set_result(outcome)
+            try:
+                outcomes = finish()
+                if len(outcomes) != len(batch):  # every writer must be woken, whatever
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} writes")
+            except BaseException as exc:
+                outcomes = [exc] * len(batch)
+        for ticket, outcome in zip(batch, outcomes, strict=True):
+            ticket.outcome = outcome
+            ticket.wake.release()  # the leader's own too: nobody waits on it
+
+    def _hand_on(self) -> None:
+        """The locked step done: what queued meanwhile goes to the first of its writers."""
+        with self._lock:
+            self._leading = False
+            batch = self._take() if self._queue else None
+        if batch is not None:
+            batch[0].batch = batch
+            batch[0].wake.release()
 
 
-def _cancel(batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-    for _, future in batch:
-        future.cancel()
+def _retrieve(future: asyncio.Future[R]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _settled(future: asyncio.Future[R]) -> None:

@@ -1,18 +1,17 @@
 """The thread hops of uploads and commits: a lean pool of worker threads.
 
-A small durable PUT makes one hop of its own (its temp file made, written, hashed and
-flushed) and shares two per batch (commits.py). Through `asyncio.to_thread` each hop cost
-the event loop about 15 µs of CPU (21 µs as an upload's shielded task): a
-`concurrent.futures.Future` with its `Condition`, the executor's lock and idle semaphore,
-and the asyncio future chained to it. Here a hop is a loop future, a queue put, and one
-`call_soon_threadsafe` when the work is done: about 4 µs (docs/performance.md, "Durable
-small uploads").
+A small durable PUT makes one hop in all: its temp file made, written, hashed and flushed,
+then its batch joined (or led) in the same thread (groupcommit.py). Through
+`asyncio.to_thread` each hop cost the event loop about 15 µs of CPU (21 µs as an upload's
+shielded task): a `concurrent.futures.Future` with its `Condition`, the executor's lock and
+idle semaphore, and the asyncio future chained to it. Here a hop is a loop future, a queue
+put, and one `call_soon_threadsafe` when the work is done: about 4 µs (docs/performance.md,
+"Durable small uploads").
 
-Like the default executor: at most `MAX_THREADS` threads, started as work finds none idle;
-not daemons, so a step already running finishes before the interpreter exits (they are told
-to stop first, as `concurrent.futures` does). A cancelled caller does not stop its step: it
-runs to its end and its outcome is dropped.
-"""
+At most `MAX_THREADS` threads (why more than the default executor's: see there), started as
+work finds none idle; not daemons, so a step already running finishes before the
+interpreter exits (they are told to stop first, as `concurrent.futures` does). A cancelled
+caller does not stop its step: it runs to its end and its outcome is dropped."""
 
 from __future__ import annotations
 
@@ -26,8 +25,19 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# What asyncio's default executor allows (ThreadPoolExecutor's default max_workers).
-MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
+# Every step of this pool waits on the disk: an upload's write and fsync, a batch's durable
+# metadata transaction, its directory fsyncs. The disk absorbs many flushes at once, so the
+# bound is on flushes in flight, not on cores: with the default executor's cpu_count + 4
+# (6 threads on 2 cores) `bench/fsync_ceiling.py` made 2,210 new 4 KiB files durable per
+# second with 6 writers against 6,176 with 16 and 4,877 with 32, and 16 concurrent PUTs
+# waited for a thread; with 32, 4 KiB PUTs at -c16 went from 1,708-1,907 to 2,158-2,163 per
+# second (docs/performance.md, "Durable small uploads"). 32 leaves every connection of such
+# a load a thread for its flush and its wait for its batch (group commit runs in these
+# threads: a batch's leader is always one of its writers). Threads start
+# only when work finds none idle, so a quiet server has few; CPU-bound work (hashing a large
+# upload's batch) releases the GIL and the kernel shares the cores among them. The loop's
+# default executor (other blocking work: opens, listings) keeps its own cpu_count + 4.
+MAX_THREADS = 32
 
 _Work = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
 

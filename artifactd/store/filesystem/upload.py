@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from artifactd.errors import IsDirectoryError, StorageFullError
 from artifactd.store.base import ArtifactInfo, Requirement
 from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.groupcommit import Ticket
 from artifactd.store.filesystem.hops import in_thread
 from artifactd.store.tempfiles import create_locked
 from artifactd.store.uploads import UploadBase, write_all
 
 if TYPE_CHECKING:
-    from artifactd.store.filesystem.commits import Publish
+    from artifactd.store.filesystem.commits import Outcome, Write
     from artifactd.store.filesystem.store import FilesystemStore
 
 # An upload's bytes are hashed and written in batches of this size (memory per upload).
@@ -105,28 +106,39 @@ class FileUpload(UploadBase):
 
     async def _in_thread(self, work: Callable[..., _T], *args: object) -> _T:
         """`work(*args)` in a worker thread, noted in `_working` until it ends."""
+        return await asyncio.shield(self._in_thread_future(work, *args))
+
+    def _in_thread_future(self, work: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
         future = in_thread(work, *args)
         # Retrieved here, so a caller cancelled meanwhile leaves no "never retrieved" log.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._working = future
-        return await asyncio.shield(future)
+        return future
 
     async def _publish(
         self, expected_sha256: str | None, require: Requirement | None
     ) -> tuple[ArtifactInfo, bool]:
-        """The last bytes written, checked and flushed in one thread hop of this upload's
-        own, then published with whatever other commits arrive meanwhile (groupcommit.py)."""
+        """The last bytes written, checked and flushed, then published with whatever other
+        commits arrive meanwhile (groupcommit.py), all in one thread hop of this upload's
+        own."""
         batch = b"".join(self._pending)
         self._pending, self._pending_bytes = [], 0
-        publish = await self._in_thread(self._prepare_sync, batch, expected_sha256, require)
-        return await self.store.commits.submit(publish)
+        commits = self.store.commits
+        ticket: Ticket[Write, Outcome] = Ticket()
+        step = self._in_thread_future(self._commit_sync, batch, expected_sha256, require, ticket)
+        return await commits.outcome(ticket, step)
 
-    def _prepare_sync(
-        self, batch: bytes, expected_sha256: str | None, require: Requirement | None
-    ) -> Publish:
+    def _commit_sync(
+        self,
+        batch: bytes,
+        expected_sha256: str | None,
+        require: Requirement | None,
+        ticket: Ticket[Write, Outcome],
+    ) -> Outcome:
         if batch:
             self._write_sync(batch)
-        return self.store.prepare_commit_sync(self, expected_sha256, require)
+        publish = self.store.prepare_commit_sync(self, expected_sha256, require)
+        return self.store.commits.commit_sync(ticket, publish)
 
     async def _release(self, *, committed: bool) -> None:
         self._pending, self._pending_bytes = [], 0  # an abandoned batch is not kept around
