@@ -8,6 +8,7 @@ serving one but the files, the metadata database, the write lock and the generat
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
@@ -23,6 +24,7 @@ from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.store import FilesystemStore as StoreClass
 from artifactd.store.readers import MemoryReader
+from artifactd.web.download import plan as plan_module
 from artifactd.web.keys import STORE
 from tests.web.conftest import store_bytes
 from tests.web.serving import Served, serving
@@ -373,3 +375,33 @@ async def test_only_a_key_read_again_soon_is_copied_into_the_hot_cache(
         assert store.hot.checkout(soon) is not None
     finally:
         await store.close()
+
+
+def plan_caches() -> tuple[functools._CacheInfo, functools._CacheInfo]:
+    return plan_module._plain_get.cache_info(), plan_module.representation.cache_info()
+
+
+async def test_a_key_read_once_is_planned_without_the_plan_caches(
+    root: Path, other: FilesystemStore
+) -> None:
+    """A key read once comes with an ArtifactInfo kept nowhere (`info_once`): no later
+    request presents it again, so its plan is not cached (the caches could only miss, and
+    each miss evicts another plan); a key read again, kept in the hot cache, is. A version
+    replaced meanwhile is answered with its own headers either way."""
+    once, again, headed = list(KEYS)[:3]
+    async with serving(Settings(root=root), hot=True) as served:
+        await loaded_store(served)
+        before = plan_caches()
+        status, body, etag = await get(served, once)
+        assert (status, body) == (200, KEYS[once])
+        assert (await get(served, headed, "HEAD"))[0] == 200
+        assert plan_caches() == before
+        for _ in range(3):  # read again at once: kept in the hot cache, its plan cached
+            assert (await get(served, again))[:2] == (200, KEYS[again])
+        plain, _ = plan_caches()
+        assert (plain.misses, plain.hits) == (before[0].misses + 1, before[0].hits + 1)
+        await store_bytes(other, once, b"replaced")
+        status, body, new_etag = await get(served, once)
+        assert (status, body) == (200, b"replaced")
+        assert new_etag == etag_for_digest(hashlib.sha256(b"replaced").hexdigest()) != etag
+    assert served.reached_application == []

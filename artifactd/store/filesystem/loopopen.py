@@ -190,7 +190,7 @@ class LoopOpener:
             os.close(fd)
             return None  # the thread's open answers NotFoundError
         if not worth_keeping(self._accessed.get(path), time.time()):
-            return FileReader(fd, info)
+            return FileReader(fd, info, info_once=True)  # `info` is kept nowhere
         data = self._hot.remember_now(path, info, fd, generation)
         if data is None:
             return FileReader(fd, info)
