@@ -2,7 +2,8 @@
 
 random-keys: GETs of random keys among `Scale.keys` 4 KiB artifacts (bench/keys.py), wrk
 -c16 with bench/wrk.lua mode=keys, on artifactd and nginx over the same files; on artifactd
-also GETs of one of those keys (its one-hot-path rate, the ratio's baseline).
+also GETs of one of those keys (its one-hot-path rate, the ratio's baseline), and on the
+aiohttp floors (the ceiling of that ratio on this stack).
 cache-mix: a 70/10/10/10 mix of GET hits, GET misses, HEADs and PUTs (4 KiB to 1 MiB,
 bench/mix.py), 16 keep-alive connections of bench/mixclient.py (wrk cannot do HEADs):
 through artifactd's /files/ and nginx's WebDAV location, and through the Turborepo API of
@@ -141,7 +142,9 @@ class KeyWorkloads:
         clients.validate_wrk(
             result, body_size=KEY_SIZE, status=200, checked=False, connections=CONNECTIONS
         )
-        if server.kind == "artifactd":  # the baseline: one key, again and again
+        # The baseline: one key, again and again; the floors' too, whose ratio of random
+        # keys to one key is the ceiling of artifactd's on this stack.
+        if server.kind in ("artifactd", "floor"):
             url = server.files_url(key_name(0))
             hot = self._timed_wrk(server, "random_hot_rps", url, None)
             clients.validate_wrk(

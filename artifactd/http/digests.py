@@ -143,8 +143,18 @@ def _checked_hex(sha256_hex: str) -> str:
 
 def repr_digest_header(sha256_hex: str) -> str:
     """`sha-256=:<base64>:`, a Repr-Digest value (RFC 9530 §3, RFC 8941 byte sequence)."""
-    raw = bytes.fromhex(_checked_hex(sha256_hex))
-    return f"sha-256=:{base64.b64encode(raw).decode('ascii')}:"
+    return _repr_digest(_checked_hex(sha256_hex))
+
+
+def _repr_digest(checked_hex: str) -> str:
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(checked_hex)).decode('ascii')}:"
+
+
+def etag_and_repr_digest(sha256_hex: str) -> tuple[str, str]:
+    """`etag_for_digest` and `repr_digest_header` of one digest, its hex checked once (every
+    download of a version not seen before needs both)."""
+    checked = _checked_hex(sha256_hex)
+    return _etag(checked), _repr_digest(checked)
 
 
 def legacy_digest_header(sha256_hex: str) -> str:
@@ -193,4 +203,8 @@ def _refuses_sha256(want_repr_digest: str | None) -> bool:
 def etag_for_digest(sha256_hex: str) -> str:
     """A strong ETag (RFC 9110 §8.8.3) from the content digest: the same bytes give the
     same ETag on every node; 128 bits are plenty to tell versions apart."""
-    return f'"{_checked_hex(sha256_hex)[:32]}"'
+    return _etag(_checked_hex(sha256_hex))
+
+
+def _etag(checked_hex: str) -> str:
+    return f'"{checked_hex[:32]}"'

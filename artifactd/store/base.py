@@ -171,6 +171,9 @@ class ArtifactReader(abc.ABC):
     even if the path is replaced or deleted while the reader is open."""
 
     info: ArtifactInfo
+    # True when `info` was made for this open alone: no later open hands out the same
+    # object (as a hot-cache entry's is), so caches keyed by it could only miss.
+    info_once = False
 
     @abc.abstractmethod
     async def read(self, offset: int, length: int) -> bytes:

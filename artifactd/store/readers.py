@@ -32,9 +32,10 @@ class FileReader(ArtifactReader):
     """Reads one opened inode; a replaced or deleted path does not affect it. The reader
     owns the descriptor and closes it."""
 
-    def __init__(self, fd: int, info: ArtifactInfo) -> None:
+    def __init__(self, fd: int, info: ArtifactInfo, *, info_once: bool = False) -> None:
         self._fd: int | None = fd
         self.info = info
+        self.info_once = info_once
 
     def fileno(self) -> int | None:
         return self._fd

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from multidict import CIMultiDict
 
 from artifactd.http.ranges import ByteRange
 from artifactd.store.base import ArtifactInfo
+from artifactd.web.download import plan as plan_module
 from artifactd.web.download.plan import (
     INLINE_READ_BYTES,
     BodySource,
@@ -466,3 +467,23 @@ def test_plain_gets_of_new_versions_leave_the_conditional_answers_cache_alone() 
     assert representation.cache_info().currsize == before.currsize
     plan_download("GET", {"Range": "bytes=0-1"}, hot, max_ranges=16, zero_copy=True)
     assert representation.cache_info().hits == before.hits + 1
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_a_plan_not_remembered_is_the_same_plan_and_caches_nothing(case: Case) -> None:
+    """`remember=False` (an info no later request presents again) changes what is cached,
+    never the answer: the same status, spans and headers, in the same order."""
+    fresh = ArtifactInfo(  # equal to the case's info, but not the same object
+        case.info.path,
+        case.info.size,
+        case.info.content_type,
+        case.info.modified_at,
+        case.info.created_at,
+        case.info.sha256,
+    )
+    before = (plan_module._plain_get.cache_info(), representation.cache_info())
+    once = plan(replace(case, info=fresh), remember=False)
+    assert (plan_module._plain_get.cache_info(), representation.cache_info()) == before
+    remembered = plan(case)
+    assert once._replace(headers=remembered.headers) == remembered
+    assert list(once.headers.items()) == list(remembered.headers.items())

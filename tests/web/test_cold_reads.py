@@ -8,21 +8,26 @@ serving one but the files, the metadata database, the write lock and the generat
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from artifactd.http.digests import etag_for_digest
+from artifactd.http.mediatypes import guess_content_type
 from artifactd.settings import Settings
+from artifactd.store.base import ArtifactInfo
 from artifactd.store.filesystem import FilesystemStore, hotcache
 from artifactd.store.filesystem.loopopen import LoopOpener
 from artifactd.store.filesystem.store import FilesystemStore as StoreClass
 from artifactd.store.readers import MemoryReader
+from artifactd.web.download import plan as plan_module
 from artifactd.web.keys import STORE
 from tests.web.conftest import store_bytes
 from tests.web.serving import Served, serving
@@ -373,3 +378,73 @@ async def test_only_a_key_read_again_soon_is_copied_into_the_hot_cache(
         assert store.hot.checkout(soon) is not None
     finally:
         await store.close()
+
+
+def plan_caches() -> tuple[functools._CacheInfo, functools._CacheInfo]:
+    return plan_module._plain_get.cache_info(), plan_module.representation.cache_info()
+
+
+async def test_a_key_read_once_is_planned_without_the_plan_caches(
+    root: Path, other: FilesystemStore
+) -> None:
+    """A key read once comes with an ArtifactInfo kept nowhere (`info_once`): no later
+    request presents it again, so its plan is not cached (the caches could only miss, and
+    each miss evicts another plan); a key read again, kept in the hot cache, is. A version
+    replaced meanwhile is answered with its own headers either way."""
+    once, again, headed = list(KEYS)[:3]
+    async with serving(Settings(root=root), hot=True) as served:
+        await loaded_store(served)
+        before = plan_caches()
+        status, body, etag = await get(served, once)
+        assert (status, body) == (200, KEYS[once])
+        assert (await get(served, headed, "HEAD"))[0] == 200
+        assert plan_caches() == before
+        for _ in range(3):  # read again at once: kept in the hot cache, its plan cached
+            assert (await get(served, again))[:2] == (200, KEYS[again])
+        plain, _ = plan_caches()
+        assert (plain.misses, plain.hits) == (before[0].misses + 1, before[0].hits + 1)
+        await store_bytes(other, once, b"replaced")
+        status, body, new_etag = await get(served, once)
+        assert (status, body) == (200, b"replaced")
+        assert new_etag == etag_for_digest(hashlib.sha256(b"replaced").hexdigest()) != etag
+    assert served.reached_application == []
+
+
+async def test_a_cold_read_describes_the_version_as_its_row_and_its_file_do(
+    root: Path,
+) -> None:
+    """From the read index or from SQLite, a cold read's ArtifactInfo is the file's size,
+    mtime and version with its row's digest, times and content type (guessed from the
+    name when the row has none), and the access time noted in memory if any."""
+    typed = "k/page.html"
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        await store_bytes(store, typed, b"<p>hi</p>", expires_at=time.time() + 3600)
+        await store_bytes(store, "k/typed.bin", b"typed", content_type="text/x-typed")
+        await store.record_access(typed)
+        for path in (next(iter(KEYS)), typed, "k/typed.bin"):
+            row = await asyncio.to_thread(store.db.find, path, os.stat(root / path).st_ino)
+            assert row is not None
+            for use_index in (True, False):
+                store.hot.clear()
+                if not use_index:
+                    store.loop_open.index.clear()
+                reader = store.open_now(path)
+                assert reader is not None
+                await reader.aclose()
+                st = os.stat(root / path)
+                accessed = store._accessed.get(path)
+                if accessed is not None:  # else the row's from SQLite; the index has none
+                    assert reader.info.last_accessed == accessed
+                assert replace(reader.info, last_accessed=None) == ArtifactInfo(
+                    path=path,
+                    size=st.st_size,
+                    content_type=row.content_type or guess_content_type(path),
+                    modified_at=st.st_mtime,
+                    created_at=row.created_at,
+                    sha256=row.sha256,
+                    expires_at=row.expires_at,
+                    version=f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}",
+                )
+        assert store._accessed.get(typed) is not None
+        assert guess_content_type(typed) == "text/html"

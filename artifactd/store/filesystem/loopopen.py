@@ -32,7 +32,6 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from artifactd.errors import NotFoundError
@@ -42,9 +41,8 @@ from artifactd.store.filesystem.confinement import plain_join
 from artifactd.store.filesystem.hotcache import GenerationCounter, HotCache, worth_keeping
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.readindex import ReadIndex
+from artifactd.store.filesystem.writes import info_from_fields, info_from_row
 from artifactd.store.readers import FileReader, MemoryReader
-
-Describe = Callable[[str, os.stat_result, VersionRow], ArtifactInfo]
 
 _FIND = (
     "SELECT path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at, "
@@ -130,7 +128,6 @@ class LoopOpener:
         hot: HotCache,
         rows: GenerationCounter | None,
         accessed: PendingAccesses,
-        describe: Describe,
         *,
         load: bool,
     ) -> None:
@@ -140,7 +137,6 @@ class LoopOpener:
         self._hot = hot
         self._rows = rows
         self._accessed = accessed
-        self._describe = describe
         self.lookup = LoopLookup(db_path)
         # What cold reads need of each recorded version, loaded in one query meanwhile.
         self.index = ReadIndex()
@@ -178,19 +174,26 @@ class LoopOpener:
             return None
         fd, st = opened
         ino, size, mtime_ns = st.st_ino, st.st_size, st.st_mtime_ns
-        row = self.index.find(path, ino, size, mtime_ns, rows) if use_index else None
-        if row is None:
+        accessed = self._accessed.get(path)
+        found = self.index.find(path, ino, size, mtime_ns, rows) if use_index else None
+        if found is not None:
+            sha256, content_type, created_at, expires_at = found
+            info = info_from_fields(
+                path, st, sha256, content_type, created_at, expires_at, accessed
+            )
+        else:
             row = self.lookup.find(path, ino)
             if row is None or row.sha256 is None or not row.matches(ino, size, mtime_ns):
                 os.close(fd)
                 return None  # unrecorded, unhashed or busy: the thread's open
             self.index.note(row, rows)
-        info = self._describe(path, st, row)
-        if info.is_expired():
+            info = info_from_row(path, st, row, accessed)
+        now = time.time()
+        if info.is_expired(now):
             os.close(fd)
             return None  # the thread's open answers NotFoundError
-        if not worth_keeping(self._accessed.get(path), time.time()):
-            return FileReader(fd, info)
+        if not worth_keeping(accessed, now):
+            return FileReader(fd, info, info_once=True)  # `info` is kept nowhere
         data = self._hot.remember_now(path, info, fd, generation)
         if data is None:
             return FileReader(fd, info)

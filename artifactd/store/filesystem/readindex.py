@@ -29,11 +29,15 @@ import struct
 import threading
 from pathlib import Path
 
+from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.filesystem.metadb import VersionRow
 
+# What `ReadIndex.find` gives: sha256 (hex), content type, created_at, expires_at.
+Indexed = tuple[str, str, float, float | None]
+
 MAX_ENTRIES = 200_000
-# inode, size, mtime_ns, created_at, expires_at (NaN: none), content type id (0: none),
-# generation, sha256 (raw)
+# inode, size, mtime_ns, created_at, expires_at (NaN: none), content type id, generation,
+# sha256 (raw)
 _ENTRY = struct.Struct("<QqqddHQ32s")
 _LOAD = (
     "SELECT path, ino, size, mtime_ns, sha256, content_type, created_at, expires_at "
@@ -47,8 +51,8 @@ class ReadIndex:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._max = max_entries
         self._entries: dict[str, bytes] = {}
-        self._types: list[str | None] = [None]
-        self._type_ids: dict[str | None, int] = {None: 0}
+        self._types: list[str] = []
+        self._type_ids: dict[str, int] = {}
         self._lock = threading.Lock()  # for the content-type table and the bound
 
     def __len__(self) -> int:
@@ -56,24 +60,21 @@ class ReadIndex:
 
     def find(
         self, path: str, ino: int, size: int, mtime_ns: int, generation: int
-    ) -> VersionRow | None:
-        """The row of this exact version, if known at `generation`."""
+    ) -> Indexed | None:
+        """What the row of this exact version records, if known at `generation`: its
+        digest, the content type a read gives, its creation and expiry times (a tuple,
+        not a row: a cold read builds its ArtifactInfo from them, `info_from_fields`)."""
         packed = self._entries.get(path)
         if packed is None:
             return None
         e_ino, e_size, e_mtime, created, expires, type_id, e_gen, digest = _ENTRY.unpack(packed)
-        if (e_ino, e_size, e_mtime, e_gen) != (ino, size, mtime_ns, generation):
+        if e_ino != ino or e_size != size or e_mtime != mtime_ns or e_gen != generation:
             return None
-        return VersionRow(
-            path,
-            ino,
-            size,
-            mtime_ns,
+        return (
             digest.hex(),
             self._types[type_id],
             created,
-            None if math.isnan(expires) else expires,
-            None,
+            None if expires != expires else expires,  # NaN (none) is not equal to itself
         )
 
     def note(self, row: VersionRow, generation: int) -> None:
@@ -84,14 +85,16 @@ class ReadIndex:
             digest = bytes.fromhex(row.sha256)
         except ValueError:
             return
+        # The type a read gives, guessed now when the row has none: not at every read.
+        content_type = row.content_type or guess_content_type(row.path)
         with self._lock:
-            type_id = self._type_ids.get(row.content_type)
+            type_id = self._type_ids.get(content_type)
             if type_id is None:
                 if len(self._types) >= 0xFFFF:
                     return  # an absurd number of distinct types: the rest go to SQLite
                 type_id = len(self._types)
-                self._types.append(row.content_type)
-                self._type_ids[row.content_type] = type_id
+                self._types.append(content_type)
+                self._type_ids[content_type] = type_id
             entries = self._entries
             if row.path not in entries:
                 while len(entries) >= self._max:

@@ -100,7 +100,6 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             self.hot,
             self._row_generation,
             self._accessed,
-            self._info_from_row,
             load=not self.db.read_only,
         )
         self.digests = DigestFinder(

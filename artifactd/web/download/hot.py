@@ -98,6 +98,7 @@ class HotPath:
                 max_ranges=self._max_ranges,
                 zero_copy=self._zero_copy,
                 vary=variant.vary,
+                remember=not reader.info_once,
             )
             if not plan.at_once:
                 return None  # streamed, or a 412 for the errors middleware
