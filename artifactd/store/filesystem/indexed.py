@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from artifactd.errors import ArtifactdError, StorageFullError
-from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import ArtifactInfo, Usage, Verification
 from artifactd.store.filesystem.confinement import stat_inside
@@ -27,6 +26,7 @@ from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.metaqueries import PageKey
 from artifactd.store.filesystem.reconcile import reconcile
+from artifactd.store.filesystem.schema import version_of
 
 log = logging.getLogger("artifactd.store")
 
@@ -37,18 +37,17 @@ RECONCILE_DUTY = 0.1
 
 
 def info_from_row(row: VersionRow, pending: float | None = None) -> ArtifactInfo:
-    """The version a row describes, without touching the disk (the version token is the
-    row's inode, size and mtime, as `version_token` makes it from a stat)."""
+    """The version a row describes, without touching the disk."""
     return ArtifactInfo(
         path=row.path,
         size=row.size,
-        content_type=row.content_type or guess_content_type(row.path),
+        content_type=row.shown_content_type(),
         modified_at=row.mtime_ns / 1e9,
         created_at=row.created_at,
         sha256=row.sha256,
         expires_at=row.expires_at,
         last_accessed=pending if pending is not None else row.last_accessed,
-        version=f"{row.ino:x}-{row.size:x}-{row.mtime_ns:x}",
+        version=version_of(row.ino, row.size, row.mtime_ns),
     )
 
 

@@ -29,7 +29,6 @@ import struct
 import threading
 from pathlib import Path
 
-from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.filesystem.metadb import VersionRow
 
 # What `ReadIndex.find` gives: sha256 (hex), content type, created_at, expires_at.
@@ -86,7 +85,7 @@ class ReadIndex:
         except ValueError:
             return
         # The type a read gives, guessed now when the row has none: not at every read.
-        content_type = row.content_type or guess_content_type(row.path)
+        content_type = row.shown_content_type()
         with self._lock:
             type_id = self._type_ids.get(content_type)
             if type_id is None:

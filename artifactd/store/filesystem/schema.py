@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from artifactd.http.mediatypes import guess_content_type
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
     path          TEXT    NOT NULL,
@@ -77,6 +79,17 @@ class VersionRow:
 
     def matches(self, ino: int, size: int, mtime_ns: int) -> bool:
         return (self.ino, self.size, self.mtime_ns) == (ino, size, mtime_ns)
+
+    def shown_content_type(self) -> str:
+        """The type a read of this version gives: the recorded one, else guessed from the
+        path (a file placed by hand, an upload without one)."""
+        return self.content_type or guess_content_type(self.path)
+
+
+def version_of(ino: int, size: int, mtime_ns: int) -> str:
+    """What tells one version of a file from another: inode, size and modification time
+    (`ArtifactInfo.version`; the same whether read from a stat or from a row)."""
+    return f"{ino:x}-{size:x}-{mtime_ns:x}"
 
 
 COLUMNS = (

@@ -19,7 +19,6 @@ from artifactd.errors import (
     IsDirectoryError,
     StorageFullError,
 )
-from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.accesstimes import PendingAccesses
 from artifactd.store.base import (
     ArtifactInfo,
@@ -29,6 +28,7 @@ from artifactd.store.filesystem.hotcache import GenerationCounter
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.reserve import SpaceReserve
+from artifactd.store.filesystem.schema import version_of
 from artifactd.store.filesystem.upload import (
     translate_write_error,
 )
@@ -37,8 +37,8 @@ log = logging.getLogger("artifactd.store")
 
 
 def version_token(st: os.stat_result) -> str:
-    """What tells one version of a file from another: inode, size and modification time."""
-    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+    """The version a stat describes (`version_of`)."""
+    return version_of(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def info_from_row(
@@ -50,7 +50,7 @@ def info_from_row(
         path,
         st,
         row.sha256,
-        row.content_type or guess_content_type(path),
+        row.shown_content_type(),
         row.created_at,
         row.expires_at,
         accessed if accessed is not None else row.last_accessed,
