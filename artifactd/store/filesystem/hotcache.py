@@ -29,6 +29,12 @@ MAX_CACHED_BYTES = 64 * 1024 * 1024
 MAX_ENTRIES = 4096
 MAX_OPEN_FDS = 256
 _COUNTER = struct.Struct("<Q")
+# The frequency sketch: 4-bit-like counters (saturating at 15) in one byte array, two per
+# key, all halved after SKETCH_SAMPLE counted reads so that old reads fade.
+SKETCH_WIDTH = 1 << 16
+SKETCH_SAMPLE = 10 * MAX_ENTRIES
+_SATURATED = 15
+_HALVE = bytes(b >> 1 for b in range(256))
 
 
 def worth_keeping(last_read: float | None, now: float) -> bool:
@@ -38,6 +44,45 @@ def worth_keeping(last_read: float | None, now: float) -> bool:
     while the entry is trusted. A random key among many, read again minutes later, never
     pays for the copy; a key read every second or more often does."""
     return last_read is not None and now - last_read <= HOT_TTL_SECONDS
+
+
+class FrequencySketch:
+    """About how often each key was read lately, in fixed memory (64 KiB): the frequency
+    sketch of TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache
+    Admission Policy", arXiv:1512.00727): a count-min sketch, each key counted in two cells
+    of one array with the smaller as its estimate (collisions only ever overestimate), aged
+    by the paper's freshness mechanism, the reset: after a sample of SKETCH_SAMPLE counted
+    reads every cell is halved, so the counts describe the last few samples' reads."""
+
+    def __init__(self) -> None:
+        self._cells = bytearray(SKETCH_WIDTH)
+        self._mask = SKETCH_WIDTH - 1
+        self._added = 0
+
+    def add(self, key: str) -> int:
+        """Count one read of `key`; its estimate, this read included."""
+        h = hash(key)  # a str caches its hash: the hot cache's lookup already made it
+        cells, mask = self._cells, self._mask
+        a, b = h & mask, (h >> 24) & mask
+        low = min(cells[a], cells[b])
+        if low < _SATURATED:
+            # Conservative update: only the cells at the minimum grow, which keeps a
+            # collision's overestimate small.
+            if cells[a] == low:
+                cells[a] = low + 1
+            if cells[b] == low:
+                cells[b] = low + 1
+            low += 1
+        self._added += 1
+        if self._added >= SKETCH_SAMPLE:
+            self._cells = bytearray(self._cells.translate(_HALVE))
+            self._added //= 2
+        return low
+
+    def estimate(self, key: str) -> int:
+        h = hash(key)
+        cells, mask = self._cells, self._mask
+        return min(cells[h & mask], cells[(h >> 24) & mask])
 
 
 class GenerationCounter:
@@ -86,6 +131,7 @@ class HotCache:
         self._lock = threading.Lock()
         self._bytes = 0
         self._fds = 0
+        self._reads = FrequencySketch()
 
     def current_generation(self) -> int:
         return self._generation.value if self._generation is not None else 0
@@ -98,7 +144,7 @@ class HotCache:
             entry = self._entries.get(path)
             if entry is None:
                 return None
-            stale = (
+            stale = (  # inline, not `_is_stale`: this runs for every hot download
                 entry.generation != self.current_generation()
                 or time.monotonic() - entry.filled_at > HOT_TTL_SECONDS
                 or entry.info.is_expired()
@@ -108,6 +154,32 @@ class HotCache:
                 return None
             self._entries.move_to_end(path)
             return entry, None if entry.fd is None else os.dup(entry.fd)
+
+    def admits(self, path: str) -> bool:
+        """Count a read of `path` that missed the cache, and say whether it should take an
+        entry (the caller copies it then): yes while the cache has room or its least
+        recently used entry is stale (dropped now: it can serve nobody), else only if `path`
+        was read more often lately than that entry (TinyLFU's admission rule). Under a
+        uniform stream of many keys the two counts are alike, so a read of a key seen as
+        often as the entry it would push out no longer copies it and evicts another that
+        may well be read next (the churn of a plain LRU); a key read again and again beats
+        the least recently used entry within a read or two."""
+        with self._lock:
+            count = self._reads.add(path)
+            entries = self._entries
+            if len(entries) < MAX_ENTRIES or path in entries:
+                return True
+            victim = next(iter(entries))
+            if self._is_stale(entries[victim]):
+                self._drop(victim)
+                return True
+            return count > self._reads.estimate(victim)
+
+    def _is_stale(self, entry: HotEntry) -> bool:
+        return (
+            entry.generation != self.current_generation()
+            or time.monotonic() - entry.filled_at > HOT_TTL_SECONDS
+        )
 
     def remember(self, path: str, info: ArtifactInfo, fd: int, generation: int) -> None:
         """Keep a version just opened through `fd` (read at `generation`): small files

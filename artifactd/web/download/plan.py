@@ -352,7 +352,11 @@ def _plain_get_plan(
     return _whole(CIMultiDictProxy(CIMultiDict(fields)), info.size, False, zero_copy)
 
 
-_plain_get = functools.lru_cache(maxsize=1024)(_plain_get_plan)
+# As many plans as the filesystem store's hot cache holds versions (hotcache.MAX_ENTRIES):
+# a hit on a kept version finds the plan made when it was kept. Fewer (1,024 before) and
+# most hits under many keys built their plan again. A plan is about 1 KiB.
+PLAIN_GET_PLANS = 4096
+_plain_get = functools.lru_cache(maxsize=PLAIN_GET_PLANS)(_plain_get_plan)
 
 
 def _whole(
