@@ -92,11 +92,11 @@ async def check_private(
 
 
 async def test_an_unreachable_endpoint_is_not_shown(
-    aiohttp_client: ClientFactory,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     seaweed: Seaweed,
     s3_bucket: str,
+    aiohttp_client: ClientFactory,
 ) -> None:
     relay = Relay(seaweed.s3_port)
     port = await relay.start()
