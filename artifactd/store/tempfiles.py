@@ -78,9 +78,16 @@ def _unlocked(path: str) -> bool:
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # a writer holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a writer holds it
+        # A writer that published its file renamed it before letting go of the lock: if
+        # it did so since our open, the name no longer leads to what we locked (whose
+        # inode is now a published version's, and its rows must stay).
+        try:
+            return os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
     finally:
         os.close(fd)  # also drops our lock, if we got it
-    return True

@@ -4,10 +4,11 @@ prefixes, running totals, the schema migration, and reconciliation with the tree
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from artifactd.store.base import ArtifactInfo, Usage
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
 from artifactd.store.filesystem.metaqueries import prefix_end
+from artifactd.store.filesystem.reconcile import reconcile
 from artifactd.store.filesystem.schema import SCHEMA
 
 # Path-like strings: the characters around '/' in code-point order, and beyond ASCII.
@@ -322,6 +324,35 @@ async def test_whole_root_walks_are_paced_across_processes(store: FilesystemStor
     pacing.unlink()
     await store.reconcile()
     assert [i.path async for i in store.iter_artifacts()] == ["first", "second"]
+
+
+async def test_rows_another_process_removed_first_are_not_counted_or_announced(
+    store: FilesystemStore,
+) -> None:
+    """A delete by another process between the sweep's page read and its write lock: the
+    rows are already gone, so nothing was forgotten and the row generation (which empties
+    every process's read index and hot cache) stays as it is."""
+    await put(store, "gone", b"bytes")
+    (row_of_gone,) = await asyncio.to_thread(lambda: list(store.db.iter_all()))
+    os.unlink(store.root / "gone")  # that process's delete: unlinked, rows not yet gone
+    lock = store._write_lock
+    held = lock.held
+
+    @contextlib.contextmanager
+    def held_after_that_delete() -> Iterator[None]:
+        with held():
+            store.db.delete_versions([(row_of_gone.path, row_of_gone.ino)])  # its rows now
+            yield
+
+    bumps: list[None] = []
+    lock.held = held_after_that_delete  # type: ignore[method-assign]
+    try:
+        report = await asyncio.to_thread(
+            reconcile, store.root, store.db, lock, "", lambda: bumps.append(None)
+        )
+    finally:
+        del lock.held
+    assert (report.forgotten, bumps) == (0, [])
 
 
 async def test_a_listing_reads_the_rows_of_its_own_entries_only(

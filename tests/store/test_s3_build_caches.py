@@ -19,7 +19,7 @@ BODY = bytes(range(256)) * 64
 
 
 async def test_turbo_and_nx_entries_on_s3(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     backend = await open_s3_store(seaweed, s3_bucket)
     client = await aiohttp_client(create_app(Settings(root=tmp_path), backend))

@@ -23,7 +23,7 @@ DAY = 86400
 
 
 async def test_policies_on_s3(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     backend = await open_s3_store(seaweed, s3_bucket)
     policies = Policies().read("cache/:max_ttl=1d,max_size=2KiB;release/:immutable=true")

@@ -92,16 +92,16 @@ async def check_private(
 
 
 async def test_an_unreachable_endpoint_is_not_shown(
-    aiohttp_client: ClientFactory,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     seaweed: Seaweed,
     s3_bucket: str,
+    aiohttp_client: ClientFactory,
 ) -> None:
     relay = Relay(seaweed.s3_port)
     port = await relay.start()
     store = await open_s3_store(
-        seaweed, s3_bucket, endpoint_url=f"http://127.0.0.1:{port}", prefix=PREFIX
+        seaweed, s3_bucket, endpoint_url=f"http://127.0.0.1:{port}", prefix=PREFIX, max_attempts=1
     )
     client = await aiohttp_client(create_app(Settings(root=tmp_path), store))
     relay.cut()

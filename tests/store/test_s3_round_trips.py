@@ -49,7 +49,7 @@ class RequestCounter:
 
 @pytest.fixture
 async def node(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> AsyncIterator[tuple[Client, RequestCounter]]:
     store = await open_s3_store(seaweed, s3_bucket)
     # Whatever the machine's load, each request comes within the seconds for which what a

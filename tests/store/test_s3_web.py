@@ -31,7 +31,7 @@ async def node(
 
 
 async def test_two_nodes_serve_one_bucket_with_the_same_etags_and_ranges(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     a = await node(aiohttp_client, seaweed, s3_bucket, tmp_path / "a")
     b = await node(
@@ -64,7 +64,7 @@ async def test_two_nodes_serve_one_bucket_with_the_same_etags_and_ranges(
 
 
 async def test_a_put_onto_a_directory_is_refused_with_or_without_conditions(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     # The directory is judged by the commit only (Store.current does not list), after the
     # body: still a 409, and the directory untouched.
@@ -82,7 +82,7 @@ async def test_a_put_onto_a_directory_is_refused_with_or_without_conditions(
 
 
 async def test_a_file_is_put_where_a_directory_was_deleted(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, tmp_path: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     # A CI job stores `out/x`, deletes it, and later stores `out` as a file; or deletes or
     # moves a whole directory (WebDAV's DELETE, MOVE) and puts a file at its path.

@@ -38,7 +38,7 @@ async def s3_store(seaweed: Seaweed, s3_bucket: str) -> AsyncIterator[S3Store]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, s3_store: S3Store, storage_root: Path) -> Client:
+async def client(s3_store: S3Store, aiohttp_client: ClientFactory, storage_root: Path) -> Client:
     settings = Settings(root=storage_root, default_ttl=30 * DAY, policies=Policies().read(POLICIES))
     return await aiohttp_client(create_app(settings, s3_store))
 
@@ -69,7 +69,7 @@ async def test_content_addresses_and_re_uploads(client: Client) -> None:
 
 
 async def test_expect_continue_is_refused_before_the_body(
-    aiohttp_client: ClientFactory, s3_store: S3Store, storage_root: Path
+    s3_store: S3Store, aiohttp_client: ClientFactory, storage_root: Path
 ) -> None:
     client = await aiohttp_client(
         create_app(Settings(root=storage_root, max_upload_size=1024), s3_store)

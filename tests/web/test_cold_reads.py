@@ -99,11 +99,14 @@ async def test_replaced_deleted_or_given_an_expiry_by_another_process_seen_at_on
         replaced, deleted, expiring = list(KEYS)[:3]
         await store_bytes(other, replaced, b"new bytes")
         await other.delete(deleted)
-        await store_bytes(other, expiring, KEYS[expiring], expires_at=time.time() + 0.5)
+        # Far enough ahead for the reads below to come first on a loaded machine; then
+        # waited for exactly, not for a fixed time.
+        expires_at = time.time() + 1.0
+        await store_bytes(other, expiring, KEYS[expiring], expires_at=expires_at)
         assert (await get(served, replaced))[:2] == (200, b"new bytes")
         assert (await get(served, deleted))[0] == 404
         assert (await get(served, expiring))[:2] == (200, KEYS[expiring])
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
         assert (await get(served, expiring))[0] == 404
         store = served.app[STORE]
         assert isinstance(store, FilesystemStore)

@@ -489,7 +489,7 @@ async def test_every_method_on_the_memory_backend(
 
 
 async def test_every_method_on_the_s3_backend(
-    aiohttp_client: ClientFactory, seaweed: Seaweed, s3_bucket: str, storage_root: Path
+    seaweed: Seaweed, s3_bucket: str, aiohttp_client: ClientFactory, storage_root: Path
 ) -> None:
     store = await open_s3_store(seaweed, s3_bucket)
     client = await aiohttp_client(create_app(Settings(root=storage_root), store))

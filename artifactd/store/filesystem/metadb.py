@@ -199,13 +199,17 @@ class MetadataDB(IndexQueries):
         with self._writing(), self._transaction():
             self._conn.executemany(FOUND_UPSERT, [_values(row) for row in rows])
 
-    def delete_versions(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Forget the exact versions (path, inode) given, in one transaction."""
+    def delete_versions(self, keys: Iterable[tuple[str, int]]) -> int:
+        """Forget the exact versions (path, inode) given, in one transaction; how many rows
+        were there to forget (another process may have forgotten some first)."""
         batch = list(keys)
         if self.read_only or not batch:
-            return
+            return 0
         with self._writing(), self._transaction():
-            self._conn.executemany("DELETE FROM versions WHERE path = ? AND ino = ?", batch)
+            cursor = self._conn.executemany(
+                "DELETE FROM versions WHERE path = ? AND ino = ?", batch
+            )
+            return cursor.rowcount  # summed over the batch
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -118,10 +118,14 @@ def _sweep(
         if stale:
             with lock.held():  # judged again: a commit may have just made a row current
                 gone = [(r.path, r.ino) for r in stale if not _describes_file(root, r, plain)]
-                db.delete_versions(gone)
-                if gone:
+                # Only rows this pass deleted count: another process's delete or eviction
+                # may have removed them since the page was read, and bumped the generation
+                # itself. Bumping again would empty every read index and hot cache for
+                # nothing, and could make a read that just learnt a row learn it again.
+                deleted = db.delete_versions(gone)
+                if deleted:
                     forgot()
-            forgotten += len(gone)
+            forgotten += deleted
     return forgotten
 
 
