@@ -54,10 +54,15 @@ def mix_targets(url: str, kind: str, name: str = "") -> dict[str, MixTarget]:
     return {}
 
 
-def run_mix(target: MixTarget, count: int, duration: float, seed: int = 1) -> WrkResult:
+def run_mix(
+    target: MixTarget, count: int, duration: float, seed: int = 1, only: str | None = None
+) -> WrkResult:
     """bench/mixclient.py for `duration` seconds, as a child process (on the clients' CPU,
-    its CPU time counted as the client's): its result in wrk's shape."""
+    its CPU time counted as the client's): its result in wrk's shape. `only`: one kind of
+    request instead of the mix (bench.mixclient.KINDS)."""
     cmd = [sys.executable, "-m", "bench.mixclient", f"--count={count}"]
+    if only is not None:
+        cmd.append(f"--only={only}")
     cmd += [f"--base={target.base}", f"--prefix={target.prefix}", f"--style={target.style}"]
     cmd += [f"--query={target.query}", f"--token={target.token}"]
     cmd += [f"--connections={CONNECTIONS}", f"--duration={duration}", f"--seed={seed}"]

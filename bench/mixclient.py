@@ -1,6 +1,7 @@
 """The cache-mix load generator: keep-alive connections on one event loop, each sending the
 mix's requests one after another (70 % GETs of stored objects, 10 % GETs of absent ones,
-10 % HEADs, 10 % PUTs of new ones) and checking each answer's status and length.
+10 % HEADs, 10 % PUTs of new ones; `--only KIND` sends one kind alone) and checking each
+answer's status and length.
 
 Not wrk: wrk cannot take a HEAD's answer (its parser waits for the body Content-Length
 announces, and the connection stalls), and HEADs are a tenth of a build cache's traffic.
@@ -61,8 +62,27 @@ async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple
     raise ValueError(f"a {status} without a length")
 
 
+# The request kinds, in the order of their share of the mix (percent; they sum to 100).
+KINDS = (("get", 70), ("miss", 10), ("head", 10), ("put", 10))
+
+
+def kind_of(roll: int) -> str:
+    """The kind of request a roll in 0..99 draws: the mix's weights."""
+    for kind, share in KINDS:
+        if roll < share:
+            return kind
+        roll -= share
+    raise ValueError("a roll is in 0..99")
+
+
 async def _connection(
-    target: MixTarget, count: int, seed: int, deadline: float, tally: Tally, slot: int
+    target: MixTarget,
+    count: int,
+    seed: int,
+    deadline: float,
+    tally: Tally,
+    slot: int,
+    only: str | None = None,
 ) -> None:
     host_port = target.base.removeprefix("http://")
     host, port = host_port.rsplit(":", 1)
@@ -74,12 +94,13 @@ async def _connection(
     try:
         while time.monotonic() < deadline:
             roll, i = rng.randrange(100), rng.randrange(count)
+            kind = only or kind_of(roll)
             body = b""
-            if roll < 70:
+            if kind == "get":
                 method, n, want = "GET", i, (200, SIZES[i % len(SIZES)])
-            elif roll < 80:
+            elif kind == "miss":
                 method, n, want = "GET", count + 2**40 + i, (404, -1)
-            elif roll < 90:
+            elif kind == "head":
                 method, n, want = "HEAD", i, (200, 0)
             else:
                 puts += 1
@@ -111,11 +132,22 @@ async def _connection(
         writer.close()
 
 
-async def run(target: MixTarget, count: int, connections: int, duration: float, seed: int) -> Tally:
+async def run(
+    target: MixTarget,
+    count: int,
+    connections: int,
+    duration: float,
+    seed: int,
+    only: str | None = None,
+) -> Tally:
+    """The mix for `duration` seconds; `only`: every request of that one kind instead."""
     tally = Tally()
     deadline = time.monotonic() + duration
     await asyncio.gather(
-        *(_connection(target, count, seed, deadline, tally, slot) for slot in range(connections))
+        *(
+            _connection(target, count, seed, deadline, tally, slot, only)
+            for slot in range(connections)
+        )
     )
     return tally
 
@@ -131,6 +163,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only",
+        choices=[kind for kind, _ in KINDS],
+        help="send only this kind of request (the CPU of each kind, one at a time)",
+    )
     args = parser.parse_args()
     target = MixTarget(args.base, args.prefix, args.style, args.query, args.token)
     try:
@@ -140,7 +177,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - installed with artifactd
         pass
     started = time.monotonic()
-    tally = asyncio.run(run(target, args.count, args.connections, args.duration, args.seed))
+    tally = asyncio.run(
+        run(target, args.count, args.connections, args.duration, args.seed, args.only)
+    )
     seconds = time.monotonic() - started
     lat = sorted(tally.latencies) or [0.0]
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,7 @@ from bench.keyloads import mix_targets, run_mix, validate_mix
 from bench.keys import KEY_SIZE, create_keys, key_name
 from bench.machine import timer_interrupts
 from bench.mix import check_mix, store_objects
+from bench.mixclient import kind_of
 from bench.results import Results
 from bench.targets import evaluate_targets
 from tests.serverproc import ServerProcess
@@ -374,9 +376,21 @@ def test_the_cache_mix_is_answered_byte_exact_by_every_server(
             result = run_mix(target, 27, duration=1.0)
             validate_mix(result)
             assert result.requests > 0 and "404" in result.statuses, (target, result.statuses)
+        for _, target in targets[:2]:  # artifactd's two: one kind at a time
+            heads = run_mix(target, 27, duration=0.5, only="head")
+            misses = run_mix(target, 27, duration=0.5, only="miss")
+            assert list(heads.statuses) == ["200"] and heads.requests > 0, heads.statuses
+            assert list(misses.statuses) == ["404"] and misses.requests > 0, misses.statuses
     finally:
         for other in others:
             other.stop()
+
+
+def test_the_mix_draws_its_kinds_by_their_weights() -> None:
+    drawn = Counter(kind_of(roll) for roll in range(100))
+    assert drawn == {"get": 70, "miss": 10, "head": 10, "put": 10}
+    with pytest.raises(ValueError):
+        kind_of(100)
 
 
 @pytest.mark.parametrize("fsync", [True, False])
