@@ -16,17 +16,16 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.context import SpawnProcess
 
+from artifactd.metricsdir import metrics_directory
 from artifactd.server import configure_logging, serve, translated_bind_errors
 from artifactd.settings import Settings
 
@@ -81,8 +80,11 @@ class Supervisor:
 
     def run(self) -> None:
         configure_logging(self.settings.log_format)
-        metrics_dir = tempfile.mkdtemp(prefix="artifactd-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by every worker
+        with metrics_directory() as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by every worker
+            self._serve_workers()
+
+    def _serve_workers(self) -> None:
         previous = {
             signum: signal.signal(signum, lambda *_: self.stopping.set())
             for signum in (signal.SIGTERM, signal.SIGINT)
@@ -103,7 +105,6 @@ class Supervisor:
             self._stop_all()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _start(self, number: int, restarts: int = 0) -> Worker:
         receiver, sender = self.context.Pipe(duplex=False)

@@ -205,9 +205,13 @@ def test_a_second_server_on_a_port_held_by_workers_fails_to_start(
         proc.terminate()  # SIGTERM: the supervisor stops its workers (kill would orphan them)
 
 
-def test_workers_stop_when_their_supervisor_is_killed(storage_root: Path) -> None:
-    """An orphaned worker would keep the port, serving with nobody to restart or stop it."""
-    proc = ServerProcess(storage_root, "--workers", "2")
+def test_workers_stop_when_their_supervisor_is_killed(storage_root: Path, tmp_path: Path) -> None:
+    """An orphaned worker would keep the port, serving with nobody to restart or stop it;
+    the metrics directory the killed supervisor could not remove goes with the next start."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    proc = ServerProcess(storage_root, "--workers", "2", env=env)
     try:
         pids = list(worker_pids(proc).values())
         assert len(pids) == 2
@@ -226,6 +230,13 @@ def test_workers_stop_when_their_supervisor_is_killed(storage_root: Path) -> Non
         eventually(lambda: all(gone(pid) for pid in pids), timeout=30)
         with socket.socket() as probe:  # the port is free again
             probe.bind(("127.0.0.1", proc.port))
+        (abandoned,) = temp.glob("artifactd-metrics-*")
+
+        second = ServerProcess(storage_root, "--workers", "2", env=env)
+        (current,) = temp.glob("artifactd-metrics-*")
+        assert current != abandoned
+        assert second.terminate() == 0
+        assert list(temp.glob("artifactd-metrics-*")) == []
     finally:
         for pid in worker_pids(proc).values():
             with contextlib.suppress(ProcessLookupError):
