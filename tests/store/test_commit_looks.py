@@ -122,3 +122,18 @@ async def test_a_large_upload_looks_again_at_its_commit_for_a_version_made_meanw
     assert existed
     assert again.version == first.version  # kept: not flushed, not renamed
     assert rows_of(store, "big.bin") == [os.stat(store.root / "big.bin").st_ino]
+
+
+async def test_a_batch_looks_once_at_a_directory_its_writes_share(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the write lock, a parent found plain (no link on its way) by one write's look
+    is not walked again for the next ones (look_inside's `plain_dirs`): each upload's own
+    hop looks at it once, the batch once in all."""
+    await (await written(store, "shared/first", b"makes the directory")).commit()
+    uploads = [await written(store, f"shared/{n}", b"x" * n) for n in range(4)]
+    looks = count_looks(monkeypatch, str(store.root / "shared"))
+    await in_one_batch(store, [upload.commit for upload in uploads])
+    assert looks == ["lstat"] * (len(uploads) + 1)
+    monkeypatch.undo()
+    assert sorted(os.listdir(store.root / "shared")) == ["0", "1", "2", "3", "first"]

@@ -161,10 +161,11 @@ class BatchedWrites(LockedWrites):
         with self._write_lock.held():
             self._forget_stale_rows()
             planned: dict[str, ArtifactInfo | None] = {}
+            plain_dirs: set[str] = set()  # see look_inside
             steps: list[_Step] = []
             for index, item in enumerate(items):
                 try:
-                    steps.append(self._judge(index, item, planned))
+                    steps.append(self._judge(index, item, planned, plain_dirs))
                 except (ArtifactdError, OSError) as exc:
                     outcomes[index] = _failure(exc)
             self._note_rows_left(steps)
@@ -190,12 +191,18 @@ class BatchedWrites(LockedWrites):
                 self._accessed.forget(step.path)
         return [o if o is not None else RuntimeError("write left unanswered") for o in outcomes]
 
-    def _judge(self, index: int, item: Write, planned: dict[str, ArtifactInfo | None]) -> _Step:
+    def _judge(
+        self,
+        index: int,
+        item: Write,
+        planned: dict[str, ArtifactInfo | None],
+        plain_dirs: set[str],
+    ) -> _Step:
         """Under the write lock: what `item` will do, judged against what is at its path now
         or what the writes before it in the batch leave there (`planned`, updated)."""
         if isinstance(item, Removal):
-            os_path = resolve_inside(self.root, item.path)
-            current = self._planned_or_current(item.path, os_path, planned)
+            os_path, there, _ = look_inside(self.root, item.path, plain_dirs)
+            current = self._current_at(item.path, there, planned)
             if item.require is not None:
                 item.require(current)
             if current is None:
@@ -204,7 +211,7 @@ class BatchedWrites(LockedWrites):
             return _Step(index, item.path, os_path, "unlink", current=current)
         upload = item.upload
         # Resolved and looked at in one walk: what is there, and whether its parent is.
-        os_path, there, parent_ready = look_inside(self.root, upload.path)
+        os_path, there, parent_ready = look_inside(self.root, upload.path, plain_dirs)
         if item.st is None:  # it looked identical to the current version
             kept = self._judge_keep(index, item, os_path, planned)
             if kept is not None:
@@ -214,10 +221,7 @@ class BatchedWrites(LockedWrites):
         # (the unlink goes first); saying so when nothing is there only costs a look at
         # its rows later (`_stale_rows`).
         occupied = there is not None or planned.get(upload.path) is not None
-        if upload.path in planned:
-            current = planned[upload.path]
-        else:
-            current = None if there is None else self._current_from(upload.path, there)
+        current = self._current_at(upload.path, there, planned)
         if item.require is not None:
             item.require(current)
         try:
@@ -298,10 +302,14 @@ class BatchedWrites(LockedWrites):
         step.changes_row = kept.expires_at != row.expires_at
         return step
 
-    def _planned_or_current(
-        self, path: str, os_path: str, planned: dict[str, ArtifactInfo | None]
+    def _current_at(
+        self, path: str, there: os.stat_result | None, planned: dict[str, ArtifactInfo | None]
     ) -> ArtifactInfo | None:
-        return planned[path] if path in planned else self._current_sync(path, os_path)
+        """What the writes before it in the batch leave at `path`, else the live version
+        `there` (the judge's look at it) describes."""
+        if path in planned:
+            return planned[path]
+        return None if there is None else self._current_from(path, there)
 
     def _record_rows(self, steps: list[_Step], outcomes: list[Answer | None]) -> list[_Step]:
         """The rows of the batch in one durable transaction; if the database cannot take

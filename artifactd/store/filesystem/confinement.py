@@ -23,7 +23,9 @@ def resolve_inside(root: Path, path: str) -> str:
     real = plain_join(root_str, path)
     if real is None:
         real = _real_inside(root_str, path)
-    _refuse_internal(root_str, real, path)
+        _refuse_internal(root_str, real, path)
+    else:
+        _refuse_plain_internal(path)
     return real
 
 
@@ -33,6 +35,12 @@ def _real_inside(root_str: str, path: str) -> str:
     if real != root_str and not real.startswith(root_str + os.sep):
         raise InvalidPathError("path resolves outside the storage root")
     return real
+
+
+def _refuse_plain_internal(path: str) -> None:
+    """`_refuse_internal` for a plain path (`root/path` as it is): its own names tell."""
+    if path.startswith(_INTERNAL_PREFIX) or path == INTERNAL_DIR:
+        raise NotFoundError(path)
 
 
 def _refuse_internal(root_str: str, real: str, path: str) -> None:
@@ -49,18 +57,34 @@ class Look(NamedTuple):
     parent_ready: bool  # its parent is known to be a directory (nothing to make)
 
 
-def look_inside(root: Path, path: str) -> Look:
+def look_inside(root: Path, path: str, plain_dirs: set[str] | None = None) -> Look:
     """`resolve_inside`, and what is at the path, from the same walk: where no link lies on
     the way, the lstat of the last component is its stat (one system call fewer for each
-    look at a target a writer makes after resolving it). Same errors as resolve_inside."""
+    look at a target a writer makes after resolving it). Same errors as resolve_inside.
+
+    `plain_dirs` (the caller's, for one batch under the write lock, as `stat_inside`'s):
+    parent directories found plain (no link on their way) by an earlier look, whose
+    children then cost one lstat; the ones this look finds are added."""
     root_str = str(root)
     if not path:
         return Look(root_str, os.stat(root_str), False)
+    parent, _, name = path.rpartition("/")
+    if plain_dirs is not None and parent in plain_dirs and name not in _UNPLAIN_NAMES:
+        _refuse_plain_internal(path)
+        joined = f"{root_str}/{path}"
+        try:
+            st = os.lstat(joined)
+        except OSError as exc:
+            return Look(joined, None, exc.errno == errno.ENOENT)
+        if not stat.S_ISLNK(st.st_mode):
+            return Look(joined, st, True)
     walked = plain_walk(root_str, path)
     if walked is not None:
-        real, st, parent_ready = walked
-        _refuse_internal(root_str, real, path)
-        return Look(real, st, parent_ready)
+        _refuse_plain_internal(path)
+        real, st_found, parent_ready = walked
+        if plain_dirs is not None and parent_ready and parent:
+            plain_dirs.add(parent)
+        return Look(real, st_found, parent_ready)
     real = _real_inside(root_str, path)
     _refuse_internal(root_str, real, path)
     try:
@@ -107,6 +131,8 @@ def plain_walk(root_str: str, path: str) -> tuple[str, os.stat_result | None, bo
             return None
     return joined, st, True
 
+
+_INTERNAL_PREFIX = INTERNAL_DIR + "/"
 
 # Segments realpath gives a meaning (artifact paths are normalised and have none of them).
 _UNPLAIN_NAMES = frozenset({"", ".", ".."})

@@ -143,6 +143,8 @@ class FileUpload(UploadBase):
         fresh = self.fd < 0  # its file made by this hop: what it saw at its path is current
         if batch:
             self._write_sync(batch)
+        elif fresh:
+            self.open_sync()  # an empty body's file, made here too: one look at its path
         publish = self.store.prepare_commit_sync(self, expected_sha256, require, fresh=fresh)
         return self.store.commits.commit_sync(ticket, publish)
 
