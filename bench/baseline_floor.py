@@ -2,7 +2,7 @@
 answering what artifactd must answer (SPEC: request id, response time, nosniff, validators,
 digests, one access-log line per request).
 
-    python -m bench.baseline_floor --root DIR [--port 0] [--low-level] [--no-fsync]
+    python -m bench.baseline_floor --root DIR [--port 0] [--low-level] [--no-fsync] [--metadata]
 
 Every file up to 256 KiB directly in DIR (the bench's test files) is read into memory at
 startup, with its headers built once; larger ones are read per request with one `pread`.
@@ -23,7 +23,9 @@ stack (uvloop, aiohttp's router and response), not a server.
 `web.Server`, below the Application's router, middlewares and signals, as artifactd's hot
 path does: the ceiling for anything built on aiohttp that still sends what artifactd must.
 `--no-fsync` (server `aiohttp-floor-nofsync`) PUTs without any fsync, as nginx's WebDAV does.
-Both write their access-log lines once per event-loop turn, as artifactd does.
+`--metadata` (server `aiohttp-floor-meta`) also makes one SQLite row per PUT durable before
+its rename, group-committed (bench/floor_meta.py): the ceiling with the metadata the SPEC
+asks for. All write their access-log lines once per event-loop turn, as artifactd does.
 Prints `listening on http://127.0.0.1:PORT/` once the socket listens; stops on SIGTERM.
 """
 
@@ -48,6 +50,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bench.baseline_fileresponse import serve
+from bench.floor_meta import META_DIR
 from bench.floor_put import DurablePuts
 
 INLINE_BYTES = 256 * 1024
@@ -175,9 +178,9 @@ async def store(request: web.BaseRequest, path: str) -> web.Response:
         raise web.HTTPBadRequest()
     body = await request.content.read()  # bounded by what the bench sends (1 MiB at most)
     puts = PUTS[0]
-    stored = await asyncio.get_running_loop().run_in_executor(
-        puts.executor, puts.store_sync, path, body
-    )
+    # The content type only where a row records it: the other floors do not parse it.
+    args = (path, body) if puts.rows is None else (path, body, request.content_type)
+    stored = await asyncio.get_running_loop().run_in_executor(puts.executor, puts.store_sync, *args)
     FILES.pop(path, None)  # a test file replaced: served from disk from now on
     disk_headers(path, stored.info)  # recorded as it is stored, as artifactd records its row
     return web.json_response(
@@ -252,24 +255,26 @@ class AccessLog(AbstractAccessLogger):
         return True
 
 
-def load_files(root: Path, *, fsync: bool = True) -> None:
+def load_files(root: Path, *, fsync: bool = True, metadata: bool = False) -> None:
     """The test files directly in `root` into memory, the headers of every file below it
     (the random keys, as artifactd has their rows before it starts); PUTs under `root`."""
     global ROOT
     ROOT = root
-    PUTS[:] = [DurablePuts(root, fsync=fsync)]
+    PUTS[:] = [DurablePuts(root, fsync=fsync, metadata=metadata)]
     for path in sorted(root.iterdir()):
         if path.is_file():
             FILES[path.name] = File(path)
-    for directory, _, names in os.walk(root):
+    for directory, subdirectories, names in os.walk(root):
+        if directory == str(root) and META_DIR in subdirectories:
+            subdirectories.remove(META_DIR)  # the metadata floor's database: not served
         if directory != str(root):
             for name in names:
                 full = os.path.join(directory, name)
                 disk_headers(os.path.relpath(full, root), os.stat(full, follow_symlinks=False))
 
 
-def create_app(root: Path, *, fsync: bool = True) -> web.Application:
-    load_files(root, fsync=fsync)
+def create_app(root: Path, *, fsync: bool = True, metadata: bool = False) -> web.Application:
+    load_files(root, fsync=fsync, metadata=metadata)
     app = web.Application(middlewares=[common_headers])
     app.router.add_get("/files/{path:.*}", get_file)
     app.router.add_put("/files/{path:.*}", put_file)
@@ -283,9 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--low-level", action="store_true", help="no Application: web.Server")
     parser.add_argument("--no-fsync", action="store_true", help="PUTs without fsync, as nginx")
+    parser.add_argument(
+        "--metadata", action="store_true", help="a durable SQLite row per PUT before its rename"
+    )
     args = parser.parse_args(argv)
     if args.low_level:
-        load_files(args.root.resolve(), fsync=not args.no_fsync)
+        load_files(args.root.resolve(), fsync=not args.no_fsync, metadata=args.metadata)
 
         async def serve_low_level() -> None:  # web.Server wants the running loop
             # The access logger is the Server's own option: a ServerRunner, unlike an
@@ -295,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.run(serve_low_level())
     else:
-        app = create_app(args.root.resolve(), fsync=not args.no_fsync)
+        app = create_app(args.root.resolve(), fsync=not args.no_fsync, metadata=args.metadata)
         uvloop.run(serve(app, args.host, args.port, access_log_class=AccessLog))
     return 0
 

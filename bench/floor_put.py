@@ -11,7 +11,9 @@ few directory fsyncs, never one directory fsync each. No metadata database, no l
 preconditions, no quota: whatever artifactd does beyond this is its own cost.
 
 With `fsync=False` (server `aiohttp-floor-nofsync`) the same without any fsync, as nginx's
-WebDAV PUT writes: the floor's cost of the HTTP work alone.
+WebDAV PUT writes: the floor's cost of the HTTP work alone. With `metadata=True` (server
+`aiohttp-floor-meta`) each PUT also makes one row durable in SQLite after its body's fsync
+and before its rename (bench/floor_meta.py), as artifactd records its metadata.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from artifactd.store.filesystem.upload import fsync_dir
+from bench.floor_meta import RowLog
 from bench.fsync_ceiling import DirSyncer
 
 # Enough threads that every connection of the uploads-small workload (wrk -c16) and of the
@@ -45,9 +49,10 @@ class Stored:
 class DurablePuts:
     """Stores bodies under `root`; `store_sync` runs in the worker thread."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, metadata: bool = False) -> None:
         self.root = root
         self.fsync = fsync
+        self.rows = RowLog(root) if metadata else None
         self.executor = ThreadPoolExecutor(THREADS, thread_name_prefix="floor-put")
         self._syncers: dict[Path, DirSyncer] = {}
         self._syncers_lock = threading.Lock()
@@ -72,7 +77,9 @@ class DurablePuts:
             if self.fsync:
                 fsync_dir(new.parent)
 
-    def store_sync(self, rel: str, body: bytes) -> Stored:
+    def store_sync(
+        self, rel: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> Stored:
         """Write `body` to `root/rel` as described above; returns once it is durable."""
         target = self.root / rel
         directory = target.parent
@@ -92,6 +99,9 @@ class DurablePuts:
             raise
         os.close(fd)
         digest = hashlib.sha256(body).hexdigest()
+        if self.rows is not None:  # durable before the name, as artifactd's rows are
+            row = (rel, info.st_ino, info.st_size, info.st_mtime_ns, digest, content_type)
+            self.rows.record((*row, time.time(), None))
         os.rename(temp, target)
         if self.fsync:
             syncer = self.syncer(directory)

@@ -10,12 +10,14 @@ from pathlib import Path
 from bench.clients import BenchError
 from bench.config import (
     DUCKTORS,
+    FLOOR_META,
     FLOOR_NO_FSYNC,
     FLOORS,
     LOW_LEVEL_FLOOR,
     METRICS,
     PHASE_METRICS,
     PHASE_SERVERS,
+    PUT_FLOORS,
     REFERENCE,
     WRK_PHASES,
     Config,
@@ -54,7 +56,7 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"
                 src = cfg.compare_src if name == REFERENCE else cfg.artifactd_src
                 server = start_artifactd(name, root, workdir, cfg.server_cpu, loop, src)
-            elif name in (*FLOORS, FLOOR_NO_FSYNC):
+            elif name in (*FLOORS, *PUT_FLOORS):
                 server = start_floor(
                     name,
                     files.data_dir,
@@ -62,6 +64,7 @@ def start_servers(cfg: Config, files: TestFiles, workdir: Path, results: Results
                     cfg.server_cpu,
                     low_level=name == LOW_LEVEL_FLOOR,
                     fsync=name != FLOOR_NO_FSYNC,
+                    metadata=name == FLOOR_META,
                 )
             elif name.startswith("aiohttp"):
                 loop = "asyncio" if name.endswith("asyncio") else "uvloop"

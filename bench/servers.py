@@ -295,18 +295,24 @@ def start_floor(
     cpu: int | None,
     low_level: bool = False,
     fsync: bool = True,
+    metadata: bool = False,
 ) -> Server:
     """bench/baseline_floor.py: aiohttp answering bytes held in memory or read on the loop,
     storing PUTs durably (a ceiling); with `low_level`, from a low-level web.Server instead
-    of an Application; without `fsync`, PUTs as nginx writes them."""
+    of an Application; without `fsync`, PUTs as nginx writes them; with `metadata`, a
+    durable SQLite row per PUT before its rename (bench/floor_meta.py)."""
     cmd = [sys.executable, "-m", "bench.baseline_floor", "--root", str(root), "--port", "0"]
     if low_level:
         cmd.append("--low-level")
     if not fsync:
         cmd.append("--no-fsync")
+    if metadata:
+        cmd.append("--metadata")
     path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
     shape = "web.Server, no Application" if low_level else "one middleware"
     put = "durable PUT" if fsync else "PUT without fsync"
+    if metadata:
+        put += " with a durable SQLite row"
     return _start_announcing(
         name,
         f"aiohttp floor: bytes in memory or read on the loop, {put}, {shape}, access log, uvloop",

@@ -9,6 +9,7 @@ from bench.config import (
     BASELINES,
     DUCKTORS,
     FLOOR,
+    FLOOR_META,
     FLOOR_NO_FSYNC,
     LOW_LEVEL_FLOOR,
     METRIC_BY_KEY,
@@ -147,6 +148,7 @@ FLOOR_COLUMNS = (
     ("ceiling", FLOOR, "aiohttp floor"),
     ("low_level_ceiling", LOW_LEVEL_FLOOR, "low-level"),
     ("no_fsync_ceiling", FLOOR_NO_FSYNC, "without fsync"),
+    ("meta_ceiling", FLOOR_META, "with durable metadata"),
 )
 
 

@@ -21,7 +21,7 @@ NEW_PREFIX = "new-"
 
 
 @contextlib.contextmanager
-def _directory_locked(directory: Path, operation: int) -> Iterator[None]:
+def _directory_locked(directory: str | Path, operation: int) -> Iterator[None]:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, operation)
@@ -30,15 +30,16 @@ def _directory_locked(directory: Path, operation: int) -> Iterator[None]:
         os.close(fd)  # drops the lock
 
 
-def create_locked(path: Path) -> int:
+def create_locked(path: str | Path) -> int:
     """Create `path` for writing, already holding its lock; returns the descriptor."""
-    with _directory_locked(path.parent, fcntl.LOCK_SH):
+    with _directory_locked(os.path.dirname(path), fcntl.LOCK_SH):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
             raise
     return fd
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from artifactd.errors import InvalidPathError, NotFoundError
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import look_inside, resolve_inside
 
 
 @pytest.fixture
@@ -73,3 +73,45 @@ def test_a_plain_path_costs_one_lstat_per_component_below_the_root(
     monkeypatch.setattr(os, "lstat", counting_lstat)
     assert resolve_inside(root, "dir/sub/new") == str(root / "dir" / "sub" / "new")
     assert len(calls) <= 3
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "dir",
+        "dir/sub",
+        "dir/sub/new",
+        "dir/new/deeper/still",
+        "dir/file",
+        "dir/file/below-a-file",
+        "new",
+        "inner",
+        "inner/sub/x",
+        "inner/file",
+        "dangling",
+        "dangling/x",
+    ],
+)
+def test_look_inside_sees_what_a_stat_after_resolving_sees(root: Path, path: str) -> None:
+    """One walk for the path and what is at it: the stat of the target (links followed) or
+    None, and whether its parent is a directory already (only ever True when it is)."""
+    os_path, st, parent_ready = look_inside(root, path)
+    assert os_path == resolve_inside(root, path)
+    try:
+        expected: os.stat_result | None = os.stat(os_path)
+    except OSError:
+        expected = None
+    if expected is None:
+        assert st is None
+    else:
+        assert st is not None and (st.st_ino, st.st_mode) == (expected.st_ino, expected.st_mode)
+    if parent_ready:
+        assert os.path.isdir(os.path.dirname(os_path))
+    if path in ("dir/sub/new", "new", "dir/file", "dir/sub"):
+        assert parent_ready  # the common cases need no look at the parent of their own
+
+
+@pytest.mark.parametrize("path", ["outer/x", ".artifactd/metadata.db", "state/x"])
+def test_look_inside_refuses_what_resolve_inside_refuses(root: Path, path: str) -> None:
+    with pytest.raises((InvalidPathError, NotFoundError)):
+        look_inside(root, path)

@@ -26,7 +26,7 @@ from artifactd.errors import (
 )
 from artifactd.http.mediatypes import guess_content_type
 from artifactd.store.base import ArtifactInfo, Requirement
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import look_inside, resolve_inside
 from artifactd.store.filesystem.groupcommit import GroupCommit
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.upload import (
@@ -76,16 +76,19 @@ class _Step:
     st: os.stat_result | None = None  # the version published or kept
     current: ArtifactInfo | None = None  # the version replaced or removed
     upload: FileUpload | None = None
-    made_in: list[Path] = field(default_factory=list)  # parents of directories made for it
+    made_in: list[str] = field(default_factory=list)  # parents of directories made for it
     # Whether the step changes a row the read index may hold for an inode at its path.
     changes_row: bool = False
     # The version as judged (without an access time): the answer, unless an access was
     # noted meanwhile.
     judged: ArtifactInfo | None = None
-    directory: Path = field(init=False)  # whose entry it changes
+    # Something is at its path when it is renamed there (a version replaced): known from
+    # the judge's look, under the write lock, and what the writes before it in the batch do.
+    occupied: bool = False
+    directory: str = field(init=False)  # whose entry it changes
 
     def __post_init__(self) -> None:
-        self.directory = Path(self.os_path).parent
+        self.directory = os.path.dirname(self.os_path)
 
     def outcome(self, accessed: float | None) -> Outcome:
         if self.kind == "unlink":
@@ -106,14 +109,22 @@ class BatchedWrites(LockedWrites):
     commits: GroupCommit[Write, Outcome]
 
     def prepare_commit_sync(
-        self, upload: FileUpload, expected_sha256: str | None, require: Requirement | None
+        self,
+        upload: FileUpload,
+        expected_sha256: str | None,
+        require: Requirement | None,
+        *,
+        fresh: bool = False,
     ) -> Publish:
         """The upload's own step, in its own thread and outside any lock: check the digest
         and flush the bytes, so that uploads flush in parallel and the batch only
         publishes. An upload that looks identical to the current version is not flushed
-        (the batch keeps the current version if it still is)."""
+        (the batch keeps the current version if it still is). `fresh`: the upload's file
+        was made in this same thread hop, so what it found at its path then is current."""
         sha256 = upload.hasher.hexdigest()
         check_digest(expected_sha256, sha256)
+        if fresh and upload.found_nothing:  # no current version to look at: a new path
+            return Publish(upload, sha256, _flush(upload), require)
         # As resolved when its file was made; the batch resolves it again under the lock.
         os_path = upload.os_path or resolve_inside(self.root, upload.path)
         content_type = upload.content_type or guess_content_type(upload.path)
@@ -146,22 +157,24 @@ class BatchedWrites(LockedWrites):
         outcomes: list[Answer | None] = [None] * len(items)
         if self.read_only:
             return lambda: [StorageFullError(READ_ONLY_MESSAGE) for _ in items]
-        dirs: dict[Path, list[_Step]] = {}  # directories to fsync, and whose writes they hold
+        dirs: dict[str, list[_Step]] = {}  # directories to fsync, and whose writes they hold
         with self._write_lock.held():
             self._forget_stale_rows()
             planned: dict[str, ArtifactInfo | None] = {}
+            plain_dirs: set[str] = set()  # see look_inside
             steps: list[_Step] = []
             for index, item in enumerate(items):
                 try:
-                    steps.append(self._judge(index, item, planned))
+                    steps.append(self._judge(index, item, planned, plain_dirs))
                 except (ArtifactdError, OSError) as exc:
                     outcomes[index] = _failure(exc)
+            self._note_rows_left(steps)
             steps = self._record_rows(steps, outcomes)
             steps = self._apply(steps, outcomes, dirs)
         return lambda: self._finish_batch(steps, outcomes, dirs)
 
     def _finish_batch(
-        self, steps: list[_Step], outcomes: list[Answer | None], dirs: dict[Path, list[_Step]]
+        self, steps: list[_Step], outcomes: list[Answer | None], dirs: dict[str, list[_Step]]
     ) -> list[Answer]:
         """Outside the lock: flush each changed directory once, then the answers."""
         for directory, error in _fsync_dirs(dirs).items():
@@ -178,12 +191,18 @@ class BatchedWrites(LockedWrites):
                 self._accessed.forget(step.path)
         return [o if o is not None else RuntimeError("write left unanswered") for o in outcomes]
 
-    def _judge(self, index: int, item: Write, planned: dict[str, ArtifactInfo | None]) -> _Step:
+    def _judge(
+        self,
+        index: int,
+        item: Write,
+        planned: dict[str, ArtifactInfo | None],
+        plain_dirs: set[str],
+    ) -> _Step:
         """Under the write lock: what `item` will do, judged against what is at its path now
         or what the writes before it in the batch leave there (`planned`, updated)."""
         if isinstance(item, Removal):
-            os_path = resolve_inside(self.root, item.path)
-            current = self._planned_or_current(item.path, os_path, planned)
+            os_path, there, _ = look_inside(self.root, item.path, plain_dirs)
+            current = self._current_at(item.path, there, planned)
             if item.require is not None:
                 item.require(current)
             if current is None:
@@ -191,17 +210,22 @@ class BatchedWrites(LockedWrites):
             planned[item.path] = None
             return _Step(index, item.path, os_path, "unlink", current=current)
         upload = item.upload
-        os_path = resolve_inside(self.root, upload.path)
+        # Resolved and looked at in one walk: what is there, and whether its parent is.
+        os_path, there, parent_ready = look_inside(self.root, upload.path, plain_dirs)
         if item.st is None:  # it looked identical to the current version
             kept = self._judge_keep(index, item, os_path, planned)
             if kept is not None:
                 return kept
             item.st = _flush(upload)
-        current = self._planned_or_current(upload.path, os_path, planned)
+        # An earlier rename or kept version of this batch counts, as its removal does not
+        # (the unlink goes first); saying so when nothing is there only costs a look at
+        # its rows later (`_stale_rows`).
+        occupied = there is not None or planned.get(upload.path) is not None
+        current = self._current_at(upload.path, there, planned)
         if item.require is not None:
             item.require(current)
         try:
-            made = _make_parents(os.path.dirname(os_path))
+            made = [] if parent_ready else _make_parents(os.path.dirname(os_path))
         except (FileExistsError, NotADirectoryError) as exc:
             raise ConflictError(f"a parent of {upload.path} is a file") from exc
         except OSError as exc:
@@ -232,13 +256,23 @@ class BatchedWrites(LockedWrites):
             st,
             current,
             upload,
-            [d.parent for d in made],
-            # A row left for this path (its file deleted by hand, or replaced with its row
-            # not yet forgotten): the read index may hold it if the inode comes back, and a
-            # hot cache may hold the version it describes (both trust the row generation).
-            changes_row=current is not None or self.db.has_path(upload.path),
+            [str(d.parent) for d in made],
+            # Replacing a version changes a row; for a new path, see _note_rows_left.
+            changes_row=current is not None,
             judged=judged,
+            occupied=occupied,
         )
+
+    def _note_rows_left(self, steps: list[_Step]) -> None:
+        """Under the write lock, before the batch's rows: a new version whose path has a row
+        left (its file deleted by hand, or replaced with its row not yet forgotten) changes
+        a row the read index may hold if the inode comes back, and a hot cache may hold the
+        version it describes (both trust the row generation). One query for the batch."""
+        new = [step for step in steps if step.kind == "rename" and not step.changes_row]
+        if new:
+            with_rows = self.db.paths_with_rows([step.path for step in new])
+            for step in new:
+                step.changes_row = step.path in with_rows
 
     def _judge_keep(
         self, index: int, item: Publish, os_path: str, planned: dict[str, ArtifactInfo | None]
@@ -268,10 +302,14 @@ class BatchedWrites(LockedWrites):
         step.changes_row = kept.expires_at != row.expires_at
         return step
 
-    def _planned_or_current(
-        self, path: str, os_path: str, planned: dict[str, ArtifactInfo | None]
+    def _current_at(
+        self, path: str, there: os.stat_result | None, planned: dict[str, ArtifactInfo | None]
     ) -> ArtifactInfo | None:
-        return planned[path] if path in planned else self._current_sync(path, os_path)
+        """What the writes before it in the batch leave at `path`, else the live version
+        `there` (the judge's look at it) describes."""
+        if path in planned:
+            return planned[path]
+        return None if there is None else self._current_from(path, there)
 
     def _record_rows(self, steps: list[_Step], outcomes: list[Answer | None]) -> list[_Step]:
         """The rows of the batch in one durable transaction; if the database cannot take
@@ -297,21 +335,20 @@ class BatchedWrites(LockedWrites):
         self,
         steps: list[_Step],
         outcomes: list[Answer | None],
-        dirs: dict[Path, list[_Step]],
+        dirs: dict[str, list[_Step]],
     ) -> list[_Step]:
         """Under the write lock, after the rows: the renames and unlinks in arrival order,
         then the directories removals left empty, then the rows of replaced and removed
         versions. Returns the steps that took effect; `dirs` gets the directories to
         fsync."""
         done: list[_Step] = []
-        emptied: set[Path] = set()
+        emptied: set[str] = set()
         for step in steps:
             try:
                 if step.kind == "rename":
                     assert step.upload is not None and step.upload.tmp_path is not None
-                    replaces = os.path.lexists(step.os_path)
                     os.rename(step.upload.tmp_path, step.os_path)
-                    if replaces:
+                    if step.occupied:
                         self._stale_rows.add(step.path)
                         step.changes_row = True  # the inode replaced may come back here
                     for parent in step.made_in:
@@ -334,13 +371,14 @@ class BatchedWrites(LockedWrites):
             self._bump_generation()  # every process's hot cache drops what changed
         if any(step.changes_row for step in done):
             self._bump_row_generation()  # and its read index, only for these
-        for directory in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
-            self._remove_empty_parents(directory)
+        for directory in sorted(emptied, key=lambda p: p.count("/"), reverse=True):
+            self._remove_empty_parents(Path(directory))
+        root = str(self.root)
         for directory in emptied:  # removed with its parents: the first one left holds the entry
-            if not directory.is_dir():
+            if not os.path.isdir(directory):
                 held = dirs.pop(directory, [])
-                while not directory.is_dir() and directory != self.root:
-                    directory = directory.parent
+                while not os.path.isdir(directory) and directory != root:
+                    directory = os.path.dirname(directory)
                 dirs.setdefault(directory, []).extend(held)
                 for step in held:
                     step.directory = directory
@@ -377,10 +415,10 @@ def _make_parents(path: str) -> list[Path]:
     return missing[::-1]
 
 
-def _fsync_dirs(dirs: dict[Path, list[_Step]]) -> dict[Path, BaseException]:
+def _fsync_dirs(dirs: dict[str, list[_Step]]) -> dict[str, BaseException]:
     """fsync each directory once; the ones that failed, with the error their writes get. A
     directory removed meanwhile (by another process's delete) needs nothing."""
-    failed: dict[Path, BaseException] = {}
+    failed: dict[str, BaseException] = {}
     for directory in dirs:
         try:
             fsync_dir(directory)

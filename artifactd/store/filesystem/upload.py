@@ -8,17 +8,19 @@ hashed and flushed in one hop, and `begin_upload` needs no thread at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from artifactd.errors import IsDirectoryError, StorageFullError
 from artifactd.store.base import ArtifactInfo, Requirement
-from artifactd.store.filesystem.confinement import resolve_inside
+from artifactd.store.filesystem.confinement import look_inside
 from artifactd.store.filesystem.groupcommit import Ticket
 from artifactd.store.filesystem.hops import in_thread
 from artifactd.store.tempfiles import create_locked
@@ -48,8 +50,9 @@ class FileUpload(UploadBase):
         self.store = store
         self.path = path
         self.fd = -1  # no temp file yet: see `open_sync`
-        self.tmp_path: Path | None = None
+        self.tmp_path: str | None = None
         self.os_path: str | None = None  # where it goes, as resolved when its file was made
+        self.found_nothing = False  # nothing was at its path when its file was made
         self.content_type = content_type
         self.expires_at = expires_at
         self.hasher = hashlib.sha256()
@@ -68,10 +71,12 @@ class FileUpload(UploadBase):
             return self.fd
         if self.tmp_path is not None:
             raise ValueError("write to a finished upload")  # made, then closed
-        self.os_path = resolve_inside(self.store.root, self.path)
-        if os.path.isdir(self.os_path):
+        # One walk resolves the path and looks at what is there (look_inside).
+        self.os_path, st, _ = look_inside(self.store.root, self.path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
             raise IsDirectoryError(self.path)
-        tmp_path = self.store.tmp_dir / f"{TMP_PREFIX}{secrets.token_hex(12)}.part"
+        self.found_nothing = st is None
+        tmp_path = f"{self.store.tmp_dir}/{TMP_PREFIX}{secrets.token_hex(12)}.part"
         try:
             self.fd = create_locked(tmp_path)  # locked while we write: see tempfiles.py
         except OSError as exc:
@@ -135,9 +140,12 @@ class FileUpload(UploadBase):
         require: Requirement | None,
         ticket: Ticket[Write, Outcome],
     ) -> Outcome:
+        fresh = self.fd < 0  # its file made by this hop: what it saw at its path is current
         if batch:
             self._write_sync(batch)
-        publish = self.store.prepare_commit_sync(self, expected_sha256, require)
+        elif fresh:
+            self.open_sync()  # an empty body's file, made here too: one look at its path
+        publish = self.store.prepare_commit_sync(self, expected_sha256, require, fresh=fresh)
         return self.store.commits.commit_sync(ticket, publish)
 
     async def _release(self, *, committed: bool) -> None:
@@ -152,7 +160,8 @@ class FileUpload(UploadBase):
     def _close_sync(self, unlink: bool) -> None:
         self.close_fd()
         if unlink and self.tmp_path is not None:
-            self.tmp_path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp_path)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -169,7 +178,7 @@ def translate_write_error(exc: OSError) -> Exception:
     return exc
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

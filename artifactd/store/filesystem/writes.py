@@ -206,6 +206,10 @@ class LockedWrites:
             st = os.stat(os_path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        return self._current_from(path, st)
+
+    def _current_from(self, path: str, st: os.stat_result) -> ArtifactInfo | None:
+        """`_current_sync` from the stat of what is at `path`."""
         if stat.S_ISDIR(st.st_mode):
             raise IsDirectoryError(path)
         if not stat.S_ISREG(st.st_mode):
