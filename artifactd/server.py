@@ -25,6 +25,7 @@ from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.accesslog import ACCESS_LOGGER, access_logger_class, flush_access_log
 from artifactd.web.app import create_app
 from artifactd.web.download.hot import install_hot_path
+from artifactd.web.hotput import install_hot_put
 from artifactd.web.keys import DEPARTURES, EVENTS
 from artifactd.web.pipeline import guard_request_factory
 from artifactd.web.security import ACCESS_POLICY, warn_if_writes_refused
@@ -124,6 +125,7 @@ async def _serve(settings: Settings, announce: Callable[[str], None], reuse_port
     assert runner.server is not None  # set up
     guard_request_factory(runner.server)
     app[DEPARTURES].install(runner.server)
+    install_hot_put(app, runner.server)
     install_hot_path(app, runner.server)
     in_flight = InFlightRequests.install(runner.server)
     warning = await asyncio.to_thread(

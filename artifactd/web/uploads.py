@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from artifactd.documents import artifact_document
 from artifactd.durations import parse_duration
@@ -24,6 +26,7 @@ from artifactd.errors import (
     PreconditionFailedError,
     UploadTooLargeError,
 )
+from artifactd.events import EventLog
 from artifactd.http.conditional import Precondition, evaluate_preconditions
 from artifactd.http.digests import expected_sha256
 from artifactd.paths import is_internal, join_path, parse_artifact_path
@@ -52,7 +55,9 @@ def expires_at_for(request: web.Request, settings: Settings, path: str) -> float
 
 def requested_ttl(request: web.Request) -> str | None:
     """The TTL a write asks for, as written: X-Artifact-TTL, else ?ttl=."""
-    return request.headers.get("X-Artifact-TTL") or request.query.get("ttl")
+    # `request.query` parses the query string into a new MultiDict: only when there is one.
+    ttl = request.headers.get("X-Artifact-TTL")
+    return ttl or (request.query.get("ttl") if request.query_string else None)
 
 
 def expires_at(settings: Settings, path: str, requested: str | None) -> float | None:
@@ -101,12 +106,12 @@ def requirement_for(settings: Settings, method: str, conditions: Mapping[str, st
     return require
 
 
-def may_refuse(request: web.Request, settings: Settings, path: str) -> bool:
-    """Whether `write_requirement` can refuse a write of `path` at all: without conditional
-    headers, where overwriting is allowed, it passes whatever is there, so looking the
-    current version up before the body (a thread hop and a metadata lookup) buys nothing."""
-    conditions = (hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_UNMODIFIED_SINCE)
-    return any(name in request.headers for name in conditions) or settings.immutable_at(path)
+def may_refuse(conditions: Mapping[str, str], settings: Settings, path: str) -> bool:
+    """Whether the requirement made of `conditions` (`write_conditions`) can refuse a write
+    of `path` at all: without conditional headers, where overwriting is allowed, it passes
+    whatever is there, so looking the current version up before the body (a thread hop and
+    a metadata lookup) buys nothing."""
+    return bool(conditions) or settings.immutable_at(path)
 
 
 def check_mutable(settings: Settings, path: str) -> None:
@@ -190,7 +195,8 @@ async def store_stream(
     requirement: Requirement,
 ) -> tuple[ArtifactInfo, bool]:
     """Write one new version from `chunks` and publish it, or leave nothing behind."""
-    upload = await request.config_dict[STORE].begin_upload(
+    config = request.config_dict  # a new ChainMapProxy at each call: taken once
+    upload = await config[STORE].begin_upload(
         path, content_type=stored_type(content_type), expires_at=expires_at
     )
     try:
@@ -199,19 +205,22 @@ async def store_stream(
         info, replaced = await upload.commit(expected_sha256, require=requirement)
     except BaseException as exc:
         if isinstance(exc, DigestMismatchError):
-            request.config_dict[METRICS].checksum_failures.inc()
+            config[METRICS].checksum_failures.inc()
         await upload.abort()
         raise
     if upload.kept_current:
         return info, replaced  # the bytes were already there: no new version, no event
-    return await publish(request, info, replaced), replaced
+    return publish_to(config[EVENTS], info, replaced), replaced
 
 
 async def publish(request: web.Request, info: ArtifactInfo, replaced: bool) -> ArtifactInfo:
     """Tell event listeners about a version just committed."""
-    request.config_dict[EVENTS].publish(
-        "replaced" if replaced else "created", artifact_document(info)
-    )
+    return publish_to(request.config_dict[EVENTS], info, replaced)
+
+
+def publish_to(events: EventLog, info: ArtifactInfo, replaced: bool) -> ArtifactInfo:
+    """`publish` on the application's event log."""
+    events.publish("replaced" if replaced else "created", artifact_document(info))
     return info
 
 
@@ -234,14 +243,16 @@ async def put_target(request: web.Request) -> WriteTarget:
 
 async def file_target(request: web.Request, path: str) -> WriteTarget:
     """`put_target` for a file `path` the request names some other way."""
-    settings = request.config_dict[SETTINGS]
+    config = request.config_dict  # a new ChainMapProxy at each call: taken once
+    settings = config[SETTINGS]
     check_declared_length(request, settings)
     expected = expected_digest(path, expected_sha256(request.headers))
     expires_at = expires_at_for(request, settings, path)
-    requirement = write_requirement(request, settings)
-    if may_refuse(request, settings, path):
+    conditions = write_conditions(request)
+    requirement = requirement_for(settings, request.method, conditions)
+    if may_refuse(conditions, settings, path):
         # Fail fast; judged again at the commit.
-        requirement(await request.config_dict[STORE].current(path))
+        requirement(await config[STORE].current(path))
     return WriteTarget(path, expires_at, requirement, expected_sha256=expected)
 
 
@@ -272,13 +283,25 @@ async def put_file(request: web.Request) -> web.Response:
     return put_answer(info, replaced)
 
 
+# `web.json_response`'s type, given with a body encoded once: json_response encodes text
+# and then parses its own content type again, twice the cost of the rest of the answer.
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
 def put_answer(info: ArtifactInfo, replaced: bool) -> web.Response:
     """What a PUT answers once its version is committed (a resumable upload's last request
     answers the same)."""
-    return web.json_response(
-        artifact_document(info),
+    document = artifact_document(info)
+    return web.Response(
+        body=json.dumps(document).encode(),
         status=200 if replaced else 201,
-        headers={"ETag": info.etag, "Location": file_url(info.path)},
+        headers=CIMultiDict(
+            (
+                (hdrs.CONTENT_TYPE, JSON_CONTENT_TYPE),
+                ("ETag", document["etag"]),
+                ("Location", file_url(info.path)),
+            )
+        ),
     )
 
 
@@ -309,6 +332,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
     target = await form_target(request)
     dir_path, requirement = target.path, target.requirement
     ttl_text = requested_ttl(request)  # or the form's own `ttl` field, below
+    conditions = write_conditions(request)
     form = FormReader(body_chunks(request, request.config_dict[SETTINGS]), target.boundary)
     staged: list[Upload] = []
     paths: list[str] = []
@@ -324,7 +348,7 @@ async def post_files(request: web.Request) -> web.StreamResponse:
             if len(staged) >= MAX_FORM_FILES:
                 raise InvalidValueError(f"a form may hold at most {MAX_FORM_FILES} files")
             path = _part_path(dir_path, part.filename)
-            if may_refuse(request, request.config_dict[SETTINGS], path):
+            if may_refuse(conditions, request.config_dict[SETTINGS], path):
                 # Fail fast; judged again at the commit.
                 requirement(await request.config_dict[STORE].current(path))
             upload = await request.config_dict[STORE].begin_upload(

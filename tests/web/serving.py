@@ -15,6 +15,7 @@ from artifactd.settings import Settings
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.web.app import create_app
 from artifactd.web.download.hot import install_hot_path
+from artifactd.web.hotput import install_hot_put
 
 # Headers that differ between any two answers.
 PER_REQUEST = {"x-request-id", "x-response-time", "date"}
@@ -32,7 +33,8 @@ class Served:
 
 @asynccontextmanager
 async def serving(settings: Settings, *, hot: bool) -> AsyncIterator[Served]:
-    """A server on `settings.root`, with the hot path in front of the Application or not."""
+    """A server on `settings.root`, with the hot paths (downloads, PUTs) in front of the
+    Application, as `serve` runs it, or not."""
     store = await FilesystemStore.create(settings.root)
     app = create_app(settings, store)
     runner = web.AppRunner(app, handle_signals=False)
@@ -47,6 +49,7 @@ async def serving(settings: Settings, *, hot: bool) -> AsyncIterator[Served]:
 
     runner.server.request_handler = counted
     if hot:
+        install_hot_put(app, runner.server)
         install_hot_path(app, runner.server)
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -63,12 +66,17 @@ def client_session() -> aiohttp.ClientSession:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, base: str, method: str, target: str, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    base: str,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    data: bytes | None = None,
 ) -> Answer:
     """Status, headers (lowercased names, but the per-request ones) and body; a multipart
     boundary (random per answer) and the server's own URL replaced by placeholders."""
     url = URL(base + target, encoded=True)  # exactly as written: no dot-segment removal
-    async with session.request(method, url, headers=headers) as response:
+    async with session.request(method, url, headers=headers, data=data) as response:
         body = await response.read()
         names = {k.lower(): v for k, v in response.headers.items()}
         kept = {k: v for k, v in names.items() if k not in PER_REQUEST}

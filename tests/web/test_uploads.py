@@ -35,6 +35,7 @@ async def test_put_creates_then_replaces(client: Client) -> None:
     assert doc["created_at"].endswith("Z")
     assert doc["expires_at"] is None
     assert created.headers["Location"] == "/files/ci/1/out.log"
+    assert created.headers["Content-Type"] == "application/json; charset=utf-8"
     assert await (await client.get("/files/ci/1/out.log")).read() == BODY
 
     replaced = await client.put("/files/ci/1/out.log", data=b"v2")
