@@ -344,12 +344,10 @@ async def test_rows_another_process_removed_first_are_not_counted_or_announced(
             store.db.delete_versions([(row_of_gone.path, row_of_gone.ino)])  # its rows now
             yield
 
-    bumps: list[None] = []
+    bumps: list[list[str]] = []
     lock.held = held_after_that_delete  # type: ignore[method-assign]
     try:
-        report = await asyncio.to_thread(
-            reconcile, store.root, store.db, lock, "", lambda: bumps.append(None)
-        )
+        report = await asyncio.to_thread(reconcile, store.root, store.db, lock, "", bumps.append)
     finally:
         del lock.held
     assert (report.forgotten, bumps) == (0, [])

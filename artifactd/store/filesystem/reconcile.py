@@ -67,11 +67,11 @@ def reconcile(
     db: MetadataDB,
     lock: WriteLock,
     directory: str = "",
-    forgot: Callable[[], None] = lambda: None,
+    forgot: Callable[[list[str]], None] = lambda paths: None,
 ) -> Reconciliation:
     """Record the files under `directory` that no row describes, then forget the rows
-    under it that describe no file there (`forgot` is called under the write lock after
-    each batch of them: see the store's row generation)."""
+    under it that describe no file there (`forgot` is told their paths under the write
+    lock after each batch of them: see the store's row generation)."""
     report = Reconciliation()
     batch: list[tuple[str, os.stat_result]] = []
     for found in walk_files(root, directory):
@@ -106,7 +106,7 @@ def _record(
 
 
 def _sweep(
-    root: Path, db: MetadataDB, lock: WriteLock, prefix: str, forgot: Callable[[], None]
+    root: Path, db: MetadataDB, lock: WriteLock, prefix: str, forgot: Callable[[list[str]], None]
 ) -> int:
     forgotten = 0
     after: str | None = None
@@ -124,7 +124,7 @@ def _sweep(
                 # nothing, and could make a read that just learnt a row learn it again.
                 deleted = db.delete_versions(gone)
                 if deleted:
-                    forgot()
+                    forgot([path for path, _ in gone])
             forgotten += deleted
     return forgotten
 
