@@ -67,6 +67,9 @@ class IndexedReads:
     def _bump_row_generation(self, paths: Collection[str] | None) -> None:
         raise NotImplementedError  # LockedWrites'
 
+    def _writes_mark(self) -> tuple[int, int]:
+        raise NotImplementedError  # LockedWrites'
+
     async def iter_artifacts(
         self, prefix: str = "", *, include_expired: bool = False, after: str | None = None
     ) -> AsyncIterator[ArtifactInfo]:
@@ -163,6 +166,7 @@ class IndexedReads:
                 self._write_lock,
                 directory,
                 self._bump_row_generation,
+                self._writes_mark,
             )
         except StorageFullError:
             # What was found stays unindexed until a pass finds room: eviction still frees

@@ -119,6 +119,15 @@ class IndexQueries:
             )
         return found
 
+    def row_count(self) -> int:
+        """Every row, expired ones included: the running total (O(1))."""
+        with self._lock:
+            if self.schema_version >= 1:
+                (rows,) = self._conn.execute("SELECT rows FROM totals WHERE id = 0").fetchone()
+            else:
+                (rows,) = self._conn.execute("SELECT count(*) FROM versions").fetchone()
+        return int(rows)
+
     def totals(self, now: float) -> tuple[int, int, int]:
         """(live rows, their bytes, expired rows) at `now`: the running totals less the
         expired rows, counted over the versions_expires index (O(log N + expired))."""

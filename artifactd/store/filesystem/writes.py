@@ -222,6 +222,15 @@ class LockedWrites:
         if self._generation is not None:
             self._generation.bump()
 
+    def _writes_mark(self) -> tuple[int, int]:
+        """What a commit, delete, eviction or forgotten row by any process on the root
+        changes: both generation counters (reconcile.py's proof that nothing was written
+        while it walked)."""
+        return (
+            -1 if self._generation is None else self._generation.value,
+            -1 if self._row_generation is None else self._row_generation.value,
+        )
+
     def _bump_row_generation(self, paths: Collection[str] | None) -> None:
         """Called under the write lock when a recorded version's row changes while its inode
         stays (a kept upload's new expiry), or when a version goes (its inode may come back
