@@ -474,3 +474,21 @@ async def test_a_file_replaced_by_hand_has_its_old_row_forgotten(store: Filesyst
     assert (report.recorded, report.forgotten) == (1, 1)
     rows = await asyncio.to_thread(lambda: [(r.path, r.size) for r in store.db.iter_all()])
     assert rows == [("f", len(b"a new file, a new inode"))]
+
+
+async def test_the_walk_reads_only_the_identity_of_each_files_rows(
+    store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Path, inode, size and mtime are all the walk compares: whole rows (ten columns and a
+    VersionRow each) cost a pass over 20,000 files about a quarter of its CPU."""
+    await put(store, "known", b"bytes")
+    (store.root / "hand").write_bytes(b"placed")
+
+    def whole_rows(paths: object) -> list[VersionRow]:
+        raise AssertionError("whole rows read by the walk")
+
+    monkeypatch.setattr(store.db, "rows_for_paths", whole_rows)
+    report = await asyncio.to_thread(
+        reconcile, store.root, store.db, store._write_lock, "", lambda p: None, lambda: 0
+    )
+    assert (report.files, report.recorded, report.forgotten) == (2, 1, 0)

@@ -105,9 +105,8 @@ def _record(
     batch a row describes now, by path and inode)."""
     if not batch:
         return 0, 0
-    rows = db.rows_for_paths([p for p, _ in batch])
-    known = {(r.path, r.ino, r.size, r.mtime_ns) for r in rows}
-    described = {(r.path, r.ino) for r in rows}
+    known = set(db.identities_for_paths([p for p, _ in batch]))
+    described = {(path, ino) for path, ino, _, _ in known}
     seen = sum((path, st.st_ino) in described for path, st in batch)
     missing = [
         (path, st)
