@@ -1,7 +1,7 @@
 """What a read needs of each recorded version, in memory: cold reads without an SQLite lookup.
 
 One packed entry per path (inode, size, mtime, creation and expiry times, content type,
-generation, digest: 82 bytes; about 220 bytes per artifact in all with the path and the
+epoch, digest: 82 bytes; about 220 bytes per artifact in all with the path and the
 dict's slot, measured with tracemalloc at 100,000), loaded from the metadata database in one
 query in the background when the store opens, and kept by every read that learns a row. At
 most MAX_ENTRIES (about 44 MB): past it the oldest entries make room, and the paths left out
@@ -9,9 +9,10 @@ are looked up in SQLite (loopopen.py), as are all paths until the load is done.
 
 An entry is a hint, never the truth: it is used only for the inode, size and mtime the
 open file has (so a version replaced, deleted or changed by hand by any process is never
-answered from it), and only while the root's row generation is the one it was read at (a
-counter in `.artifactd/row-generation`, shared by every process like the hot cache's write
-generation, hotcache.py). Commits of new versions leave it alone: a new inode, or a row
+answered from it), and only while the root's row generation (a counter in
+`.artifactd/row-generation`, shared by every process like the hot cache's write generation,
+hotcache.py) is the one it was read at, or one this process's own change carried it to
+(below). Commits of new versions leave it alone: a new inode, or a row
 for this one no entry can hold. It is bumped, under the write lock and after the database
 changed, by the two changes an entry could miss: a row rewritten for the same inode (a
 re-upload of identical bytes with a new expiry), and a version going (a delete, an
