@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from artifactd.http.mediatypes import guess_content_type
+from artifactd.store.filesystem.hotcache import GenerationCounter
 from artifactd.store.filesystem.metadb import VersionRow
 from artifactd.store.filesystem.readindex import ReadIndex
 
@@ -52,3 +54,50 @@ def test_a_row_without_a_content_type_is_kept_with_the_type_a_read_gives() -> No
         5.0,
         None,
     )
+
+
+def counter_at(tmp_path: Path, value: int) -> GenerationCounter:
+    counter = GenerationCounter(tmp_path / "row-generation", writable=True)
+    for _ in range(value):
+        counter.bump()
+    return counter
+
+
+def test_a_change_this_process_makes_keeps_the_entries_of_other_paths(tmp_path: Path) -> None:
+    """A delete, an eviction or a forgotten row of this process's own store: only the
+    entries of its paths go; the root's row generation moves for every other process."""
+    counter = counter_at(tmp_path, 4)
+    index = ReadIndex()
+    index.note(row("a"), 4)
+    index.note(row("b", ino=8), 4)
+    index.bump(counter, ["a"])
+    assert counter.value == 5
+    assert index.find("a", 7, 10, 99, 5) is None  # what changed
+    assert index.find("b", 8, 10, 99, 5) is not None  # the rest, still good
+    index.note(row("a"), 4)  # a row read before the change, noted after it
+    assert index.find("a", 7, 10, 99, 5) is None
+    index.note(row("a", ino=9), 5)
+    assert index.find("a", 9, 10, 99, 5) is not None
+
+
+def test_a_change_this_process_cannot_name_retires_every_entry(tmp_path: Path) -> None:
+    counter = counter_at(tmp_path, 4)
+    index = ReadIndex()
+    index.note(row("b", ino=8), 4)
+    index.bump(counter, None)
+    assert index.find("b", 8, 10, 99, 5) is None
+
+
+def test_a_change_by_another_process_retires_every_entry(tmp_path: Path) -> None:
+    counter = counter_at(tmp_path, 4)
+    index = ReadIndex()
+    index.note(row("b", ino=8), 4)
+    counter.bump()  # another process's change, not seen by this index
+    index.bump(counter, ["a"])
+    assert counter.value == 6
+    assert index.find("b", 8, 10, 99, 6) is None
+    index.note(row("c"), 6)  # learnt afresh at the new generation: the old entries stay out
+    assert index.find("c", 7, 10, 99, 6) is not None
+    assert index.find("b", 8, 10, 99, 6) is None
+    index.note(row("b", ino=8), 5)  # read at a generation older than the index's
+    assert index.find("b", 8, 10, 99, 6) is None

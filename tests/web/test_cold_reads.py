@@ -310,6 +310,36 @@ async def test_an_inode_back_at_its_path_after_a_removal_by_hand_retires_the_ent
         assert etag == etag_for_digest(hashlib.sha256(new).hexdigest())
 
 
+async def test_what_this_server_removes_leaves_the_rest_of_its_read_index_good(
+    root: Path, threads: list[str]
+) -> None:
+    """Its own delete, eviction, and a row of a file removed by hand that its reconciliation
+    forgets: the rows of those paths only, so the other keys' next reads need no SQLite
+    (other processes still see the row generation move, and read theirs again)."""
+    deleted, evicted, by_hand, *rest = list(KEYS)
+    async with serving(Settings(root=root), hot=True) as served:
+        store = await loaded_store(served)
+        before = store.loop_open.row_generation()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.delete(f"{served.url}/files/{deleted}") as response,
+        ):
+            assert response.status == 204
+        assert await store.evict_batch([await store.info(evicted)]) == [True]
+        os.unlink(root / by_hand)
+        await store.reconcile(by_hand.rsplit("/", 1)[0])  # its directory: not paced
+        assert store.loop_open.row_generation() == before + 3
+        store.hot.clear()
+        served.reached_application.clear()  # the DELETE
+        with store.loop_open.lookup._lock:  # SQLite unusable from the loop meanwhile
+            for path in rest:
+                assert (await get(served, path))[:2] == (200, KEYS[path])
+            for path in (deleted, evicted, by_hand):
+                assert (await get(served, path))[0] == 404
+        assert served.reached_application == []
+    assert threads == []
+
+
 async def test_new_keys_stored_elsewhere_leave_the_hot_cache_hot(
     root: Path, other: FilesystemStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

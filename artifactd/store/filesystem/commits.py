@@ -369,8 +369,9 @@ class BatchedWrites(LockedWrites):
                 dirs.setdefault(step.directory, []).append(step)
         if done:
             self._bump_generation()  # every process's hot cache drops what changed
-        if any(step.changes_row for step in done):
-            self._bump_row_generation()  # and its read index, only for these
+        changed = [step.path for step in done if step.changes_row]
+        if changed:
+            self._bump_row_generation(changed)  # and read indexes, only for these
         for directory in sorted(emptied, key=lambda p: p.count("/"), reverse=True):
             self._remove_empty_parents(Path(directory))
         root = str(self.root)

@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 
 from artifactd.errors import ArtifactdError, StorageFullError
@@ -64,7 +64,10 @@ class IndexedReads:
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
 
-    def _bump_row_generation(self) -> None:
+    def _bump_row_generation(self, paths: Collection[str] | None) -> None:
+        raise NotImplementedError  # LockedWrites'
+
+    def _writes_mark(self) -> tuple[int, int]:
         raise NotImplementedError  # LockedWrites'
 
     async def iter_artifacts(
@@ -163,6 +166,7 @@ class IndexedReads:
                 self._write_lock,
                 directory,
                 self._bump_row_generation,
+                self._writes_mark,
             )
         except StorageFullError:
             # What was found stays unindexed until a pass finds room: eviction still frees

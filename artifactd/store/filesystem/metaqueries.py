@@ -119,6 +119,27 @@ class IndexQueries:
             )
         return found
 
+    def identities_for_paths(self, paths: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        """(path, inode, size, mtime_ns) of the rows of the given paths: what tells a
+        recorded version from a file changed or placed by hand, without the rest of each
+        row (a reconciliation's walk asks for every file's)."""
+        found: list[tuple[str, int, int, int]] = []
+        for start in range(0, len(paths), LOOKUP_CHUNK):
+            chunk = paths[start : start + LOOKUP_CHUNK]
+            sql = "SELECT path, ino, size, mtime_ns FROM versions WHERE path IN ({})"
+            with self._lock:
+                found += self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+        return found
+
+    def row_count(self) -> int:
+        """Every row, expired ones included: the running total (O(1))."""
+        with self._lock:
+            if self.schema_version >= 1:
+                (rows,) = self._conn.execute("SELECT rows FROM totals WHERE id = 0").fetchone()
+            else:
+                (rows,) = self._conn.execute("SELECT count(*) FROM versions").fetchone()
+        return int(rows)
+
     def totals(self, now: float) -> tuple[int, int, int]:
         """(live rows, their bytes, expired rows) at `now`: the running totals less the
         expired rows, counted over the versions_expires index (O(log N + expired))."""

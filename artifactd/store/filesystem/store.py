@@ -102,6 +102,7 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
             self._accessed,
             load=not self.db.read_only,
         )
+        self._read_index = self.loop_open.index
         self.digests = DigestFinder(
             self.root, self.db, self.hot.invalidate, None if self.read_only else self._write_lock
         )
@@ -336,7 +337,7 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
         otherwise look like missing or corrupt artifacts to `verify`."""
         with self._write_lock.held():
             self.db.forget_inodes(inodes)
-            self._bump_row_generation()
+            self._bump_row_generation(None)  # rows found by inode: their paths unknown
 
     async def close(self) -> None:
         await self.flush_access_times()

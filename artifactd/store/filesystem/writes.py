@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from artifactd.errors import (
@@ -27,6 +27,7 @@ from artifactd.store.filesystem.confinement import resolve_in_batch, resolve_ins
 from artifactd.store.filesystem.hotcache import GenerationCounter
 from artifactd.store.filesystem.locks import WriteLock
 from artifactd.store.filesystem.metadb import MetadataDB, VersionRow
+from artifactd.store.filesystem.readindex import ReadIndex
 from artifactd.store.filesystem.reserve import SpaceReserve
 from artifactd.store.filesystem.schema import version_of
 from artifactd.store.filesystem.upload import (
@@ -94,6 +95,7 @@ class LockedWrites:
     _accessed: PendingAccesses
     _generation: GenerationCounter | None
     _row_generation: GenerationCounter | None
+    _read_index: ReadIndex  # the loop's (loopopen.py), told of this process's own changes
 
     def _info_for(self, path: str, st: os.stat_result, fd: int | None) -> ArtifactInfo:
         raise NotImplementedError  # FilesystemStore's
@@ -152,7 +154,7 @@ class LockedWrites:
                 self._stale_rows.add(info.path)
             if parents:
                 self._bump_generation()
-                self._bump_row_generation()
+                self._bump_row_generation(self._stale_rows)
                 for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
                     self._remove_empty_parents(parent)
                 if not self._forget_stale_rows() and self._reserve.release():
@@ -172,7 +174,7 @@ class LockedWrites:
         self._forget_stale_rows()
         os.unlink(os_path)
         self._bump_generation()
-        self._bump_row_generation()
+        self._bump_row_generation([path])
         self._remove_empty_parents(Path(os_path).parent)
         self._stale_rows.add(path)
         if not self._forget_stale_rows() and self._reserve.release():
@@ -224,13 +226,23 @@ class LockedWrites:
         if self._generation is not None:
             self._generation.bump()
 
-    def _bump_row_generation(self) -> None:
+    def _writes_mark(self) -> tuple[int, int]:
+        """What a commit, delete, eviction or forgotten row by any process on the root
+        changes: both generation counters (reconcile.py's proof that nothing was written
+        while it walked)."""
+        return (
+            -1 if self._generation is None else self._generation.value,
+            -1 if self._row_generation is None else self._row_generation.value,
+        )
+
+    def _bump_row_generation(self, paths: Collection[str] | None) -> None:
         """Called under the write lock when a recorded version's row changes while its inode
         stays (a kept upload's new expiry), or when a version goes (its inode may come back
-        at the same path, as another version): every process's read index then reads its
-        rows again (see readindex.py). Commits of new versions need no bump."""
+        at the same path, as another version): every other process's read index then reads
+        its rows again, this one's only those of `paths` (None: every row; see
+        readindex.py). Commits of new versions need no bump."""
         if self._row_generation is not None:
-            self._row_generation.bump()
+            self._read_index.bump(self._row_generation, paths)
 
     def _remove_empty_parents(self, directory: Path) -> None:
         """Under the write lock: a commit (of any process) makes its parents and renames
