@@ -610,3 +610,48 @@ def test_the_floor_knows_every_key_s_headers_from_its_start(
     on_disk = os.stat(tmp_path / "mix" / "new.bin")
     identity = (on_disk.st_ino, on_disk.st_mtime_ns, on_disk.st_size)
     assert baseline_floor.DISK_HEADERS["mix/new.bin"][0] == identity
+
+
+def test_the_random_keys_warm_up_reads_other_keys_than_the_timed_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay of the warm-up's keys seconds later would find some of them still hot."""
+    from contextlib import nullcontext
+
+    from bench.keyloads import KeyWorkloads
+
+    seeds: list[int] = []
+
+    def fake_wrk(url: str, **kwargs: Any) -> clients.WrkResult:
+        seeds.append(kwargs.get("seed", 1))
+        return clients.WrkResult(
+            requests=16,
+            bytes=16 * KEY_SIZE,
+            seconds=1.0,
+            errors={},
+            latency_us={},
+            statuses={"200": 16},
+            client_cpu_seconds=0.0,
+        )
+
+    monkeypatch.setattr(clients, "run_wrk", fake_wrk)
+    monkeypatch.setattr(clients, "validate_wrk", lambda *args, **kwargs: None)
+
+    class Workloads(KeyWorkloads):
+        def timed(self, server: Any) -> Any:
+            return nullcontext(SimpleNamespace(server_cpu=0.0, as_dict=dict))
+
+        def add(self, metric: str, server: Any, value: float, timing: Any) -> None:
+            pass
+
+    workloads = Workloads()
+    workloads.cfg = cast(
+        Any, SimpleNamespace(scale=SimpleNamespace(keys=10, wrk_warmup=1, wrk_duration=1))
+    )
+    workloads.results = cast(Any, SimpleNamespace(detail=lambda *args: None))
+    server = SimpleNamespace(
+        name="nginx", kind="nginx", files_url=lambda path: f"http://127.0.0.1:1/files/{path}"
+    )
+    workloads.random_keys(cast(Any, server))
+    warm_up, timed = seeds
+    assert warm_up != timed
