@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from artifactd.errors import NotFoundError
-from artifactd.store.base import Upload
 from artifactd.store.filesystem import FilesystemStore
 from artifactd.store.filesystem.upload import UPLOAD_BATCH_BYTES
-from tests.store.test_group_commit import in_one_batch
+from tests.store.test_group_commit import in_one_batch, written
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -27,12 +26,6 @@ async def store(tmp_path: Path) -> AsyncIterator[FilesystemStore]:
     opened = await FilesystemStore.create(tmp_path / "root")
     yield opened
     await opened.close()
-
-
-async def written(store: FilesystemStore, path: str, data: bytes, **kwargs: object) -> Upload:
-    upload = await store.begin_upload(path, **kwargs)  # type: ignore[arg-type]
-    await upload.write(data)
-    return upload
 
 
 def rows_of(store: FilesystemStore, path: str) -> list[int]:

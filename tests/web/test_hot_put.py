@@ -10,7 +10,9 @@ have reached the Application's router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from artifactd.web.hotput import HotPut
 from artifactd.web.keys import METRICS
 from artifactd.web.pipeline import FILES_ROUTE_LABEL
 from tests.web.conftest import store_bytes
-from tests.web.serving import Answer, client_session, fetch, serving
+from tests.web.serving import Answer, Served, client_session, fetch, serving
 
 # (target, headers, body, whether it skips the router)
 PUTS: list[tuple[str, dict[str, str], bytes, bool]] = [
@@ -68,17 +70,26 @@ async def _root(path: Path) -> Path:
     return path
 
 
+@contextlib.asynccontextmanager
+async def hot_and_plain(
+    base: Settings, hot_root: Path, plain_root: Path
+) -> AsyncIterator[tuple[Served, Served, aiohttp.ClientSession]]:
+    """The same settings served with the routed PUTs and without, and a client."""
+    async with (
+        serving(replace(base, root=hot_root), hot=True) as hot,
+        serving(replace(base, root=plain_root), hot=False) as plain,
+        client_session() as session,
+    ):
+        yield hot, plain, session
+
+
 @pytest.mark.parametrize("changes", [{}, {"private": True}], ids=["public", "private"])
 async def test_routed_puts_answer_as_the_application(
     tmp_path: Path, changes: dict[str, object]
 ) -> None:
     base = replace(Settings(root=tmp_path), max_upload_size=2048, **changes)  # type: ignore[arg-type]
     hot_root, plain_root = await _root(tmp_path / "hot"), await _root(tmp_path / "plain")
-    async with (
-        serving(replace(base, root=hot_root), hot=True) as hot,
-        serving(replace(base, root=plain_root), hot=False) as plain,
-        client_session() as session,
-    ):
+    async with hot_and_plain(base, hot_root, plain_root) as (hot, plain, session):
         statuses = []
         for target, headers, body, routed in PUTS:
             hot.reached_application.clear()
@@ -117,11 +128,7 @@ async def test_rate_limited_puts_answer_as_the_application(tmp_path: Path) -> No
     """The access policy is the middleware's, so the limit counts routed PUTs as before."""
     base = replace(Settings(root=tmp_path), rate_limit="2/min")
     hot_root, plain_root = await _root(tmp_path / "hot"), await _root(tmp_path / "plain")
-    async with (
-        serving(replace(base, root=hot_root), hot=True) as hot,
-        serving(replace(base, root=plain_root), hot=False) as plain,
-        client_session() as session,
-    ):
+    async with hot_and_plain(base, hot_root, plain_root) as (hot, plain, session):
         statuses = []
         for name in ("a", "b", "c"):
             hot_answer = await fetch_put(session, hot.url, f"/files/{name}", {}, b"1")
@@ -141,11 +148,8 @@ async def test_token_checks_answer_as_the_application(tmp_path: Path) -> None:
         store = TokenStore(root)
         tokens[root, "ci"] = await asyncio.to_thread(store.add, "ci", "write", "ci/")
         tokens[root, "reader"] = await asyncio.to_thread(store.add, "reader", "read")
-    async with (
-        serving(Settings(root=hot_root), hot=True) as hot,
-        serving(Settings(root=plain_root), hot=False) as plain,
-        client_session() as session,
-    ):
+    base = Settings(root=hot_root)
+    async with hot_and_plain(base, hot_root, plain_root) as (hot, plain, session):
         statuses = []
         for target, token in [
             ("/files/ci/a.bin", "ci"),
