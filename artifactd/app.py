@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -26,7 +27,8 @@ async def serve_app() -> web.AppRunner:
     go to stderr as `serve` writes them, unless a logging configuration already gave the
     root logger handlers (gunicorn's `--log-config`).
     """
-    settings = settings_from_environment()
+    # Off the loop: the config file is read and paths are checked on disk.
+    settings = await asyncio.to_thread(settings_from_environment)
     harden_process()
     if not logging.getLogger().handlers:
         configure_logging(settings.log_format)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.process.test_shutdown_drain import SlowUpload
-from tests.serverproc import ServerProcess, SlowDownload
+from tests.serverproc import ServerProcess, SlowDownload, eventually
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
 
@@ -218,12 +218,21 @@ def test_sigterm_lets_a_slow_download_and_an_upload_in_flight_finish(
     big = os.urandom(8 * 1024 * 1024)
     (storage_root / "big.bin").write_bytes(big)
     download = SlowDownload(gunicorn.port, "/files/big.bin")
-    upload = SlowUpload(gunicorn.port, "/files/drain/u.bin", 24, 0.1)
+    upload = SlowUpload(gunicorn.port, "/files/drain/u.bin", 40, 0.1)  # 4 s of body
     upload.start()
     time.sleep(1.0)  # a few chunks in, not complete
     assert 0 < upload.sent_chunks < upload.chunks
     gunicorn.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", gunicorn.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    eventually(refused, 5)  # new connections are refused while those in flight go on
+    assert upload.sent_chunks < upload.chunks
     head, body = download.finish()
     upload.join(60)
     assert head.startswith(b"HTTP/1.1 200"), head
