@@ -1,5 +1,6 @@
 """Process-wide settings every artifactd server process needs, however it was started
-(`artifactd serve`, its workers, or gunicorn through `artifactd.app:create_app()`)."""
+(`artifactd serve`, its workers, or gunicorn through `artifactd.app:serve_app` or
+`artifactd.app:create_app()`)."""
 
 from __future__ import annotations
 

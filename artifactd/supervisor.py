@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.context import SpawnProcess
 
 from artifactd.metricsdir import metrics_directory
-from artifactd.server import configure_logging, serve, translated_bind_errors
+from artifactd.runner import configure_logging
+from artifactd.server import serve, translated_bind_errors
 from artifactd.settings import Settings
 
 log = logging.getLogger("artifactd.supervisor")
