@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process.test_shutdown_drain import SlowUpload
-from tests.serverproc import ServerProcess, SlowDownload, eventually
+from tests.serverproc import ServerProcess, SlowDownload, SlowUpload, eventually
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
 

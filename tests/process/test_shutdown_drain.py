@@ -5,51 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, SlowUpload
 
 pytestmark = [pytest.mark.allow_blocking, pytest.mark.slow]
-
-CHUNK = 64 * 1024
-
-
-class SlowUpload(threading.Thread):
-    """A PUT whose body trickles in `chunks` pieces, one every `interval` seconds."""
-
-    def __init__(self, port: int, path: str, chunks: int, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.port, self.path, self.chunks, self.interval = port, path, chunks, interval
-        self.body = bytes([len(path) % 256]) * (CHUNK * chunks)
-        self.answer = b""
-        self.sent_chunks = 0
-
-    def run(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
-            head = (
-                f"PUT {self.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.body)}\r\n\r\n"
-            )
-            sock.sendall(head.encode())
-            try:
-                for i in range(self.chunks):
-                    sock.sendall(self.body[i * CHUNK : (i + 1) * CHUNK])
-                    self.sent_chunks += 1
-                    time.sleep(self.interval)
-                while chunk := sock.recv(65536):
-                    self.answer += chunk
-            except OSError:
-                pass  # the server cancelled us: `answer` says what it sent, if anything
-
-    @property
-    def status(self) -> int | None:
-        if not self.answer.startswith(b"HTTP/1.1 "):
-            return None
-        return int(self.answer[9:12])
 
 
 def test_sigterm_lets_uploads_in_flight_complete(storage_root: Path) -> None:
