@@ -118,3 +118,19 @@ def test_the_plain_plans_cached_cover_every_kept_version() -> None:
     cache full: as many plans cached as versions kept."""
     maxsize = plan_module._plain_get.cache_parameters()["maxsize"]
     assert maxsize is not None and maxsize >= hotcache.MAX_ENTRIES
+
+
+async def test_a_file_opened_in_a_worker_thread_is_admitted_by_the_same_rule(
+    store: FilesystemStore, storage_root: Path
+) -> None:
+    """A file placed by hand is opened (and digested) in a worker thread, not on the loop:
+    once the cache is full it takes an entry by the same rule, not over a key read more
+    often."""
+    kept = KEYS[:4]
+    await fill(store, kept)
+    (storage_root / "by-hand.bin").write_bytes(os.urandom(4096))
+    assert store.open_now("by-hand.bin") is None  # not recorded: the loop leaves it
+    reader = await store.open("by-hand.bin")
+    await reader.aclose()
+    assert store.hot.checkout("by-hand.bin") is None
+    assert all(store.hot.checkout(path) is not None for path in kept)

@@ -205,7 +205,8 @@ class FilesystemStore(BatchedWrites, IndexedReads, Store):
         except BaseException:
             os.close(fd)
             raise
-        self.hot.remember(path, info, fd, generation)
+        if self.hot.admits(path):  # the loop's rule: a full cache keeps keys read more
+            self.hot.remember(path, info, fd, generation)
         self.loop_open.note(st, info, row_generation)
         return FileReader(fd, info)
 
