@@ -233,9 +233,11 @@ def test_workers_stop_when_their_supervisor_is_killed(storage_root: Path, tmp_pa
         (abandoned,) = temp.glob("artifactd-metrics-*")
 
         second = ServerProcess(storage_root, "--workers", "2", env=env)
-        (current,) = temp.glob("artifactd-metrics-*")
-        assert current != abandoned
-        assert second.terminate() == 0
+        try:
+            (current,) = temp.glob("artifactd-metrics-*")
+            assert current != abandoned
+        finally:
+            assert second.terminate() == 0  # SIGTERM: its workers stop with it
         assert list(temp.glob("artifactd-metrics-*")) == []
     finally:
         for pid in worker_pids(proc).values():
