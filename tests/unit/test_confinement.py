@@ -25,23 +25,25 @@ def root(tmp_path: Path) -> Path:
     return real
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "",
-        "dir",
-        "dir/sub",
-        "dir/sub/new",
-        "dir/new/deeper/still",
-        "dir/file",
-        "dir/file/below-a-file",
-        "new",
-        "inner",
-        "inner/sub/x",
-        "dangling",
-        "dangling/x",
-    ],
-)
+# Paths inside the root: plain ones, links to directories inside it, a dangling link, and
+# paths below a file or below something absent.
+INSIDE = [
+    "dir",
+    "dir/sub",
+    "dir/sub/new",
+    "dir/new/deeper/still",
+    "dir/file",
+    "dir/file/below-a-file",
+    "new",
+    "inner",
+    "inner/sub/x",
+    "inner/file",
+    "dangling",
+    "dangling/x",
+]
+
+
+@pytest.mark.parametrize("path", ["", *INSIDE])
 def test_resolves_as_realpath_does(root: Path, path: str) -> None:
     assert resolve_inside(root, path) == os.path.realpath(os.path.join(root, path))
 
@@ -75,23 +77,7 @@ def test_a_plain_path_costs_one_lstat_per_component_below_the_root(
     assert len(calls) <= 3
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "dir",
-        "dir/sub",
-        "dir/sub/new",
-        "dir/new/deeper/still",
-        "dir/file",
-        "dir/file/below-a-file",
-        "new",
-        "inner",
-        "inner/sub/x",
-        "inner/file",
-        "dangling",
-        "dangling/x",
-    ],
-)
+@pytest.mark.parametrize("path", INSIDE)
 def test_look_inside_sees_what_a_stat_after_resolving_sees(root: Path, path: str) -> None:
     """One walk for the path and what is at it: the stat of the target (links followed) or
     None, and whether its parent is a directory already (only ever True when it is)."""
