@@ -116,18 +116,6 @@ class MetadataDB(IndexQueries):
         )
         return rows[0] if rows else None
 
-    def paths_with_rows(self, paths: Sequence[str]) -> set[str]:
-        """Those of `paths` some version has a row for: one query per 500 (each path a lookup
-        of the primary key's prefix)."""
-        found: set[str] = set()
-        with self._lock:
-            for start in range(0, len(paths), 500):  # below SQLite's bound on variables
-                chunk = paths[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT DISTINCT path FROM versions WHERE path IN ({marks})"
-                found.update(path for (path,) in self._conn.execute(query, chunk))
-        return found
-
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """Hold the connection for a write; a full disk raises StorageFullError (nothing

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from artifactd.store.filesystem.schema import COLUMNS, LRU_KEY, VersionRow
 
@@ -110,23 +111,28 @@ class IndexQueries:
 
     def rows_for_paths(self, paths: Sequence[str]) -> list[VersionRow]:
         """The rows of the given paths (any number: looked up in chunks)."""
-        found: list[VersionRow] = []
-        for start in range(0, len(paths), LOOKUP_CHUNK):
-            chunk = paths[start : start + LOOKUP_CHUNK]
-            found += self._query(
-                f"SELECT {COLUMNS} FROM versions WHERE path IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-        return found
+        sql = f"SELECT {COLUMNS} FROM versions WHERE path IN ({{}})"
+        return [VersionRow(*row) for row in self._in_chunks(sql, paths)]
 
     def identities_for_paths(self, paths: Sequence[str]) -> list[tuple[str, int, int, int]]:
         """(path, inode, size, mtime_ns) of the rows of the given paths: what tells a
         recorded version from a file changed or placed by hand, without the rest of each
         row (a reconciliation's walk asks for every file's)."""
-        found: list[tuple[str, int, int, int]] = []
-        for start in range(0, len(paths), LOOKUP_CHUNK):
-            chunk = paths[start : start + LOOKUP_CHUNK]
-            sql = "SELECT path, ino, size, mtime_ns FROM versions WHERE path IN ({})"
+        sql = "SELECT path, ino, size, mtime_ns FROM versions WHERE path IN ({})"
+        return self._in_chunks(sql, paths)
+
+    def paths_with_rows(self, paths: Sequence[str]) -> set[str]:
+        """Those of `paths` some version has a row for (each a lookup of the primary key's
+        prefix)."""
+        sql = "SELECT DISTINCT path FROM versions WHERE path IN ({})"
+        return {path for (path,) in self._in_chunks(sql, paths)}
+
+    def _in_chunks(self, sql: str, values: Sequence[str]) -> list[Any]:
+        """The rows of `sql`, whose `{}` is an `IN (...)` list of `values`: one query per
+        LOOKUP_CHUNK of them (any number of values)."""
+        found: list[Any] = []
+        for start in range(0, len(values), LOOKUP_CHUNK):
+            chunk = values[start : start + LOOKUP_CHUNK]
             with self._lock:
                 found += self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
         return found

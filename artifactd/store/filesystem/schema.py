@@ -57,11 +57,6 @@ END;
 
 # The ordering key of least-recently-used eviction: never read counts as read when created.
 LRU_KEY = "coalesce(last_accessed, created_at)"
-# Bound on the parameters of one `IN (...)` query.
-LOOKUP_CHUNK = 500
-
-# A key that orders rows after another in a keyset page: (order value, path, inode).
-PageKey = tuple[float, str, int]
 
 
 @dataclass(frozen=True, slots=True)
